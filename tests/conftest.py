@@ -1,0 +1,121 @@
+"""Shared fixtures: MNIST on disk, a real Redis server, an S3 API server, a small trained model."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import itertools
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from trainer import mnist, registry, train  # noqa: E402
+from trainer.storage import Store, open_store  # noqa: E402
+from worker import local  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+_buckets = itertools.count()
+MNIST_DIR = Path(os.environ.get("SCANDIGITS_MNIST_DIR", ROOT.parent / "shared" / "data" / "mnist"))
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The four MNIST IDX files (SCANDIGITS_MNIST_DIR); the suite cannot run without them."""
+    if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.fail(f"MNIST not found at {MNIST_DIR}; set SCANDIGITS_MNIST_DIR")
+    return MNIST_DIR
+
+
+@pytest.fixture(scope="session")
+def digits(mnist_dir: Path) -> mnist.Mnist:
+    """MNIST loaded once for the session."""
+    return mnist.load(mnist_dir)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server process on loopback for the whole session."""
+    with local.redis(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 API server over HTTP, with boto3 pointed at it through the AWS_* variables."""
+    from moto.server import ThreadedMotoServer
+
+    port = local.free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": endpoint,
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield endpoint
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    server.stop()
+
+
+def make_bucket(name: str) -> None:
+    """Create a bucket on the S3 server the AWS_* variables point at."""
+    import boto3
+
+    boto3.client("s3").create_bucket(Bucket=name)
+
+
+@pytest.fixture
+def s3_store(s3_endpoint: str) -> Store:
+    """A fresh bucket per test."""
+    bucket = f"bucket-{next(_buckets)}"
+    make_bucket(bucket)
+    return open_store(f"s3://{bucket}/data")
+
+
+@pytest.fixture(scope="session")
+def trained(digits: mnist.Mnist, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """A seed MLP trained for 2 epochs (seconds on 2 cores), saved to disk with its metadata."""
+    model, metadata = train.train("mlp", digits, epochs=2, log=lambda _: None)
+    path = tmp_path_factory.mktemp("model") / "model.keras"
+    model.save(path)
+    return path, metadata
+
+
+def publish(store: Store, trained: tuple[Path, dict[str, Any]]) -> int:
+    """Publish the session's trained model into `store` and make it current."""
+    path, metadata = trained
+    return registry.publish(store, path, metadata, "always")[0]
+
+
+@pytest.fixture
+def file_store(tmp_path: Path) -> Store:
+    """An empty local store."""
+    store = open_store(f"file://{tmp_path / 'store'}")
+    store.check()
+    return store
+
+
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `scandigits ARGS` as a user would, capturing stdout and stderr."""
+    return subprocess.run(
+        [sys.executable, "-m", "worker", *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=tempfile.gettempdir(),
+    )

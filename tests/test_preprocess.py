@@ -1,0 +1,85 @@
+"""MNIST-style normalisation on hand-made scans: polarity, position, size, aspect, specks."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from worker.preprocess import NoInkError, normalise
+
+
+def scan(size=(400, 400), box=(150, 100, 100, 160), thickness=12, dark_on_light=True):
+    """A '7' drawn in box (x, y, w, h) on a canvas of `size` (h, w): float gray in [0, 1]."""
+    ink = np.zeros(size, np.uint8)
+    x, y, w, h = box
+    points = np.array([[x, y], [x + w, y], [x + w // 3, y + h]], np.int32)
+    cv2.polylines(ink, [points], False, 255, thickness, cv2.LINE_AA)
+    gray = ink.astype(np.float32) / 255
+    return 1.0 - 0.8 * gray if dark_on_light else gray
+
+
+def centre_of_mass(digit: np.ndarray) -> tuple[float, float]:
+    total = digit.sum()
+    return (digit.sum(0) @ np.arange(28)) / total, (digit.sum(1) @ np.arange(28)) / total
+
+
+def ink_box(digit: np.ndarray) -> tuple[int, int]:
+    ys, xs = np.nonzero(digit > 0.1)
+    return ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+
+
+def test_output_is_mnist_frame() -> None:
+    digit = normalise(scan())
+    assert digit.shape == (28, 28) and digit.dtype == np.float32
+    assert digit.max() == pytest.approx(1.0, abs=0.05) and digit.min() >= 0
+    cx, cy = centre_of_mass(digit)
+    assert abs(cx - 14) < 0.5 and abs(cy - 14) < 0.5
+    assert max(ink_box(digit)) in (20, 21, 22)
+
+
+def test_polarity_does_not_matter() -> None:
+    dark = normalise(scan(dark_on_light=True))
+    light = normalise(scan(dark_on_light=False))
+    assert np.abs(dark - light).mean() < 0.02
+
+
+def test_off_centre_tiny_and_huge_digits_land_the_same() -> None:
+    reference = normalise(scan())
+    corner = normalise(scan(size=(600, 800), box=(620, 20, 100, 160)))
+    tiny = normalise(scan(size=(300, 300), box=(30, 200, 12, 20), thickness=2))
+    huge = normalise(scan(size=(2000, 1600), box=(300, 200, 800, 1280), thickness=90))
+    for other in (corner, tiny, huge):
+        assert np.abs(other - reference).mean() < 0.08
+        cx, cy = centre_of_mass(other)
+        assert abs(cx - 14) < 0.6 and abs(cy - 14) < 0.6
+
+
+def test_aspect_ratio_kept() -> None:
+    one = np.ones((300, 300), np.float32)
+    cv2.line(one, (150, 60), (150, 240), 0.1, 14)
+    height, width = ink_box(normalise(one))
+    assert height >= 19 and width <= 6
+
+
+def test_noise_specks_and_gradient_are_ignored() -> None:
+    rng = np.random.default_rng(0)
+    gray = scan(size=(500, 500), box=(200, 150, 100, 160))
+    gray *= np.linspace(0.7, 1.0, 500, dtype=np.float32)[None, :]
+    for _ in range(25):
+        y, x = rng.integers(5, 495, 2)
+        if not (130 < y < 330 and 180 < x < 320):
+            cv2.circle(gray, (int(x), int(y)), 2, 0.2, -1)
+    gray += rng.normal(0, 0.03, gray.shape).astype(np.float32)
+    assert np.abs(normalise(np.clip(gray, 0, 1)) - normalise(scan())).mean() < 0.08
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0, 0.5])
+def test_blank_pages_have_no_ink(value: float) -> None:
+    with pytest.raises(NoInkError):
+        normalise(np.full((200, 300), value, np.float32))
+
+
+def test_one_pixel_image() -> None:
+    with pytest.raises(NoInkError):
+        normalise(np.zeros((1, 1), np.float32))

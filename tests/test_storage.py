@@ -1,0 +1,73 @@
+"""Both store backends behave the same: file:// on disk and s3:// against an S3 API server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trainer.storage import AlreadyExists, ObjectMissing, Store, StoreError, open_store
+
+
+@pytest.fixture(params=["file", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    if request.param == "file":
+        return open_store(f"file://{tmp_path}/store")
+    return request.getfixturevalue("s3_store")
+
+
+def test_put_get_list_exists(store: Store) -> None:
+    store.check()
+    store.put("a/b/one.txt", b"1")
+    store.put("a/two.txt", b"2")
+    store.put("a/two.txt", b"22")
+    assert store.get("a/two.txt") == b"22"
+    assert store.exists("a/b/one.txt")
+    assert not store.exists("a/b/none.txt")
+    assert sorted(store.list("a/")) == ["a/b/one.txt", "a/two.txt"]
+    assert list(store.list("missing/")) == []
+    with pytest.raises(ObjectMissing):
+        store.get("a/none.txt")
+
+
+def test_create_is_exclusive(store: Store) -> None:
+    store.create("claims/x", b"first")
+    with pytest.raises(AlreadyExists):
+        store.create("claims/x", b"second")
+    assert store.get("claims/x") == b"first"
+
+
+@pytest.mark.parametrize("key", ["../escape", "/abs", "a/../../b", "a//b", "", "a\\b"])
+def test_unsafe_keys_refused(store: Store, key: str) -> None:
+    with pytest.raises(StoreError):
+        store.put(key, b"x")
+
+
+def test_file_store_relative_url_and_atomic_writes(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = open_store("file://./data")
+    assert store.url == f"file://{tmp_path}/data"
+    store.put("k/v.bin", b"x" * 1000)
+    assert [p.name for p in (tmp_path / "data" / "k").iterdir()] == ["v.bin"]
+
+
+def test_missing_bucket_is_one_clear_error(s3_endpoint: str) -> None:
+    with pytest.raises(StoreError, match="bucket 'no-such-bucket' does not exist"):
+        open_store("s3://no-such-bucket/x").check()
+
+
+def test_unreachable_endpoint_is_one_clear_error(monkeypatch) -> None:
+    from worker.local import free_port
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    with pytest.raises(StoreError, match="cannot reach the object store"):
+        open_store("s3://bucket/x").check()
+
+
+def test_bad_urls() -> None:
+    for url in ("ftp://x/y", "s3://", "scans/"):
+        with pytest.raises(StoreError):
+            open_store(url)

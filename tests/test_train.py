@@ -1,0 +1,29 @@
+"""`scandigits train` publishes a version that `scandigits models` lists as current."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import cli
+
+
+def test_train_cli_publishes_and_lists(mnist_dir: Path, tmp_path: Path) -> None:
+    store = f"file://{tmp_path}/store"
+    result = cli("train", "--model", "mlp", "--epochs", "1", "--limit", "3000",
+                 "--data", str(mnist_dir), "--store", store)
+    assert result.returncode == 0, result.stderr
+    assert "epoch 1/1" in result.stderr
+    assert result.stdout.startswith("model v1 (mlp): test accuracy 0.")
+    listing = cli("models", "--store", store)
+    assert listing.returncode == 0
+    assert listing.stdout.splitlines()[1].startswith("*       1  mlp")
+    meta = json.loads(cli("models", "--json", "--store", store).stdout)
+    assert meta[0]["current"] and meta[0]["hyperparameters"]["train_images"] == 3000
+    assert meta[0]["test_accuracy"] > 0.8
+
+
+def test_train_rejects_unknown_model(tmp_path: Path) -> None:
+    result = cli("train", "--model", "resnet", "--store", f"file://{tmp_path}")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: unknown model 'resnet'; choose from mlp"

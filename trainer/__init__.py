@@ -1,0 +1,1 @@
+"""Trains digit models and publishes them, versioned, to object storage."""

@@ -1,0 +1,111 @@
+"""Versioned model registry in the store: immutable numbered versions and a `current` alias.
+
+Layout: ``models/v0001/model.keras``, ``models/v0001/metadata.json``, ``models/current.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trainer.errors import UserError
+from trainer.storage import AlreadyExists, ObjectMissing, Store
+
+if TYPE_CHECKING:
+    import keras
+
+PROMOTE = ("always", "if-better", "never")
+CURRENT = "models/current.json"
+_VERSION_KEY = re.compile(r"^models/v(\d+)/model\.keras$")
+
+
+class RegistryError(UserError):
+    """No usable model: none published, unknown version, or a file that fails verification."""
+
+
+def _prefix(version: int) -> str:
+    return f"models/v{version:04d}"
+
+
+def versions(store: Store) -> list[dict[str, Any]]:
+    """Metadata of every published version, oldest first."""
+    found = []
+    for key in store.list("models/"):
+        if key.endswith("/metadata.json"):
+            found.append(json.loads(store.get(key)))
+    return sorted(found, key=lambda meta: meta["version"])
+
+
+def current_version(store: Store) -> int | None:
+    """The version the `current` alias points at, or None before the first promotion."""
+    try:
+        return int(json.loads(store.get(CURRENT))["version"])
+    except ObjectMissing:
+        return None
+
+
+def resolve(store: Store, version: int | str | None = None) -> dict[str, Any]:
+    """Metadata of `version` (a number, 'current' or None for current)."""
+    if version in (None, "current"):
+        version = current_version(store)
+        if version is None:
+            raise RegistryError(f"no model published in {store.url}; run `scandigits train` first")
+    try:
+        number = int(str(version).lstrip("v"))
+        return json.loads(store.get(f"{_prefix(number)}/metadata.json"))
+    except (ValueError, ObjectMissing) as exc:
+        raise RegistryError(
+            f"model version {version!r} not found in {store.url}; see `scandigits models`"
+        ) from exc
+
+
+def publish(
+    store: Store, model_file: Path, metadata: dict[str, Any], promote: str = "if-better"
+) -> tuple[int, bool]:
+    """Publish a new immutable version; return (version, whether `current` moved to it)."""
+    if promote not in PROMOTE:
+        raise ValueError(f"promote must be one of {PROMOTE}")
+    data = model_file.read_bytes()
+    version = 1 + max(
+        (int(m.group(1)) for k in store.list("models/") if (m := _VERSION_KEY.match(k))),
+        default=0,
+    )
+    while True:
+        try:
+            store.create(f"{_prefix(version)}/model.keras", data)
+            break
+        except AlreadyExists:
+            version += 1
+    metadata = {**metadata, "version": version, "sha256": hashlib.sha256(data).hexdigest()}
+    store.put(f"{_prefix(version)}/metadata.json", json.dumps(metadata, indent=2).encode())
+    current = current_version(store)
+    promoted = promote == "always" or (
+        promote == "if-better"
+        and (
+            current is None or metadata["test_accuracy"] >= resolve(store, current)["test_accuracy"]
+        )
+    )
+    if promoted:
+        store.put(CURRENT, json.dumps({"version": version}).encode())
+    return version, promoted
+
+
+def load(store: Store, metadata: dict[str, Any]) -> keras.Model:
+    """Fetch a version's model file, verify its sha256 against the registry, load it safely."""
+    import keras
+
+    key = f"{_prefix(metadata['version'])}/model.keras"
+    try:
+        data = store.get(key)
+    except ObjectMissing as exc:
+        raise RegistryError(f"model file {key} is missing from {store.url}") from exc
+    if hashlib.sha256(data).hexdigest() != metadata.get("sha256"):
+        raise RegistryError(f"model file {key} does not match its registered sha256; refusing it")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp, "model.keras")
+        path.write_bytes(data)
+        return keras.saving.load_model(path, compile=False, safe_mode=True)

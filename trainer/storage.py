@@ -1,0 +1,216 @@
+"""Object storage: one small interface over a local folder (file://) and S3 (s3://).
+
+Everything the system persists (models, manifests, inputs, results) lives in a Store under
+relative keys such as ``batches/<id>/manifest.json``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import Protocol
+from urllib.parse import urlparse
+
+from trainer.errors import UserError
+
+
+class StoreError(UserError):
+    """The store cannot be used (unreachable, missing bucket, no credentials, bad URL)."""
+
+
+class ObjectMissing(KeyError):
+    """The requested key does not exist in the store."""
+
+
+class AlreadyExists(Exception):
+    """An exclusive create found the key already taken."""
+
+
+class Store(Protocol):
+    """Keyed blobs; keys are relative POSIX paths without '..'."""
+
+    url: str
+
+    def check(self) -> None: ...
+    def get(self, key: str) -> bytes: ...
+    def put(self, key: str, data: bytes) -> None: ...
+    def create(self, key: str, data: bytes) -> None: ...
+    def exists(self, key: str) -> bool: ...
+    def list(self, prefix: str) -> Iterator[str]: ...
+
+
+def validate_key(key: str) -> str:
+    """Return key if it is a safe relative key; refuse absolute paths and '..' segments."""
+    parts = PurePosixPath(key).parts
+    if not key or key.startswith("/") or "\\" in key or ".." in parts or "" in key.split("/"):
+        raise StoreError(f"invalid object key {key!r}")
+    return key
+
+
+def open_store(url: str) -> Store:
+    """Open the store named by a ``file://`` or ``s3://bucket/prefix`` URL."""
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return FileStore(Path(parsed.netloc + parsed.path))
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise StoreError(f"store URL {url!r} has no bucket; use s3://BUCKET/PREFIX")
+        return S3Store(parsed.netloc, parsed.path.strip("/"))
+    raise StoreError(f"unsupported store URL {url!r}; use file:///path or s3://bucket/prefix")
+
+
+class FileStore:
+    """A folder on local disk; writes are atomic (temp file + rename)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.expanduser().absolute()
+        self.url = f"file://{self.root}"
+
+    def _path(self, key: str) -> Path:
+        return self.root / validate_key(key)
+
+    def check(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot use store folder {self.root}: {exc.strerror}") from exc
+        if not os.access(self.root, os.W_OK):
+            raise StoreError(f"store folder {self.root} is not writable")
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise ObjectMissing(key) from exc
+
+    def _write_temp(self, key: str, data: bytes) -> tuple[Path, Path]:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return Path(tmp), path
+
+    def put(self, key: str, data: bytes) -> None:
+        tmp, path = self._write_temp(key, data)
+        os.replace(tmp, path)
+
+    def create(self, key: str, data: bytes) -> None:
+        tmp, path = self._write_temp(key, data)
+        try:
+            os.link(tmp, path)
+        except FileExistsError as exc:
+            raise AlreadyExists(key) from exc
+        finally:
+            tmp.unlink()
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list(self, prefix: str) -> Iterator[str]:
+        base = self.root / prefix
+        if not base.is_dir():
+            return
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if not name.startswith(".tmp-"):
+                    yield Path(dirpath, name).relative_to(self.root).as_posix()
+
+
+class S3Store:
+    """A bucket and prefix on any S3 API (AWS, MinIO, moto); settings from boto3's AWS_* env."""
+
+    def __init__(self, bucket: str, prefix: str) -> None:
+        self.bucket = bucket
+        self.prefix = f"{prefix}/" if prefix else ""
+        self.url = f"s3://{bucket}/{prefix}".rstrip("/")
+        self._client = None
+        self._pid = 0
+
+    @property
+    def client(self):
+        """A boto3 client per process (clients must not cross a fork)."""
+        if self._client is None or self._pid != os.getpid():
+            import boto3
+            from botocore.config import Config
+
+            config = Config(
+                retries={"mode": "standard", "max_attempts": 5},
+                connect_timeout=5,
+                read_timeout=30,
+                max_pool_connections=32,
+            )
+            self._client = boto3.client("s3", config=config)
+            self._pid = os.getpid()
+        return self._client
+
+    def _key(self, key: str) -> str:
+        return self.prefix + validate_key(key)
+
+    def _call(self, method: str, **kwargs):
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+        try:
+            return getattr(self.client, method)(Bucket=self.bucket, **kwargs)
+        except NoCredentialsError as exc:
+            raise StoreError(
+                "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            ) from exc
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise ObjectMissing(kwargs.get("Key", "")) from exc
+            if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                raise AlreadyExists(kwargs.get("Key", "")) from exc
+            if code == "NoSuchBucket":
+                raise StoreError(
+                    f"bucket {self.bucket!r} does not exist; create it or set SCANDIGITS_STORE"
+                ) from exc
+            if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                raise StoreError(f"access to s3://{self.bucket} denied ({code})") from exc
+            raise StoreError(f"S3 {method} failed on s3://{self.bucket}: {code}") from exc
+        except BotoCoreError as exc:
+            endpoint = self.client.meta.endpoint_url
+            raise StoreError(
+                f"cannot reach the object store at {endpoint} ({type(exc).__name__}); "
+                "check AWS_ENDPOINT_URL and that the S3 service is running"
+            ) from exc
+
+    def check(self) -> None:
+        try:
+            self._call("head_bucket")
+        except ObjectMissing as exc:
+            raise StoreError(
+                f"bucket {self.bucket!r} does not exist; create it or set SCANDIGITS_STORE"
+            ) from exc
+
+    def get(self, key: str) -> bytes:
+        return self._call("get_object", Key=self._key(key))["Body"].read()
+
+    def put(self, key: str, data: bytes) -> None:
+        self._call("put_object", Key=self._key(key), Body=data)
+
+    def create(self, key: str, data: bytes) -> None:
+        self._call("put_object", Key=self._key(key), Body=data, IfNoneMatch="*")
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._call("head_object", Key=self._key(key))
+        except ObjectMissing:
+            return False
+        return True
+
+    def list(self, prefix: str) -> Iterator[str]:
+        token: dict[str, str] = {}
+        while True:
+            page = self._call("list_objects_v2", Prefix=self.prefix + prefix, **token)
+            for item in page.get("Contents", []):
+                yield item["Key"][len(self.prefix) :]
+            if not page.get("IsTruncated"):
+                return
+            token = {"ContinuationToken": page["NextContinuationToken"]}

@@ -1,0 +1,114 @@
+"""Train an architecture on MNIST, evaluate it, and publish it to the registry."""
+
+from __future__ import annotations
+
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trainer import mnist, models, registry
+from trainer.storage import Store
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def train(
+    name: str,
+    data: mnist.Mnist,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    log: Callable[[str], None] = _log,
+) -> tuple[Any, dict[str, Any]]:
+    """Fit architecture `name`; return the model and its metadata (metrics, recipe, provenance)."""
+    import keras
+    import tensorflow as tf
+
+    recipe = models.RECIPES[name]
+    epochs = epochs or recipe.epochs
+    batch_size = batch_size or recipe.batch_size
+    keras.utils.set_random_seed(seed)
+    x_train, y_train = data.x_train[:limit], data.y_train[:limit]
+    x_train = x_train.astype(np.float32) / 255.0
+    x_test = data.x_test.astype(np.float32) / 255.0
+    onehot = keras.utils.to_categorical
+
+    model = models.build(name)
+    started = time.monotonic()
+
+    def on_epoch_end(epoch: int, logs: dict[str, float]) -> None:
+        log(
+            f"epoch {epoch + 1}/{epochs}  loss {logs['loss']:.4f}  "
+            f"accuracy {logs['accuracy']:.4f}  ({time.monotonic() - started:.0f} s)"
+        )
+
+    model.fit(
+        x_train,
+        onehot(y_train, 10),
+        epochs=epochs,
+        batch_size=batch_size,
+        shuffle=True,
+        verbose=0,
+        callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)],
+    )
+    seconds = time.monotonic() - started
+    train_loss, train_acc = model.evaluate(x_train, onehot(y_train, 10), batch_size=1024, verbose=0)
+    test_loss, test_acc = model.evaluate(
+        x_test, onehot(data.y_test, 10), batch_size=1024, verbose=0
+    )
+    metadata = {
+        "architecture": name,
+        "parameters": model.count_params(),
+        "layers": [layer.__class__.__name__ for layer in model.layers],
+        "hyperparameters": {
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "learning_rate": recipe.learning_rate,
+            "optimizer": "adam",
+            "loss": "categorical_crossentropy",
+            "seed": seed,
+            "train_images": len(x_train),
+        },
+        "train_accuracy": round(float(train_acc), 5),
+        "train_loss": round(float(train_loss), 5),
+        "test_accuracy": round(float(test_acc), 5),
+        "test_loss": round(float(test_loss), 5),
+        "training_seconds": round(seconds, 1),
+        "dataset_sha256": data.fingerprint,
+        "libraries": {
+            "python": platform.python_version(),
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "numpy": np.__version__,
+        },
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    return model, metadata
+
+
+def run(
+    store: Store,
+    name: str,
+    data_source: str | None,
+    promote: str = "if-better",
+    **options: Any,
+) -> dict[str, Any]:
+    """Load MNIST, train, publish; return the published metadata plus `promoted`."""
+    store.check()
+    data = mnist.load(data_source)
+    model, metadata = train(name, data, **options)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp, "model.keras")
+        model.save(path)
+        version, promoted = registry.publish(store, path, metadata, promote)
+    return {**registry.resolve(store, version), "promoted": promoted}

@@ -1,0 +1,1 @@
+"""Celery workers and the scandigits CLI: batches in, labeled results out."""

@@ -1,0 +1,230 @@
+"""Batches in the store: submit (manifest + inputs + chunk tasks), progress, and finalize.
+
+Layout under ``batches/<id>/``: ``manifest.json``, ``inputs/…``, ``chunks/<n>.json`` (one per
+chunk, overwritten on a re-run), and once every chunk has landed ``results.jsonl``,
+``results.csv`` and ``summary.json``. The store, not the broker, says what is done.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from trainer import registry
+from trainer.errors import UserError
+from trainer.storage import ObjectMissing, Store, open_store
+from worker import queue, results
+
+IMAGE_SUFFIXES = frozenset(
+    [
+        ".png",
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".bmp",
+        ".dib",
+        ".tif",
+        ".tiff",
+        ".webp",
+        ".pbm",
+        ".pgm",
+        ".ppm",
+        ".pnm",
+        ".gif",
+    ]
+)
+
+
+def now() -> str:
+    """UTC timestamp used in manifests, chunks and summaries."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def prefix(batch_id: str) -> str:
+    """The store folder of one batch; ids are validated so keys cannot escape it."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", batch_id):
+        raise UserError(f"invalid batch id {batch_id!r}")
+    return f"batches/{batch_id}"
+
+
+def chunk_key(batch_id: str, index: int) -> str:
+    """Where chunk `index` of a batch writes its results."""
+    return f"{prefix(batch_id)}/chunks/{index:06d}.json"
+
+
+def _is_image(name: str) -> bool:
+    return Path(name).suffix.lower() in IMAGE_SUFFIXES and not Path(name).name.startswith(".")
+
+
+def _store_items(store: Store, url: str) -> list[dict[str, str]]:
+    """Items for an s3:// or file:// URL inside the store: an object or every image under it."""
+    root, target = store.url.rstrip("/") + "/", open_store(url).url.rstrip("/")
+    if not target.startswith(root):
+        raise UserError(f"{url} is not inside the store {store.url}; pass local files instead")
+    relative = target[len(root) :]
+    keys = [k for k in store.list(relative + "/") if _is_image(k)]
+    if not keys and store.exists(relative):
+        keys = [relative]
+    return [{"source": root + key, "key": key} for key in keys]
+
+
+def _local_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file()
+            and _is_image(p.name)
+            and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        )
+    if path.exists():
+        return [path]
+    raise UserError(f"no such file or folder: {path}")
+
+
+def submit(
+    store: Store,
+    paths: list[str],
+    model: int | str | None = None,
+    chunk_size: int = 128,
+    on_upload: Callable[[int], None] = lambda n: None,
+) -> str:
+    """Create a batch and queue its chunk tasks; return the batch id.
+
+    Local files are uploaded under the batch's inputs/; store URLs are used in place.
+    """
+    if chunk_size < 1:
+        raise UserError("chunk size must be at least 1")
+    store.check()
+    version = registry.resolve(store, model)["version"]
+    batch_id = f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+    items: list[dict[str, str]] = []
+    uploads: list[tuple[Path, str]] = []
+    for raw in paths:
+        if "://" in raw:
+            items += _store_items(store, raw)
+            continue
+        for file in _local_files(Path(raw)):
+            key = f"{prefix(batch_id)}/inputs/{len(items):06d}-{_safe_name(file.name)}"
+            items.append({"source": str(file), "key": key})
+            uploads.append((file, key))
+    if not items:
+        raise UserError(f"no images found in {' '.join(paths)}")
+
+    def upload(job: tuple[Path, str]) -> None:
+        try:
+            store.put(job[1], job[0].read_bytes())
+        except OSError as exc:
+            raise UserError(f"cannot read {job[0]}: {exc.strerror}") from exc
+        on_upload(1)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(upload, uploads))
+    chunks = [items[i : i + chunk_size] for i in range(0, len(items), chunk_size)]
+    manifest = {
+        "batch": batch_id,
+        "created": now(),
+        "model": version,
+        "images": len(items),
+        "chunk_size": chunk_size,
+        "chunks": chunks,
+    }
+    store.put(f"{prefix(batch_id)}/manifest.json", json.dumps(manifest).encode())
+    queue.enqueue([[batch_id, i, len(chunks), chunk, version] for i, chunk in enumerate(chunks)])
+    return batch_id
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)[-100:] or "image"
+
+
+def manifest(store: Store, batch_id: str) -> dict[str, Any]:
+    """The batch's manifest, or a one-line error if there is no such batch."""
+    try:
+        return json.loads(store.get(f"{prefix(batch_id)}/manifest.json"))
+    except ObjectMissing as exc:
+        raise UserError(f"no batch {batch_id!r} in {store.url}") from exc
+
+
+def done_chunks(store: Store, batch_id: str) -> set[int]:
+    """Indexes of the chunks whose results are in the store."""
+    names = (key.rsplit("/", 1)[-1] for key in store.list(f"{prefix(batch_id)}/chunks/"))
+    return {int(name[:-5]) for name in names if re.fullmatch(r"\d+\.json", name)}
+
+
+def status(store: Store, batch: dict[str, Any]) -> dict[str, Any]:
+    """Progress of a batch from the store alone: queued, running or done."""
+    batch_id = batch["batch"]
+    done = done_chunks(store, batch_id)
+    try:
+        summary = json.loads(store.get(f"{prefix(batch_id)}/summary.json"))
+    except ObjectMissing:
+        summary = None
+    state = "done" if summary else "running" if done else "queued"
+    report = {
+        "batch": batch_id,
+        "state": state,
+        "model": batch["model"],
+        "images": batch["images"],
+        "images_done": sum(len(batch["chunks"][i]) for i in done if i < len(batch["chunks"])),
+        "chunks": len(batch["chunks"]),
+        "chunks_done": len(done),
+        "submitted": batch["created"],
+    }
+    if summary:
+        report.update(
+            errors=summary["errors"],
+            finished=summary["finished"],
+            results=f"{store.url}/{prefix(batch_id)}/results.jsonl",
+        )
+    return report
+
+
+def wait(
+    store: Store, batch_id: str, timeout: float = 0, on_progress: Callable[[int], None] = print
+) -> dict[str, Any]:
+    """Poll the store until the batch is done; report images done; TimeoutError after timeout."""
+    batch = manifest(store, batch_id)
+    deadline = time.monotonic() + timeout if timeout else float("inf")
+    while True:
+        report = status(store, batch)
+        on_progress(report["images_done"])
+        if report["state"] == "done":
+            return report
+        if time.monotonic() > deadline:
+            raise TimeoutError(batch_id)
+        time.sleep(0.3)
+
+
+def finalize_if_complete(store: Store, batch_id: str, chunk_count: int) -> bool:
+    """Merge chunk results into the batch files once every chunk has landed (idempotent)."""
+    if len(done_chunks(store, batch_id)) < chunk_count:
+        return False
+    batch = manifest(store, batch_id)
+    chunks = [json.loads(store.get(chunk_key(batch_id, i))) for i in range(len(batch["chunks"]))]
+    records = [r for chunk in chunks for r in chunk["records"]]
+    store.put(f"{prefix(batch_id)}/results.jsonl", results.jsonl(records))
+    store.put(f"{prefix(batch_id)}/results.csv", results.csv_bytes(records))
+    summary = results.summary(batch, chunks)
+    store.put(f"{prefix(batch_id)}/summary.json", json.dumps(summary, indent=2).encode())
+    return True
+
+
+def result_file(store: Store, batch_id: str, fmt: str) -> bytes:
+    """The finished batch's results as JSON Lines or CSV."""
+    name = {"jsonl": "results.jsonl", "csv": "results.csv"}[fmt]
+    try:
+        return store.get(f"{prefix(batch_id)}/{name}")
+    except ObjectMissing as exc:
+        report = status(store, manifest(store, batch_id))
+        raise UserError(
+            f"batch {batch_id} is not finished ({report['images_done']}/{report['images']} "
+            "images); wait with `scandigits submit --wait` or check `scandigits status`"
+        ) from exc

@@ -1,0 +1,271 @@
+"""The `scandigits` command line: train, models, submit, status, results, worker, predict, demo.
+
+Every setting comes from an environment variable and can be overridden by its flag.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from trainer.errors import UserError
+from trainer.storage import Store, open_store
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Read handwritten digits from scanned batches on a Celery/Redis cluster.",
+)
+
+StoreUrl = Annotated[
+    str,
+    typer.Option("--store", envvar="SCANDIGITS_STORE", help="file:///path or s3://bucket/prefix"),
+]
+BrokerUrl = Annotated[
+    str, typer.Option("--broker", envvar="SCANDIGITS_BROKER_URL", help="Redis URL of the queue")
+]
+ModelVersion = Annotated[
+    str | None, typer.Option("--model", help="Model version (default: current)")
+]
+DEFAULT_STORE = "file://./scandigits-data"
+DEFAULT_BROKER = "redis://localhost:6379/0"
+
+
+def _open(url: str) -> Store:
+    store = open_store(url)
+    store.check()
+    return store
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+@app.command()
+def train(
+    model: Annotated[str, typer.Option(help="Architecture: mlp")] = "mlp",
+    data: Annotated[
+        str | None,
+        typer.Option(envvar="SCANDIGITS_MNIST_DIR", help="MNIST folder (IDX .gz) or mnist.npz"),
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Default: the recipe's")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Default: the recipe's")] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=100, help="Train on the first N images only (smoke runs)")
+    ] = None,
+    promote: Annotated[
+        str, typer.Option(help="Move `current` to the new version: always|if-better|never")
+    ] = "if-better",
+    seed: int = 0,
+    store: StoreUrl = DEFAULT_STORE,
+) -> None:
+    """Train a model on MNIST and publish it as a new version."""
+    from trainer import models, registry
+    from trainer import train as trainer
+
+    if model not in models.RECIPES:
+        raise UserError(f"unknown model {model!r}; choose from {', '.join(models.RECIPES)}")
+    if promote not in registry.PROMOTE:
+        raise UserError(f"--promote must be one of {', '.join(registry.PROMOTE)}")
+    meta = trainer.run(
+        open_store(store),
+        model,
+        data,
+        promote,
+        epochs=epochs,
+        batch_size=batch_size,
+        limit=limit,
+        seed=seed,
+    )
+    state = "now current" if meta["promoted"] else "not promoted"
+    typer.echo(
+        f"model v{meta['version']} ({model}): test accuracy {meta['test_accuracy']:.4f}, "
+        f"train accuracy {meta['train_accuracy']:.4f}, {meta['training_seconds']:.0f} s, {state}"
+    )
+
+
+@app.command("models")
+def list_models(
+    as_json: Annotated[bool, typer.Option("--json", help="Print metadata as JSON")] = False,
+    store: StoreUrl = DEFAULT_STORE,
+) -> None:
+    """List published model versions; * marks current."""
+    from trainer import registry
+
+    target = _open(store)
+    versions = registry.versions(target)
+    current = registry.current_version(target)
+    if as_json:
+        typer.echo(json.dumps([{**m, "current": m["version"] == current} for m in versions]))
+        return
+    if not versions:
+        _err(f"no models in {target.url}; run `scandigits train`")
+        return
+    typer.echo(f"  {'version':>7}  {'model':<6} {'test acc':>8} {'train acc':>9}  created")
+    for m in versions:
+        mark = "*" if m["version"] == current else " "
+        typer.echo(
+            f"{mark} {m['version']:>7}  {m['architecture']:<6} {m['test_accuracy']:>8.4f} "
+            f"{m['train_accuracy']:>9.4f}  {m['created']}"
+        )
+
+
+@app.command()
+def submit(
+    paths: Annotated[list[str], typer.Argument(help="Image files, folders, or store URLs")],
+    wait: Annotated[bool, typer.Option(help="Show progress and wait for the results")] = False,
+    model: ModelVersion = None,
+    chunk_size: Annotated[
+        int, typer.Option(envvar="SCANDIGITS_CHUNK_SIZE", min=1, help="Images per task")
+    ] = 128,
+    timeout: Annotated[
+        float, typer.Option(help="With --wait: give up after this many seconds (0: never)")
+    ] = 0,
+    store: StoreUrl = DEFAULT_STORE,
+    broker: BrokerUrl = DEFAULT_BROKER,
+) -> None:
+    """Submit a batch; print its id on stdout."""
+    from tqdm import tqdm
+
+    from worker import batches, queue
+
+    queue.connect(broker)
+    target = _open(store)
+    with tqdm(desc="uploading", unit="img", file=sys.stderr, leave=False) as bar:
+        batch_id = batches.submit(target, paths, model, chunk_size, on_upload=bar.update)
+    typer.echo(batch_id)
+    if wait:
+        raise typer.Exit(_wait(target, batch_id, timeout))
+
+
+def _wait(store: Store, batch_id: str, timeout: float = 0) -> int:
+    """Wait for a batch with a progress bar on stderr; return the exit code."""
+    from tqdm import tqdm
+
+    from worker import batches
+
+    total = batches.manifest(store, batch_id)["images"]
+    with tqdm(total=total, desc=batch_id, unit="img", file=sys.stderr) as bar:
+        try:
+            report = batches.wait(store, batch_id, timeout, lambda done: bar.update(done - bar.n))
+        except TimeoutError:
+            _err(
+                f"batch {batch_id} did not finish within {timeout:g} s; "
+                f"check the workers, then `scandigits status {batch_id}`"
+            )
+            return 1
+    _err(f"done: {report['images']} images, {report['errors']} errors; {report['results']}")
+    return 0
+
+
+@app.command()
+def status(batch: str, store: StoreUrl = DEFAULT_STORE) -> None:
+    """Print a batch's progress as JSON."""
+    from worker import batches
+
+    target = _open(store)
+    typer.echo(json.dumps(batches.status(target, batches.manifest(target, batch)), indent=2))
+
+
+@app.command()
+def results(
+    batch: str,
+    fmt: Annotated[str, typer.Option("--format", help="jsonl or csv")] = "jsonl",
+    store: StoreUrl = DEFAULT_STORE,
+) -> None:
+    """Print a finished batch's results."""
+    from worker import batches
+
+    if fmt not in ("jsonl", "csv"):
+        raise UserError("--format must be jsonl or csv")
+    sys.stdout.buffer.write(batches.result_file(_open(store), batch, fmt))
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int, typer.Option(envvar="SCANDIGITS_CONCURRENCY", min=1, help="Worker processes")
+    ] = os.cpu_count() or 1,
+    log_level: Annotated[str, typer.Option(envvar="SCANDIGITS_LOG_LEVEL")] = "INFO",
+    store: StoreUrl = DEFAULT_STORE,
+    broker: BrokerUrl = DEFAULT_BROKER,
+) -> None:
+    """Run a Celery worker that reads chunks of images from the queue."""
+    from worker.queue import app as celery
+    from worker.queue import connect
+
+    connect(broker)
+    target = _open(store)
+    celery.conf.update(scandigits_store=target.url, worker_concurrency=concurrency)
+    celery.worker_main(
+        [
+            "worker",
+            f"--concurrency={concurrency}",
+            f"--loglevel={log_level}",
+            f"--hostname=scandigits-{os.getpid()}@%h",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
+@app.command()
+def predict(
+    files: Annotated[list[Path], typer.Argument(help="Image files")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON record per file")] = False,
+    model: ModelVersion = None,
+    store: StoreUrl = DEFAULT_STORE,
+) -> None:
+    """Classify local images in-process (no queue). Exit 1 if any file could not be read."""
+    from worker import inference, pipeline, results
+
+    classifier = inference.classifier(_open(store), model)
+    readings, _ = pipeline.read(files, Path.read_bytes, classifier)
+    for file, reading in zip(files, readings, strict=True):
+        record = results.record(str(file), None, reading, classifier.version)
+        if as_json:
+            typer.echo(json.dumps(record))
+        elif reading.error:
+            typer.echo(f"{file}\terror: {reading.error}")
+        else:
+            typer.echo(f"{file}\t{reading.label}\t{reading.confidence:.3f}")
+    if any(r.error for r in readings):
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    count: Annotated[int, typer.Option(min=1, help="Sample scans to render")] = 300,
+    data: Annotated[
+        str | None,
+        typer.Option(envvar="SCANDIGITS_MNIST_DIR", help="MNIST folder (IDX .gz) or mnist.npz"),
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes to start")] = 2,
+    store: StoreUrl = DEFAULT_STORE,
+) -> None:
+    """Run everything locally: Redis, a model, sample scans, two workers, one batch."""
+    from worker import demo as run_demo
+
+    raise typer.Exit(run_demo.run(_open(store), data, count, workers))
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        app()
+    except UserError as exc:
+        _err(f"error: {exc}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        _err("interrupted")
+        sys.exit(130)

@@ -1,0 +1,130 @@
+"""Normalise a scanned digit the way MNIST was made: light ink on black, 20×20 box in 28×28.
+
+Steps: bound the working size, find paper vs ink polarity, flatten uneven illumination,
+locate the ink (Otsu on the flattened image, specks dropped), normalise stroke width, crop,
+fit the ink into a 20×20 box keeping its aspect ratio, and centre it by centre of mass.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+WORK_SIZE = 512  # longest side processed; a digit needs far fewer pixels than a scan has
+MNIST_STROKE = 2.2  # median stroke width of MNIST digits in the 28×28 frame, in pixels
+MIN_CONTRAST = 0.12  # flattened ink weaker than this (of full scale) counts as a blank page
+
+
+class NoInkError(ValueError):
+    """The image holds no ink that could be a digit."""
+
+
+def normalise(gray: np.ndarray) -> np.ndarray:
+    """Map a 2-D float32 gray scan in [0, 1] to a 28×28 float32 MNIST-style digit."""
+    ink = _flatten(_bright_ink(_bounded(gray)))
+    mask = _digit_mask(ink)
+    ys, xs = np.nonzero(mask)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    crop = _levels(ink[y0:y1, x0:x1], mask[y0:y1, x0:x1])
+    return _mnist_frame(_match_stroke(crop, mask[y0:y1, x0:x1]))
+
+
+def _bounded(gray: np.ndarray) -> np.ndarray:
+    scale = WORK_SIZE / max(gray.shape)
+    if scale >= 1:
+        return gray
+    size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
+    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+
+
+def _bright_ink(gray: np.ndarray) -> np.ndarray:
+    """Invert dark-on-light scans so ink is bright: paper is the median, ink the farther tail."""
+    smooth = cv2.blur(gray, (3, 3))
+    paper = float(np.median(smooth))
+    return 1.0 - gray if paper - smooth.min() > smooth.max() - paper else gray
+
+
+def _flatten(ink: np.ndarray) -> np.ndarray:
+    """Subtract the background (a morphological opening wider than any stroke), so shadows,
+    gradients and paper tint drop out while strokes keep their grey levels."""
+    h, w = ink.shape
+    factor = min(1.0, 64 / min(h, w))
+    small = cv2.resize(
+        ink, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_AREA
+    )
+    k = max(3, (min(small.shape) // 3) | 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    background = cv2.morphologyEx(small, cv2.MORPH_OPEN, kernel)
+    background = cv2.resize(cv2.blur(background, (3, 3)), (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.clip(ink - background, 0.0, 1.0)
+
+
+def _digit_mask(ink: np.ndarray) -> np.ndarray:
+    """Binary mask of the digit: Otsu ink pixels in components near the largest one."""
+    peak = float(np.percentile(ink, 99.9))
+    if peak < MIN_CONTRAST:
+        raise NoInkError("no ink found (blank or near-blank image)")
+    scaled = np.round(ink / peak * 255).clip(0, 255).astype(np.uint8)
+    otsu, _ = cv2.threshold(scaled, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    binary = (scaled > max(otsu, 64)).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    if count < 2:
+        raise NoInkError("no ink found (blank or near-blank image)")
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    main = 1 + int(np.argmax(areas))
+    x, y, w, h = stats[main, :4]
+    box = [x, y, x + w, y + h]
+    reach = 0.3 * max(w, h)
+    keep = [main]
+    for index in np.argsort(-areas) + 1:
+        cx, cy, cw, ch, area = stats[index]
+        if index == main or area < max(3, 0.05 * areas.max()):
+            continue
+        near = (
+            cx < box[2] + reach
+            and cx + cw > box[0] - reach
+            and cy < box[3] + reach
+            and cy + ch > box[1] - reach
+        )
+        if near:
+            keep.append(index)
+            box = [min(box[0], cx), min(box[1], cy), max(box[2], cx + cw), max(box[3], cy + ch)]
+    return np.isin(labels, keep)
+
+
+def _levels(crop: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Stretch grey levels so stroke cores saturate like MNIST and faint background goes to 0."""
+    values = crop[mask]
+    high = float(np.percentile(values, 75))
+    low = 0.3 * float(values.min())
+    soft = np.clip((crop - low) / max(high - low, 1e-3), 0.0, 1.0)
+    near = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    return np.where(near, soft, 0.0).astype(np.float32)
+
+
+def _match_stroke(crop: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Thicken thin pen strokes so that, once scaled into the 20×20 box, they are MNIST-wide."""
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    perimeter = sum(cv2.arcLength(c, True) for c in contours)
+    width = 2.0 * mask.sum() / max(perimeter, 1.0)
+    scale = 20.0 / max(crop.shape)
+    radius = round((MNIST_STROKE / scale - width) / 2)
+    if width * scale >= 0.75 * MNIST_STROKE or radius < 1:
+        return crop
+    size = 2 * radius + 1
+    padded = cv2.copyMakeBorder(crop, radius, radius, radius, radius, cv2.BORDER_CONSTANT, value=0)
+    return cv2.dilate(padded, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+
+
+def _mnist_frame(crop: np.ndarray) -> np.ndarray:
+    """Fit into 20×20 keeping aspect ratio, then place in 28×28 with the centre of mass centred."""
+    h, w = crop.shape
+    scale = 20.0 / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    digit = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+    digit /= max(float(digit.max()), 1e-6)
+    total = float(digit.sum())
+    cx = float(digit.sum(axis=0) @ np.arange(size[0])) / total
+    cy = float(digit.sum(axis=1) @ np.arange(size[1])) / total
+    shift = np.float32([[1, 0, 14 - cx], [0, 1, 14 - cy]])
+    return cv2.warpAffine(digit, shift, (28, 28), flags=cv2.INTER_LINEAR)

@@ -1,0 +1,69 @@
+"""The result record and the files a finished batch gets: JSON Lines, CSV and a summary."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from worker.pipeline import Reading
+
+COLUMNS = ("source", "key", "label", "confidence", "text", "error", "model")
+
+
+def record(source: str, key: str | None, reading: Reading, model: int) -> dict[str, Any]:
+    """One input's result, in the documented column order."""
+    return {
+        "source": source,
+        "key": key,
+        "label": reading.label,
+        "confidence": round(reading.confidence, 5),
+        "text": "" if reading.label is None else str(reading.label),
+        "error": reading.error,
+        "model": model,
+    }
+
+
+def jsonl(records: Iterable[dict[str, Any]]) -> bytes:
+    """Records as JSON Lines."""
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
+
+
+def csv_bytes(records: Iterable[dict[str, Any]]) -> bytes:
+    """Records as CSV with a header row; nulls become empty cells."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for r in records:
+        writer.writerow({k: "" if r[k] is None else r[k] for k in COLUMNS})
+    return out.getvalue().encode()
+
+
+def summary(manifest: dict[str, Any], chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Counts, label histogram, stage timings and throughput of a finished batch."""
+    records = [r for chunk in chunks for r in chunk["records"]]
+    labels = Counter(r["label"] for r in records if r["label"] is not None)
+    stages: Counter[str] = sum((Counter(c["seconds"]) for c in chunks), Counter())
+    finished = max(c["finished"] for c in chunks)
+    elapsed = (
+        datetime.fromisoformat(finished) - datetime.fromisoformat(manifest["created"])
+    ).total_seconds()
+    return {
+        "batch": manifest["batch"],
+        "model": manifest["model"],
+        "images": len(records),
+        "labeled": sum(labels.values()),
+        "errors": sum(1 for r in records if r["error"]),
+        "label_histogram": {str(k): labels[k] for k in range(10)},
+        "chunks": len(chunks),
+        "submitted": manifest["created"],
+        "started": min(c["started"] for c in chunks),
+        "finished": finished,
+        "elapsed_seconds": round(elapsed, 3),
+        "images_per_second": round(len(records) / elapsed, 2) if elapsed > 0 else None,
+        "stage_seconds": {k: round(v, 3) for k, v in sorted(stages.items())},
+    }

@@ -1,0 +1,84 @@
+"""The chunk task: fetch → decode → preprocess → infer → write the chunk → finalize the batch."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from functools import cache
+from typing import Any
+
+from celery import signals
+
+from trainer.errors import UserError
+from trainer.storage import Store, StoreError, open_store
+from worker import batches, inference, pipeline, results
+from worker.queue import TASK, app
+
+log = logging.getLogger(__name__)
+
+
+@cache
+def _store(url: str) -> Store:
+    return open_store(url)
+
+
+def store() -> Store:
+    """The store this worker was started with."""
+    return _store(app.conf.scandigits_store)
+
+
+@signals.worker_process_init.connect
+def _warm(**_: Any) -> None:
+    """Size thread pools for this process and load the current model before the first task."""
+    inference.configure_threads(app.conf.worker_concurrency or 1)
+    try:
+        version = inference.classifier(store()).version
+        log.info("worker process %s ready with model %s", os.getpid(), version)
+    except UserError as exc:
+        log.warning("no model loaded at start: %s", exc)
+
+
+@app.task(
+    name=TASK,
+    autoretry_for=(StoreError,),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
+)
+def process_chunk(
+    batch_id: str, index: int, chunk_count: int, items: list[dict[str, str]], model: int
+) -> None:
+    """Read one chunk of images in one batched forward pass and write its results at once."""
+    started = batches.now()
+    target = store()
+    classifier = inference.classifier(target, model)
+    readings, seconds = pipeline.read(items, lambda item: target.get(item["key"]), classifier)
+    records = [
+        results.record(item["source"], item["key"], reading, model)
+        for item, reading in zip(items, readings, strict=True)
+    ]
+    write_start = time.perf_counter()
+    document = {
+        "batch": batch_id,
+        "chunk": index,
+        "worker": f"{socket.gethostname()}:{os.getpid()}",
+        "started": started,
+        "finished": batches.now(),
+        "seconds": dict(seconds),
+        "records": records,
+    }
+    target.put(batches.chunk_key(batch_id, index), json.dumps(document).encode())
+    log.info(
+        "batch %s chunk %d/%d: %d images in %.2f s (write %.3f s)",
+        batch_id,
+        index + 1,
+        chunk_count,
+        len(items),
+        sum(seconds.values()),
+        time.perf_counter() - write_start,
+    )
+    if batches.finalize_if_complete(target, batch_id, chunk_count):
+        log.info("batch %s finished", batch_id)
