@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
-import itertools
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,11 +13,9 @@ from typing import Any
 
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from trainer import mnist, registry, train  # noqa: E402
-from trainer.storage import Store, open_store  # noqa: E402
-from worker import local  # noqa: E402
+from trainer import mnist, registry, train
+from trainer.storage import Store, open_store
+from worker import local
 
 ROOT = Path(__file__).resolve().parents[1]
 _buckets = itertools.count()
@@ -109,7 +107,9 @@ def file_store(tmp_path: Path) -> Store:
     return store
 
 
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """Run `scandigits ARGS` as a user would, capturing stdout and stderr."""
     return subprocess.run(
         [sys.executable, "-m", "worker", *args],

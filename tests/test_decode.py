@@ -39,8 +39,12 @@ def test_colour_sixteen_bit_and_alpha() -> None:
 
 @pytest.mark.parametrize(
     ("data", "message"),
-    [(b"", "empty"), (b"<html></html>", "not a readable image"),
-     (encode(GRAY, ".png")[:60], "not a readable image"), (bytes(range(256)) * 4, "not a readable")],
+    [
+        (b"", "empty"),
+        (b"<html></html>", "not a readable image"),
+        (encode(GRAY, ".png")[:60], "not a readable image"),
+        (bytes(range(256)) * 4, "not a readable"),
+    ],
 )
 def test_junk(data: bytes, message: str) -> None:
     with pytest.raises(DecodeError, match=message):

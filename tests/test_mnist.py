@@ -51,7 +51,7 @@ def test_short_payload(mnist_dir: Path, tmp_path: Path) -> None:
 def test_missing_file_and_bad_magic(mnist_dir: Path, tmp_path: Path) -> None:
     folder = _copy(mnist_dir, tmp_path)
     (folder / "train-labels-idx1-ubyte.gz").unlink()
-    with pytest.raises(mnist.DataError, match="no train-labels-idx1-ubyte.gz"):
+    with pytest.raises(mnist.DataError, match=r"no train-labels-idx1-ubyte\.gz"):
         mnist.load(folder)
     (folder / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"<html>nope</html>"))
     with pytest.raises(mnist.DataError, match="not an IDX"):

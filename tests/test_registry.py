@@ -34,8 +34,18 @@ def test_versions_and_promotion(file_store: Store, trained: tuple[Path, dict]) -
 def test_metadata_records_provenance(file_store: Store, trained: tuple[Path, dict]) -> None:
     _publish(file_store, trained, 0.97, "always")
     meta = registry.resolve(file_store)
-    for field in ("version", "architecture", "hyperparameters", "test_accuracy", "test_loss",
-                  "train_accuracy", "sha256", "dataset_sha256", "libraries", "created"):
+    for field in (
+        "version",
+        "architecture",
+        "hyperparameters",
+        "test_accuracy",
+        "test_loss",
+        "train_accuracy",
+        "sha256",
+        "dataset_sha256",
+        "libraries",
+        "created",
+    ):
         assert field in meta
     assert meta["hyperparameters"]["batch_size"] == 128
 

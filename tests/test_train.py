@@ -10,8 +10,19 @@ from tests.conftest import cli
 
 def test_train_cli_publishes_and_lists(mnist_dir: Path, tmp_path: Path) -> None:
     store = f"file://{tmp_path}/store"
-    result = cli("train", "--model", "mlp", "--epochs", "1", "--limit", "3000",
-                 "--data", str(mnist_dir), "--store", store)
+    result = cli(
+        "train",
+        "--model",
+        "mlp",
+        "--epochs",
+        "1",
+        "--limit",
+        "3000",
+        "--data",
+        str(mnist_dir),
+        "--store",
+        store,
+    )
     assert result.returncode == 0, result.stderr
     assert "epoch 1/1" in result.stderr
     assert result.stdout.startswith("model v1 (mlp): test accuracy 0.")

@@ -37,6 +37,9 @@ BrokerUrl = Annotated[
 ModelVersion = Annotated[
     str | None, typer.Option("--model", help="Model version (default: current)")
 ]
+ChunkSize = Annotated[
+    int, typer.Option(envvar="SCANDIGITS_CHUNK_SIZE", min=1, help="Images per task")
+]
 DEFAULT_STORE = "file://./scandigits-data"
 DEFAULT_BROKER = "redis://localhost:6379/0"
 
@@ -125,9 +128,7 @@ def submit(
     paths: Annotated[list[str], typer.Argument(help="Image files, folders, or store URLs")],
     wait: Annotated[bool, typer.Option(help="Show progress and wait for the results")] = False,
     model: ModelVersion = None,
-    chunk_size: Annotated[
-        int, typer.Option(envvar="SCANDIGITS_CHUNK_SIZE", min=1, help="Images per task")
-    ] = 128,
+    chunk_size: ChunkSize = 128,
     timeout: Annotated[
         float, typer.Option(help="With --wait: give up after this many seconds (0: never)")
     ] = 0,
@@ -251,12 +252,13 @@ def demo(
         typer.Option(envvar="SCANDIGITS_MNIST_DIR", help="MNIST folder (IDX .gz) or mnist.npz"),
     ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes to start")] = 2,
+    chunk_size: ChunkSize = 128,
     store: StoreUrl = DEFAULT_STORE,
 ) -> None:
     """Run everything locally: Redis, a model, sample scans, two workers, one batch."""
     from worker import demo as run_demo
 
-    raise typer.Exit(run_demo.run(_open(store), data, count, workers))
+    raise typer.Exit(run_demo.run(_open(store), data, count, workers, chunk_size))
 
 
 def main() -> None:

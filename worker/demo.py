@@ -18,7 +18,7 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def run(store: Store, data: str | None, count: int, workers: int) -> int:
+def run(store: Store, data: str | None, count: int, workers: int, chunk_size: int = 128) -> int:
     """Train if needed, render sample scans, process them on real workers, report accuracy."""
     from tqdm import tqdm
 
@@ -38,7 +38,7 @@ def run(store: Store, data: str | None, count: int, workers: int) -> int:
         try:
             _say(f"started {workers} workers on embedded Redis {broker_url}; waiting for them")
             local.wait_ready(processes, WORKDIR)
-            batch_id = batches.submit(store, [str(scans)])
+            batch_id = batches.submit(store, [str(scans)], chunk_size=chunk_size)
             _say(f"submitted batch {batch_id} ({count} images, model v{version})")
             with tqdm(total=count, desc=batch_id, unit="img", file=sys.stderr) as bar:
                 report = batches.wait(store, batch_id, 600, lambda n: bar.update(n - bar.n))

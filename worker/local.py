@@ -110,9 +110,10 @@ def wait_ready(processes: list[subprocess.Popen], logs: Path, timeout: float = 1
     from worker import queue
 
     deadline = time.monotonic() + timeout
-    while len(queue.app.control.ping(timeout=0.5)) < len(processes):
-        if any(p.poll() is not None for p in processes) or time.monotonic() > deadline:
-            raise UserError(f"workers failed to start; see {logs}/worker-*.log")
+    with queue.app.connection_for_write() as connection:
+        while len(queue.app.control.ping(timeout=0.5, connection=connection)) < len(processes):
+            if any(p.poll() is not None for p in processes) or time.monotonic() > deadline:
+                raise UserError(f"workers failed to start; see {logs}/worker-*.log")
 
 
 def stop_workers(processes: list[subprocess.Popen]) -> None:

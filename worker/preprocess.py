@@ -2,7 +2,7 @@
 
 Steps: bound the working size, find paper vs ink polarity, flatten uneven illumination,
 locate the ink (Otsu on the flattened image, specks dropped), normalise stroke width, crop,
-fit the ink into a 20×20 box keeping its aspect ratio, and centre it by centre of mass.
+deskew, fit the ink into a 20×20 box keeping its aspect ratio, and centre it by centre of mass.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ import cv2
 import numpy as np
 
 WORK_SIZE = 512  # longest side processed; a digit needs far fewer pixels than a scan has
-MNIST_STROKE = 2.2  # median stroke width of MNIST digits in the 28×28 frame, in pixels
+# Stroke width (2 × area / perimeter of the ink mask) to aim for in the 20×20 box: calibrated so
+# normalised scans come out with MNIST's own stroke widths (median 2.3 px at half intensity).
+TARGET_STROKE = 2.5
 MIN_CONTRAST = 0.12  # flattened ink weaker than this (of full scale) counts as a blank page
 
 
@@ -26,7 +28,7 @@ def normalise(gray: np.ndarray) -> np.ndarray:
     ys, xs = np.nonzero(mask)
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     crop = _levels(ink[y0:y1, x0:x1], mask[y0:y1, x0:x1])
-    return _mnist_frame(_match_stroke(crop, mask[y0:y1, x0:x1]))
+    return _mnist_frame(_deskew(_match_stroke(crop, mask[y0:y1, x0:x1])))
 
 
 def _bounded(gray: np.ndarray) -> np.ndarray:
@@ -108,12 +110,31 @@ def _match_stroke(crop: np.ndarray, mask: np.ndarray) -> np.ndarray:
     perimeter = sum(cv2.arcLength(c, True) for c in contours)
     width = 2.0 * mask.sum() / max(perimeter, 1.0)
     scale = 20.0 / max(crop.shape)
-    radius = round((MNIST_STROKE / scale - width) / 2)
-    if width * scale >= 0.75 * MNIST_STROKE or radius < 1:
+    radius = round((TARGET_STROKE / scale - width) / 2)
+    if width * scale >= 0.75 * TARGET_STROKE or radius < 1:
         return crop
     size = 2 * radius + 1
     padded = cv2.copyMakeBorder(crop, radius, radius, radius, radius, cv2.BORDER_CONSTANT, value=0)
     return cv2.dilate(padded, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+
+
+def _deskew(crop: np.ndarray) -> np.ndarray:
+    """Shear the slant out (from second-order moments), then crop to the ink again.
+
+    Measured with the seed MLP: +0.1 pp on clean MNIST, +1 to +1.6 pp on generated scans.
+    """
+    h, w = crop.shape
+    ys, xs = np.mgrid[0:h, 0:w]
+    total = float(crop.sum())
+    cx, cy = float((xs * crop).sum()) / total, float((ys * crop).sum()) / total
+    mu02 = float(((ys - cy) ** 2 * crop).sum())
+    slant = float(np.clip(((xs - cx) * (ys - cy) * crop).sum() / max(mu02, 1e-6), -1.0, 1.0))
+    offset = max(slant * (h - 1 - cy), -slant * cy)
+    width = int(np.ceil(w + abs(slant) * (h - 1)))
+    shear = np.float32([[1, -slant, slant * cy + offset], [0, 1, 0]])
+    sheared = cv2.warpAffine(crop, shear, (width, h), flags=cv2.INTER_LINEAR)
+    cols = np.nonzero(sheared.max(axis=0) > 0.05)[0]
+    return sheared[:, cols.min() : cols.max() + 1] if cols.size else crop
 
 
 def _mnist_frame(crop: np.ndarray) -> np.ndarray:

@@ -46,6 +46,6 @@ def connect(broker_url: str) -> None:
 
 def enqueue(tasks: list[list[Any]]) -> None:
     """Publish one chunk task per argument list over a single broker connection."""
-    with app.producer_or_acquire() as producer:
+    with app.connection_for_write() as connection:
         for args in tasks:
-            app.send_task(TASK, args=args, producer=producer)
+            app.send_task(TASK, args=args, connection=connection)

@@ -1,0 +1,64 @@
+"""Missing services and mistakes end with one line on stderr and a non-zero exit, no traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cli, publish
+from worker.local import free_port
+
+
+def one_line_error(result, code: int = 2) -> str:
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_no_model_published(tmp_path: Path, redis_url: str) -> None:
+    (tmp_path / "a.png").write_bytes(b"x")
+    store = f"file://{tmp_path}/store"
+    line = one_line_error(
+        cli("submit", str(tmp_path / "a.png"), "--store", store, "--broker", redis_url)
+    )
+    assert "no model published" in line and "scandigits train" in line
+    assert "no model published" in one_line_error(cli("predict", "x.png", "--store", store))
+
+
+def test_redis_unreachable(tmp_path: Path) -> None:
+    broker = f"redis://:secret@127.0.0.1:{free_port()}/0"
+    for args in (["submit", str(tmp_path)], ["worker"]):
+        line = one_line_error(cli(*args, "--broker", broker, "--store", f"file://{tmp_path}"))
+        assert "cannot reach Redis" in line and "SCANDIGITS_BROKER_URL" in line
+        assert "secret" not in line
+
+
+def test_store_unreachable_and_bucket_missing(s3_endpoint: str, redis_url: str) -> None:
+    line = one_line_error(cli("models", "--store", "s3://no-such-bucket/x"))
+    assert "bucket 'no-such-bucket' does not exist" in line
+    dead = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}", "AWS_MAX_ATTEMPTS": "1"}
+    line = one_line_error(
+        cli("submit", ".", "--store", "s3://b/x", "--broker", redis_url, env=dead)
+    )
+    assert "cannot reach the object store" in line
+
+
+def test_user_mistakes(tmp_path: Path, redis_url: str, trained, file_store) -> None:
+    publish(file_store, trained)
+    common = ("--store", file_store.url, "--broker", redis_url)
+    assert "no such file or folder" in one_line_error(cli("submit", "/no/such/dir", *common))
+    (tmp_path / "empty").mkdir()
+    assert "no images found" in one_line_error(cli("submit", str(tmp_path / "empty"), *common))
+    assert "not inside the store" in one_line_error(cli("submit", "s3://elsewhere/scans/", *common))
+    assert "not found" in one_line_error(cli("submit", str(tmp_path), "--model", "7", *common))
+    assert "no batch" in one_line_error(cli("status", "20200101-000000-abcdef", *common[:2]))
+    assert "invalid batch id" in one_line_error(cli("results", "../../etc", *common[:2]))
+
+
+@pytest.mark.parametrize("command", ["train", "submit", "worker", "predict", "demo"])
+def test_help(command: str) -> None:
+    result = cli(command, "--help")
+    assert result.returncode == 0 and "Usage" in result.stdout

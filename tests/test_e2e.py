@@ -1,0 +1,114 @@
+"""The whole path with real parts: CLI submit → Redis → `scandigits worker` processes → store."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cli, publish
+from trainer import mnist, samples
+from trainer.storage import Store
+from worker import local, queue
+
+SCANS = 96
+BAD = {"broken.png": b"\x89PNG\r\n\x1a\n" + bytes(200), "empty.jpg": b"", "notes.png": b"hello"}
+
+
+@pytest.fixture(scope="module")
+def scans(digits: mnist.Mnist, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """Generated scans of MNIST test digits plus three files that are not images."""
+    folder = tmp_path_factory.mktemp("scans")
+    labels = samples.write_scans(folder / "batch", digits.x_test, digits.y_test, SCANS, seed=7)
+    for name, data in BAD.items():
+        (folder / "batch" / name).write_bytes(data)
+    return folder / "batch", labels
+
+
+@pytest.fixture(params=["file", "s3"])
+def cluster(
+    request: pytest.FixtureRequest, redis_url: str, trained, tmp_path: Path
+) -> Iterator[tuple[Store, dict[str, str]]]:
+    """Two worker processes on the session's Redis, with the model published."""
+    store = request.getfixturevalue("file_store" if request.param == "file" else "s3_store")
+    publish(store, trained)
+    env = {"SCANDIGITS_BROKER_URL": redis_url, "SCANDIGITS_STORE": store.url}
+    queue.connect(env["SCANDIGITS_BROKER_URL"])
+    processes = local.start_workers(2, env, tmp_path / "logs")
+    try:
+        local.wait_ready(processes, tmp_path / "logs")
+        yield store, env
+    finally:
+        local.stop_workers(processes)
+    assert all(p.returncode == 0 for p in processes), "workers must shut down cleanly"
+
+
+def _records(batch: str, env: dict[str, str]) -> list[dict]:
+    result = cli("results", batch, env=env)
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_submit_folder_and_collect_results(cluster, scans) -> None:
+    store, env = cluster
+    folder, labels = scans
+    result = cli("submit", str(folder), "--wait", "--chunk-size", "16", env=env)
+    assert result.returncode == 0, result.stderr
+    batch = result.stdout.strip()
+    assert re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{6}", batch), "stdout carries only the batch id"
+
+    records = _records(batch, env)
+    assert len(records) == SCANS + len(BAD)
+    assert len({r["source"] for r in records}) == len(records)
+    by_name = {Path(r["source"]).name: r for r in records}
+    for name in BAD:
+        assert by_name[name]["error"] and by_name[name]["label"] is None
+    good = [by_name[name] for name in labels]
+    assert all(r["error"] is None and r["label"] in range(10) for r in good)
+    assert all(r["text"] == str(r["label"]) and r["model"] == 1 for r in good)
+    correct = sum(by_name[name]["text"] == text for name, text in labels.items())
+    assert correct / SCANS >= 0.85, f"{correct}/{SCANS} read correctly"
+
+    rows = list(
+        csv.DictReader(io.StringIO(cli("results", batch, "--format", "csv", env=env).stdout))
+    )
+    assert [row["source"] for row in rows] == [r["source"] for r in records]
+    assert list(rows[0]) == ["source", "key", "label", "confidence", "text", "error", "model"]
+
+    status = json.loads(cli("status", batch, env=env).stdout)
+    assert status["state"] == "done" and status["images_done"] == len(records)
+    summary = json.loads(store.get(f"batches/{batch}/summary.json"))
+    assert summary["errors"] == len(BAD) and summary["labeled"] == SCANS
+    assert sum(summary["label_histogram"].values()) == SCANS
+
+
+def test_submit_store_prefix_without_reupload(cluster, scans) -> None:
+    store, env = cluster
+    folder, labels = scans
+    names = sorted(labels)[:20]
+    for name in names:
+        store.put(f"incoming/{name}", (folder / name).read_bytes())
+    result = cli("submit", f"{store.url}/incoming/", "--wait", env=env)
+    assert result.returncode == 0, result.stderr
+    batch = result.stdout.strip()
+    records = _records(batch, env)
+    assert [r["key"] for r in records] == [f"incoming/{name}" for name in names]
+    assert not list(store.list(f"batches/{batch}/inputs/"))
+
+
+def test_predict_in_process(scans, trained, file_store) -> None:
+    folder, labels = scans
+    publish(file_store, trained)
+    names = sorted(labels)[:10]
+    result = cli("predict", *(str(folder / n) for n in names), "--json", "--store", file_store.url)
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [Path(r["source"]).name for r in records] == names
+    assert sum(r["text"] == labels[Path(r["source"]).name] for r in records) >= 8
+    bad = cli("predict", str(folder / "broken.png"), "--store", file_store.url)
+    assert bad.returncode == 1 and "error: not a readable image" in bad.stdout

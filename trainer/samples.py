@@ -1,0 +1,249 @@
+"""Sample scans: MNIST digits rendered as phone or scanner captures of a handwritten digit on
+paper, so the demo, tests and benchmarks can measure how the reader copes with real scans."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+_SIZE_RANGE = (200, 700)  # canvas width and height, pixels
+_HEIGHT_RANGE = (0.15, 0.70)  # digit box height as a fraction of the canvas' short side
+_MIN_HEIGHT = 24.0  # digit box height never below this, pixels
+_MAX_ROTATION = 15.0  # degrees
+_MAX_SHEAR = 0.25  # slant: x shift per unit of height
+_STROKE_RANGE = (0.035, 0.16)  # wanted pen width as a fraction of digit height: fine pen to marker
+_MIN_STROKE = 2.5  # never aim for strokes thinner than this, pixels
+_MAX_SHADING = 0.30  # largest brightness drop across the page (gradient, vignette, shadow)
+_MIN_CONTRAST = 0.35  # full ink coverage is at least this much darker than the paper (Weber)
+_MAX_BLUR = 1.5  # Gaussian blur sigma, pixels; also at most 0.45 of the stroke width
+_MAX_NOISE = 8.0  # Gaussian sensor noise sigma, of 255
+_JPEG_QUALITY = (40, 95)
+_COLOUR_SHARE = 0.7  # the rest are grayscale
+_JPEG_SHARE = 0.6  # the rest are lossless PNG
+_LUMA = np.float32([0.114, 0.587, 0.299])  # BGR weights of OpenCV's BGR2GRAY
+# paper stocks: BGR tint range (low, high) and brightness range; reflectance = tint * brightness
+_PAPERS = (
+    ((0.98, 0.99, 0.98), (1.0, 1.0, 1.0), (0.84, 0.97)),  # neutral white
+    ((0.82, 0.95, 1.0), (0.93, 0.99, 1.0), (0.84, 0.97)),  # cream / yellowish
+    ((1.0, 0.96, 0.90), (1.0, 0.99, 0.96), (0.84, 0.97)),  # bluish
+    ((0.97, 0.99, 0.97), (1.0, 1.0, 1.0), (0.72, 0.86)),  # greyish: recycled or dimly lit
+)
+# inks: reflectance level range, BGR hue range (low, high), coverage strength range, grain range
+_INKS = (
+    ((0.04, 0.20), (0.9, 0.9, 0.9), (1.1, 1.1, 1.1), (0.85, 1.0), (0.0, 0.0)),  # black pen
+    ((0.30, 0.55), (1.0, 0.35, 0.1), (1.0, 0.5, 0.3), (0.8, 1.0), (0.0, 0.0)),  # blue ballpoint
+    ((0.20, 0.45), (0.97, 0.97, 0.97), (1.03, 1.03, 1.03), (0.7, 0.95), (0.1, 0.3)),  # pencil
+    ((0.15, 0.35), (0.95, 0.95, 0.95), (1.05, 1.05, 1.05), (0.6, 0.85), (0.0, 0.0)),  # faded
+)
+
+
+def render_scan(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Render a 28x28 uint8 MNIST digit (white on black) as dark ink on paper, every choice drawn
+    from `rng`; returns an HxW uint8 grayscale or HxWx3 uint8 BGR image."""
+    if digit.shape != (28, 28):
+        raise ValueError(f"expected a 28x28 MNIST digit, got shape {digit.shape}")
+    height, width = (int(v) for v in rng.integers(_SIZE_RANGE[0], _SIZE_RANGE[1] + 1, size=2))
+    colour = rng.random() < _COLOUR_SHARE
+    paper, texture = _paper(height, width, rng)
+    coverage, stroke = _coverage(digit, height, width, rng)
+    ink, coverage = _ink(coverage, paper, rng)
+    light = _illumination(height, width, rng) * 255.0
+    # paper * (1 - a) + ink * a, both lit by the same uneven light, one plane per channel
+    lit_paper, lit_ink = (1.0 - coverage) * texture * light, coverage * light
+    if not colour:
+        paper, ink = paper[None] @ _LUMA, ink[None] @ _LUMA  # a single gray "channel"
+    planes = [lit_paper * p + lit_ink * i for p, i in zip(paper, ink, strict=True)]
+    sigma = min(rng.uniform(0.0, _MAX_BLUR), 0.45 * stroke)
+    if sigma > 0.1:
+        planes = [cv2.GaussianBlur(plane, (0, 0), sigma) for plane in planes]
+    # noise left after demosaicing and denoising is mostly luminance: one field for all channels
+    noise = rng.uniform(0.0, _MAX_NOISE) * rng.standard_normal((height, width), dtype=np.float32)
+    planes = [np.clip(plane + noise, 0.0, 255.0).round().astype(np.uint8) for plane in planes]
+    return cv2.merge(planes) if colour else planes[0]
+
+
+def write_scans(
+    out_dir: Path, digits: np.ndarray, labels: np.ndarray, count: int, seed: int = 0
+) -> dict[str, str]:
+    """Render `count` digits picked by `seed` to out_dir/scan-NNNNN.jpg|png (older scan-* files
+    removed), write labels.json (file name -> digit string) and return that mapping."""
+    if len(digits) != len(labels):
+        raise ValueError(f"{len(digits)} digits but {len(labels)} labels")
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(digits), size=count, replace=count > len(digits))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mapping: dict[str, str] = {}
+    for number, (index, child) in enumerate(zip(picks, rng.spawn(count), strict=True)):
+        image = render_scan(digits[index], child)
+        if child.random() < _JPEG_SHARE:
+            name = f"scan-{number:05d}.jpg"
+            quality = int(child.integers(_JPEG_QUALITY[0], _JPEG_QUALITY[1] + 1))
+            ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        else:
+            name = f"scan-{number:05d}.png"
+            ok, data = cv2.imencode(".png", image)
+        if not ok:
+            raise RuntimeError(f"OpenCV could not encode {name}")
+        (out_dir / name).write_bytes(data.tobytes())
+        mapping[name] = str(int(labels[index]))
+    for stale in [*out_dir.glob("scan-*.jpg"), *out_dir.glob("scan-*.png")]:
+        if stale.name not in mapping:
+            stale.unlink()
+    (out_dir / "labels.json").write_text(json.dumps(mapping, indent=2) + "\n")
+    return mapping
+
+
+def _field(height: int, width: int, cell: float, rng: np.random.Generator) -> np.ndarray:
+    """A smooth random field of roughly unit spread with features about `cell` pixels wide."""
+    grid = rng.standard_normal((int(height / cell) + 2, int(width / cell) + 2), dtype=np.float32)
+    return cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+def _paper(height: int, width: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Off-white paper: the BGR reflectance of a random stock, and a faint texture map around 1."""
+    low, high, brightness = _PAPERS[rng.integers(len(_PAPERS))]
+    tint = np.float32(rng.uniform(low, high) * rng.uniform(*brightness))
+    blotches = rng.uniform(0.003, 0.012) * _field(height, width, rng.uniform(40, 120), rng)
+    grain = rng.uniform(0.003, 0.012) * _field(height, width, rng.uniform(2, 5), rng)
+    return tint, 1.0 + blotches + grain
+
+
+def _illumination(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """Light in [1 - _MAX_SHADING, 1]: a linear gradient, an off-centre vignette and sometimes a
+    soft-edged shadow, mixed with random weights."""
+    ys, xs = np.mgrid[0:height:8, 0:width:8].astype(np.float32)
+    diagonal = math.hypot(height, width)
+    angle = rng.uniform(0, 2 * math.pi)
+    gradient = xs * math.cos(angle) + ys * math.sin(angle)
+    cx, cy = rng.uniform(0.2, 0.8) * width, rng.uniform(0.2, 0.8) * height
+    vignette = (xs - cx) ** 2 + (ys - cy) ** 2
+    angle = rng.uniform(0, 2 * math.pi)
+    edge = (xs - rng.uniform(0, width)) * math.cos(angle)
+    edge += (ys - rng.uniform(0, height)) * math.sin(angle)
+    shadow = 1.0 / (1.0 + np.exp(-edge / (rng.uniform(0.02, 0.15) * diagonal)))
+    weights = rng.uniform(0, 1, size=3) * np.float32([1, 1, rng.random() < 0.3])
+    parts = [(p - p.min()) / max(float(np.ptp(p)), 1e-6) for p in (gradient, vignette, shadow)]
+    shape = sum(w * p for w, p in zip(weights, parts, strict=True))
+    shape = (shape - shape.min()) / max(float(np.ptp(shape)), 1e-6)
+    light = (1.0 - rng.uniform(0.03, _MAX_SHADING) * shape).astype(np.float32)
+    return cv2.resize(light, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def _coverage(
+    digit: np.ndarray, height: int, width: int, rng: np.random.Generator
+) -> tuple[np.ndarray, float]:
+    """Ink coverage in [0, 1] on the canvas and its stroke width: the digit scaled, stretched,
+    slanted, rotated, re-stroked and placed anywhere fully inside the canvas."""
+    x, y, w, h = cv2.boundingRect((digit > 40).astype(np.uint8))
+    if h == 0:
+        x, y, w, h = 0, 0, 28, 28
+    centre = np.float32([x + w / 2 - 0.5, y + h / 2 - 0.5])
+    target = max(_MIN_HEIGHT, rng.uniform(*_HEIGHT_RANGE) * min(height, width))
+    angle = math.radians(rng.uniform(-_MAX_ROTATION, _MAX_ROTATION))
+    rotate = np.float32([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    shear = np.float32([[1, rng.uniform(-_MAX_SHEAR, _MAX_SHEAR)], [0, 1]])
+    stretch = np.diag(np.float32([rng.uniform(0.85, 1.15), 1]))
+    linear = rotate @ shear @ stretch * np.float32(target / h)
+    corners = np.float32([[x - 1, y - 1], [x + w, y - 1], [x - 1, y + h], [x + w, y + h]])
+    half = np.abs((corners - centre) @ linear.T).max(axis=0)
+    # room around the ink for thicker strokes and blur: 15% of the box plus 4 px on each side
+    fit = min(1.0, (width / 2 - 5) / (1.15 * half[0]), (height / 2 - 5) / (1.15 * half[1]))
+    linear, half = linear * np.float32(fit), half * np.float32(fit)
+    margin = 0.15 * half + 4
+    size = np.float32([width, height])
+    position = np.float32(rng.uniform(half + margin, size - half - margin))
+    x0, y0 = np.maximum(np.floor(position - half - margin), 0).astype(int)
+    x1, y1 = np.minimum(np.ceil(position + half + margin), size).astype(int)
+    offset = position - linear @ centre - np.float32([x0, y0])
+    warped = cv2.warpAffine(
+        digit.astype(np.float32) / 255.0,
+        np.hstack([linear, offset[:, None]]),
+        (x1 - x0, y1 - y0),
+        flags=cv2.INTER_CUBIC,
+        borderMode=cv2.BORDER_CONSTANT,
+    )
+    scale = target * fit / h
+    # blur away the 28x28 pixel grid that cubic interpolation leaves as lumps on big strokes
+    smooth = cv2.GaussianBlur(warped, (0, 0), 0.5 * scale) if scale > 2 else warped
+    patch, stroke = _strokes(np.clip(smooth, 0.0, 1.0), scale, target * fit, rng)
+    canvas = np.zeros((height, width), np.float32)
+    canvas[y0:y1, x0:x1] = patch
+    return canvas, stroke
+
+
+def _strokes(
+    soft: np.ndarray, scale: float, height: float, rng: np.random.Generator
+) -> tuple[np.ndarray, float]:
+    """Crisp pen edges, then dilate or erode towards a random pen width as far as the digit keeps
+    its shape; returns the coverage and its stroke width in pixels."""
+    # some MNIST strokes fade out (light pen pressure): take the shape from the ink relative to
+    # its local peak, so faint strokes stay whole, and how light they are from that peak
+    reach = 2 * max(1, round(1.2 * scale)) + 1
+    peak = cv2.dilate(soft, np.ones((reach, reach), np.uint8))
+    relative = soft / np.maximum(peak, 0.1)
+    level = rng.uniform(0.3, 0.5)  # where the pen's edge falls on MNIST's grey ramp
+    edge = rng.uniform(0.7, 1.6)  # pixels from no ink to full ink across a stroke's edge
+    # MNIST edges ramp over ~1.75 of its pixels; no ink must stay no ink
+    gain = max(0.5 / level, 1.75 * scale / edge)
+    crisp = np.clip((relative - level) * gain + 0.5, 0.0, 1.0)
+    inside = (crisp > 0.5).astype(np.uint8)
+    depth = cv2.distanceTransform(inside, cv2.DIST_L2, 3)[inside > 0]
+    # mean distance to the edge over a band of width W is about W / 4 + 1/2
+    stroke = max(1.0, 4.0 * float(depth.mean()) - 2.0) if depth.size else 1.0
+    wanted = max(_MIN_STROKE, height * math.exp(rng.uniform(*np.log(_STROKE_RANGE))))
+    steps = dict.fromkeys(round((wanted - stroke) / 2 * share) for share in (1, 0.6, 0.3))
+    step = next((s for s in steps if s and _keeps_shape(crisp, s, height)), 0)
+    lightness = np.sqrt(np.clip(_morph(peak, max(step, 0)) / 0.5, 0.0, 1.0))
+    return _morph(crisp, step) * lightness, stroke + 2 * step
+
+
+def _keeps_shape(coverage: np.ndarray, step: int, height: float) -> bool:
+    """Whether a dilation (step > 0) or erosion (step < 0) leaves the digit recognisably intact."""
+    if step > 0:  # no strokes merged, no loop closed
+        return _topology(_morph(coverage, step)) == _topology(coverage)
+    # erode one pixel more than asked, so every surviving stroke stays ~3 px wide: no piece or
+    # loop may appear or vanish, and growing back must reach all the ink (no branch wiped out)
+    eroded = _morph(coverage, step - 1)
+    if _topology(eroded) != _topology(coverage):
+        return False
+    regrown = (_morph(eroded, 1 - step) > 0.5).astype(np.uint8)
+    missed = cv2.distanceTransform(1 - regrown, cv2.DIST_L2, 3)[coverage > 0.5]
+    return missed.size == 0 or float(missed.max()) <= max(2.0, 0.04 * height)
+
+
+def _morph(coverage: np.ndarray, radius: int) -> np.ndarray:
+    """Grey dilation (radius > 0) or erosion (radius < 0) with a disc; radius 0 copies."""
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * abs(radius) + 1,) * 2)
+    return cv2.dilate(coverage, kernel) if radius > 0 else cv2.erode(coverage, kernel)
+
+
+def _topology(coverage: np.ndarray) -> tuple[int, int]:
+    """The number of ink pieces and of holes (loops) in the coverage, ignoring specks."""
+    mask = (coverage > 0.5).astype(np.uint8)
+    contours, hierarchy = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    if hierarchy is None:
+        return 0, 0
+    big = [cv2.contourArea(c) >= 4 for c in contours]
+    holes = sum(b and parent >= 0 for b, parent in zip(big, hierarchy[0][:, 3], strict=True))
+    return sum(big) - holes, holes
+
+
+def _ink(
+    coverage: np.ndarray, paper: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """A dark ink's BGR reflectance, and the coverage as that ink lays it down (pen pressure,
+    pencil grain), never fainter than _MIN_CONTRAST against the paper."""
+    levels, low, high, strengths, grains = _INKS[rng.integers(len(_INKS))]
+    ink = np.float32(rng.uniform(*levels) * rng.uniform(low, high))
+    paper_luma, ink_luma = float(paper @ _LUMA), float(ink @ _LUMA)
+    floor = _MIN_CONTRAST * paper_luma / (paper_luma - ink_luma)
+    strength = min(1.0, max(rng.uniform(*strengths), floor))
+    modulation = 1.0 - rng.uniform(0.0, 0.15) * np.abs(_field(*coverage.shape, 60, rng))
+    if grains[1] > 0:
+        modulation -= rng.uniform(*grains) * np.abs(_field(*coverage.shape, 1.5, rng))
+    return ink, coverage * strength * np.clip(modulation, 0.5, 1.0)
