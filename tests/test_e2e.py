@@ -112,3 +112,19 @@ def test_predict_in_process(scans, trained, file_store) -> None:
     assert sum(r["text"] == labels[Path(r["source"]).name] for r in records) >= 8
     bad = cli("predict", str(folder / "broken.png"), "--store", file_store.url)
     assert bad.returncode == 1 and "error: not a readable image" in bad.stdout
+
+
+def test_tampered_model_gives_errors_not_a_stuck_batch(cluster, scans, trained) -> None:
+    store, env = cluster
+    folder, labels = scans
+    version = publish(store, trained)
+    key = f"models/v{version:04d}/model.keras"
+    store.put(key, store.get(key)[:-1] + b"!")
+    names = sorted(labels)[:5]
+    result = cli(
+        "submit", *(str(folder / n) for n in names), "--model", str(version), "--wait", env=env
+    )
+    assert result.returncode == 0, result.stderr
+    records = _records(result.stdout.strip(), env)
+    assert len(records) == 5
+    assert all("does not match its registered sha256" in r["error"] for r in records)

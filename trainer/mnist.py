@@ -97,7 +97,8 @@ def _download() -> Mnist:
     try:
         (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
     except Exception as exc:
-        raise DataError(f"could not download MNIST ({type(exc).__name__}); {HINT}") from exc
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise DataError(f"could not download MNIST ({reason}); {HINT}") from exc
     return _check(Mnist(x_train, y_train, x_test, y_test), "the keras download")
 
 

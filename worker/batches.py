@@ -102,7 +102,6 @@ def submit(
     """
     if chunk_size < 1:
         raise UserError("chunk size must be at least 1")
-    store.check()
     version = registry.resolve(store, model)["version"]
     batch_id = f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
     items: list[dict[str, str]] = []

@@ -13,6 +13,7 @@ from typing import Any
 from celery import signals
 
 from trainer.errors import UserError
+from trainer.registry import RegistryError
 from trainer.storage import Store, StoreError, open_store
 from worker import batches, inference, pipeline, results
 from worker.queue import TASK, app
@@ -54,8 +55,13 @@ def process_chunk(
     """Read one chunk of images in one batched forward pass and write its results at once."""
     started = batches.now()
     target = store()
-    classifier = inference.classifier(target, model)
-    readings, seconds = pipeline.read(items, lambda item: target.get(item["key"]), classifier)
+    try:
+        classifier = inference.classifier(target, model)
+    except RegistryError as exc:
+        log.error("batch %s chunk %d: %s", batch_id, index, exc)
+        readings, seconds = [pipeline.Reading(error=f"model unavailable: {exc}")] * len(items), {}
+    else:
+        readings, seconds = pipeline.read(items, lambda item: target.get(item["key"]), classifier)
     records = [
         results.record(item["source"], item["key"], reading, model)
         for item, reading in zip(items, readings, strict=True)
