@@ -37,4 +37,18 @@ def test_train_cli_publishes_and_lists(mnist_dir: Path, tmp_path: Path) -> None:
 def test_train_rejects_unknown_model(tmp_path: Path) -> None:
     result = cli("train", "--model", "resnet", "--store", f"file://{tmp_path}")
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: unknown model 'resnet'; choose from mlp"
+    assert result.stderr.strip() == "error: unknown model 'resnet'; choose from mlp, cnn"
+
+
+def test_architectures_take_28x28_and_give_softmax(digits) -> None:
+    from trainer import models, train
+
+    for name in models.RECIPES:
+        model = models.build(name)
+        probs = model.predict(digits.x_test[:4].astype("float32") / 255, verbose=0)
+        assert probs.shape == (4, 10)
+        assert abs(float(probs.sum(axis=1).mean()) - 1) < 1e-4
+    model, meta = train.train("cnn", digits, epochs=1, limit=3000, log=lambda _: None)
+    assert meta["hyperparameters"]["schedule"] == "warmup+cosine"
+    assert meta["hyperparameters"]["stroke_jitter"] is True
+    assert meta["hyperparameters"]["train_images"] == 3000 and meta["test_loss"] > 0

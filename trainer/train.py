@@ -21,6 +21,18 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _stroke_jitter(images: Any, labels: Any) -> tuple[Any, Any]:
+    """Thicken 15% and thin 10% of a batch's digits by a grey 2×2 dilation or erosion."""
+    import tensorflow as tf
+
+    planes = images[..., None]
+    thick = tf.nn.max_pool2d(planes, 2, 1, "SAME")
+    thin = -tf.nn.max_pool2d(-planes, 2, 1, "SAME")
+    draw = tf.random.uniform([tf.shape(images)[0], 1, 1, 1])
+    out = tf.where(draw < 0.15, thick, tf.where(draw > 0.9, thin, planes))
+    return out[..., 0], labels
+
+
 def train(
     name: str,
     data: mnist.Mnist,
@@ -44,6 +56,17 @@ def train(
     onehot = keras.utils.to_categorical
 
     model = models.build(name)
+    steps = epochs * -(-len(x_train) // batch_size)
+    rate = recipe.learning_rate
+    if recipe.cosine:
+        rate = keras.optimizers.schedules.CosineDecay(
+            rate / 3, steps, warmup_target=rate, warmup_steps=steps // 10
+        )
+    model.compile(
+        optimizer=keras.optimizers.Adam(rate),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     started = time.monotonic()
 
     def on_epoch_end(epoch: int, logs: dict[str, float]) -> None:
@@ -52,12 +75,17 @@ def train(
             f"accuracy {logs['accuracy']:.4f}  ({time.monotonic() - started:.0f} s)"
         )
 
+    inputs = (
+        tf.data.Dataset.from_tensor_slices((x_train, onehot(y_train, 10)))
+        .shuffle(len(x_train), seed=seed)
+        .batch(batch_size)
+    )
+    if recipe.stroke_jitter:
+        inputs = inputs.map(_stroke_jitter, num_parallel_calls=2)
     model.fit(
-        x_train,
-        onehot(y_train, 10),
+        inputs.prefetch(2),
         epochs=epochs,
-        batch_size=batch_size,
-        shuffle=True,
+        shuffle=False,  # the dataset shuffles itself
         verbose=0,
         callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)],
     )
@@ -74,6 +102,8 @@ def train(
             "epochs": epochs,
             "batch_size": batch_size,
             "learning_rate": recipe.learning_rate,
+            "schedule": "warmup+cosine" if recipe.cosine else "constant",
+            "stroke_jitter": recipe.stroke_jitter,
             "optimizer": "adam",
             "loss": "categorical_crossentropy",
             "seed": seed,

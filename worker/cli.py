@@ -56,7 +56,7 @@ def _err(message: str) -> None:
 
 @app.command()
 def train(
-    model: Annotated[str, typer.Option(help="Architecture: mlp")] = "mlp",
+    model: Annotated[str, typer.Option(help="Architecture: cnn, or mlp (the seed model)")] = "cnn",
     data: Annotated[
         str | None,
         typer.Option(envvar="SCANDIGITS_MNIST_DIR", help="MNIST folder (IDX .gz) or mnist.npz"),

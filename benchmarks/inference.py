@@ -1,0 +1,63 @@
+"""Inference cost per image of each architecture, through the worker's compiled forward pass.
+
+    python -m benchmarks.inference [--seconds S] [--out benchmarks/results/inference.json]
+
+Weights do not change the cost, so freshly built models are timed; no data set is needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from trainer import models
+from worker import inference
+
+BATCHES = (1, 32, 256)
+
+
+def images_per_second(classifier: inference.Classifier, batch: int, seconds: float) -> float:
+    """Best-of-three throughput of `classifier` on random batches of `batch` digits."""
+    images = np.random.default_rng(0).random((batch, 28, 28), dtype=np.float32)
+    classifier.predict(images)
+    best = 0.0
+    for _ in range(3):
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds / 3:
+            classifier.predict(images)
+            done += batch
+        best = max(best, done / (time.perf_counter() - start))
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="per measurement")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/inference.json"))
+    args = parser.parse_args()
+    inference.configure_threads(1)
+    rows = []
+    for name in models.RECIPES:
+        model = models.build(name)
+        classifier = inference.Classifier(model, 0)
+        speeds = {b: images_per_second(classifier, b, args.seconds) for b in BATCHES}
+        rows.append(
+            {"model": name, "parameters": model.count_params(), "images_per_second": speeds}
+        )
+    print(f"inference on {os.cpu_count()} cores, images/s (µs per image at batch 256)")
+    print(f"{'model':<6} {'params':>9} " + " ".join(f"{'batch ' + str(b):>12}" for b in BATCHES))
+    for row in rows:
+        speeds = row["images_per_second"]
+        cells = " ".join(f"{speeds[b]:>12,.0f}" for b in BATCHES)
+        print(f"{row['model']:<6} {row['parameters']:>9,} {cells}  ({1e6 / speeds[256]:.1f} µs)")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"cores": os.cpu_count(), "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
