@@ -49,7 +49,8 @@ def test_off_centre_tiny_and_huge_digits_land_the_same() -> None:
     corner = normalise(scan(size=(600, 800), box=(620, 20, 100, 160)))
     tiny = normalise(scan(size=(300, 300), box=(30, 200, 12, 20), thickness=2))
     huge = normalise(scan(size=(2000, 1600), box=(300, 200, 800, 1280), thickness=90))
-    for other in (corner, tiny, huge):
+    small_on_page = normalise(scan(size=(1500, 1500), box=(1200, 100, 40, 64), thickness=6))
+    for other in (corner, tiny, huge, small_on_page):
         assert np.abs(other - reference).mean() < 0.08
         cx, cy = centre_of_mass(other)
         assert abs(cx - 14) < 0.6 and abs(cy - 14) < 0.6
