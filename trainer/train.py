@@ -75,17 +75,21 @@ def train(
             f"accuracy {logs['accuracy']:.4f}  ({time.monotonic() - started:.0f} s)"
         )
 
-    inputs = (
-        tf.data.Dataset.from_tensor_slices((x_train, onehot(y_train, 10)))
-        .shuffle(len(x_train), seed=seed)
-        .batch(batch_size)
-    )
+    labels = onehot(y_train, 10)
     if recipe.stroke_jitter:
-        inputs = inputs.map(_stroke_jitter, num_parallel_calls=2)
+        dataset = (
+            tf.data.Dataset.from_tensor_slices((x_train, labels))
+            .shuffle(len(x_train), seed=seed)
+            .batch(batch_size)
+            .map(_stroke_jitter, num_parallel_calls=2)
+            .prefetch(2)
+        )
+        inputs = {"x": dataset, "shuffle": False}  # the dataset shuffles itself
+    else:
+        inputs = {"x": x_train, "y": labels, "batch_size": batch_size, "shuffle": True}
     model.fit(
-        inputs.prefetch(2),
+        **inputs,
         epochs=epochs,
-        shuffle=False,  # the dataset shuffles itself
         verbose=0,
         callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)],
     )
