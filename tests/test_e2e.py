@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import pytest
 
 from tests.conftest import cli, publish
@@ -54,10 +55,12 @@ def _records(batch: str, env: dict[str, str]) -> list[dict]:
     return [json.loads(line) for line in result.stdout.splitlines()]
 
 
-def test_submit_folder_and_collect_results(cluster, scans) -> None:
+def test_submit_folder_and_collect_results(cluster, scans, tmp_path: Path) -> None:
     store, env = cluster
     folder, labels = scans
-    result = cli("submit", str(folder), "--wait", "--chunk-size", "16", env=env)
+    result = cli(
+        "submit", str(folder), "--wait", "--chunk-size", "16", "--review-threshold", "0.95", env=env
+    )
     assert result.returncode == 0, result.stderr
     batch = result.stdout.strip()
     assert re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{6}", batch), "stdout carries only the batch id"
@@ -78,13 +81,32 @@ def test_submit_folder_and_collect_results(cluster, scans) -> None:
         csv.DictReader(io.StringIO(cli("results", batch, "--format", "csv", env=env).stdout))
     )
     assert [row["source"] for row in rows] == [r["source"] for r in records]
-    assert list(rows[0]) == ["source", "key", "label", "confidence", "text", "error", "model"]
+    assert list(rows[0]) == [
+        "source",
+        "key",
+        "label",
+        "confidence",
+        "text",
+        "error",
+        "model",
+        "needs_review",
+    ]
 
     status = json.loads(cli("status", batch, env=env).stdout)
     assert status["state"] == "done" and status["images_done"] == len(records)
     summary = json.loads(store.get(f"batches/{batch}/summary.json"))
     assert summary["errors"] == len(BAD) and summary["labeled"] == SCANS
     assert sum(summary["label_histogram"].values()) == SCANS
+
+    flagged = [r for r in records if r["needs_review"]]
+    assert all(by_name[name]["needs_review"] for name in BAD)
+    assert all(r["error"] or r["confidence"] < 0.95 for r in flagged)
+    assert summary["needs_review"] == len(flagged) and summary["review_below"] == 0.95
+    sheet = tmp_path / "sheet.png"
+    result = cli("review", batch, "--out", str(sheet), env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"{len(flagged)} of {len(flagged)} results to review" in result.stderr
+    assert cv2.imread(str(sheet)).shape == (-(-len(flagged) // 10) * 150, 1280, 3)
 
 
 def test_submit_store_prefix_without_reupload(cluster, scans) -> None:

@@ -94,6 +94,7 @@ def submit(
     paths: list[str],
     model: int | str | None = None,
     chunk_size: int = 128,
+    review_below: float = results.REVIEW_BELOW,
     on_upload: Callable[[int], None] = lambda n: None,
 ) -> str:
     """Create a batch and queue its chunk tasks; return the batch id.
@@ -133,10 +134,13 @@ def submit(
         "model": version,
         "images": len(items),
         "chunk_size": chunk_size,
+        "review_below": review_below,
         "chunks": chunks,
     }
     store.put(f"{prefix(batch_id)}/manifest.json", json.dumps(manifest).encode())
-    queue.enqueue([[batch_id, i, len(chunks), chunk, version] for i, chunk in enumerate(chunks)])
+    queue.enqueue(
+        [[batch_id, i, len(chunks), chunk, version, review_below] for i, chunk in enumerate(chunks)]
+    )
     return batch_id
 
 

@@ -18,6 +18,7 @@ import typer
 
 from trainer.errors import UserError
 from trainer.storage import Store, open_store
+from worker.results import REVIEW_BELOW
 
 app = typer.Typer(
     add_completion=False,
@@ -39,6 +40,15 @@ ModelVersion = Annotated[
 ]
 ChunkSize = Annotated[
     int, typer.Option(envvar="SCANDIGITS_CHUNK_SIZE", min=1, help="Images per task")
+]
+ReviewBelow = Annotated[
+    float,
+    typer.Option(
+        envvar="SCANDIGITS_REVIEW_THRESHOLD",
+        min=0.0,
+        max=1.0,
+        help="Mark results below this confidence needs_review",
+    ),
 ]
 DEFAULT_STORE = "file://./scandigits-data"
 DEFAULT_BROKER = "redis://localhost:6379/0"
@@ -129,6 +139,7 @@ def submit(
     wait: Annotated[bool, typer.Option(help="Show progress and wait for the results")] = False,
     model: ModelVersion = None,
     chunk_size: ChunkSize = 128,
+    review_threshold: ReviewBelow = REVIEW_BELOW,
     timeout: Annotated[
         float, typer.Option(help="With --wait: give up after this many seconds (0: never)")
     ] = 0,
@@ -143,7 +154,9 @@ def submit(
     queue.connect(broker)
     target = _open(store)
     with tqdm(desc="uploading", unit="img", file=sys.stderr, leave=False) as bar:
-        batch_id = batches.submit(target, paths, model, chunk_size, on_upload=bar.update)
+        batch_id = batches.submit(
+            target, paths, model, chunk_size, review_threshold, on_upload=bar.update
+        )
     typer.echo(batch_id)
     if wait:
         raise typer.Exit(_wait(target, batch_id, timeout))
@@ -193,6 +206,33 @@ def results(
 
 
 @app.command()
+def review(
+    batch: str,
+    out: Annotated[Path, typer.Option(help="PNG file to write")] = Path("review.png"),
+    limit: Annotated[int, typer.Option(min=1, help="At most this many results")] = 500,
+    store: StoreUrl = DEFAULT_STORE,
+) -> None:
+    """Write a contact sheet of a batch's results that need review."""
+    import cv2
+
+    from worker import review as sheet
+
+    target = _open(store)
+    records, total = sheet.to_review(target, batch)
+    if not records:
+        _err(f"none of the {total} results of batch {batch} needs review")
+        return
+    _, png = cv2.imencode(".png", sheet.contact_sheet(target, records[:limit]))
+    try:
+        out.write_bytes(png.tobytes())
+    except OSError as exc:
+        raise UserError(f"cannot write {out}: {exc.strerror}") from exc
+    _err(
+        f"wrote {out}: {min(len(records), limit)} of {len(records)} results to review (of {total})"
+    )
+
+
+@app.command()
 def worker(
     concurrency: Annotated[
         int, typer.Option(envvar="SCANDIGITS_CONCURRENCY", min=1, help="Worker processes")
@@ -225,6 +265,7 @@ def predict(
     files: Annotated[list[Path], typer.Argument(help="Image files")],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON record per file")] = False,
     model: ModelVersion = None,
+    review_threshold: ReviewBelow = REVIEW_BELOW,
     store: StoreUrl = DEFAULT_STORE,
 ) -> None:
     """Classify local images in-process (no queue). Exit 1 if any file could not be read."""
@@ -233,7 +274,7 @@ def predict(
     classifier = inference.classifier(_open(store), model)
     readings, _ = pipeline.read(files, Path.read_bytes, classifier)
     for file, reading in zip(files, readings, strict=True):
-        record = results.record(str(file), None, reading, classifier.version)
+        record = results.record(str(file), None, reading, classifier.version, review_threshold)
         if as_json:
             typer.echo(json.dumps(record))
         elif reading.error:

@@ -12,11 +12,14 @@ from typing import Any
 
 from worker.pipeline import Reading
 
-COLUMNS = ("source", "key", "label", "confidence", "text", "error", "model")
+COLUMNS = ("source", "key", "label", "confidence", "text", "error", "model", "needs_review")
+REVIEW_BELOW = 0.8  # default confidence under which a person should look at a result
 
 
-def record(source: str, key: str | None, reading: Reading, model: int) -> dict[str, Any]:
-    """One input's result, in the documented column order."""
+def record(
+    source: str, key: str | None, reading: Reading, model: int, review_below: float
+) -> dict[str, Any]:
+    """One input's result, in the documented column order; errors always need review."""
     return {
         "source": source,
         "key": key,
@@ -25,6 +28,7 @@ def record(source: str, key: str | None, reading: Reading, model: int) -> dict[s
         "text": "" if reading.label is None else str(reading.label),
         "error": reading.error,
         "model": model,
+        "needs_review": reading.error is not None or reading.confidence < review_below,
     }
 
 
@@ -58,6 +62,8 @@ def summary(manifest: dict[str, Any], chunks: list[dict[str, Any]]) -> dict[str,
         "images": len(records),
         "labeled": sum(labels.values()),
         "errors": sum(1 for r in records if r["error"]),
+        "needs_review": sum(1 for r in records if r["needs_review"]),
+        "review_below": manifest["review_below"],
         "label_histogram": {str(k): labels[k] for k in range(10)},
         "chunks": len(chunks),
         "submitted": manifest["created"],

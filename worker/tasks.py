@@ -50,7 +50,12 @@ def _warm(**_: Any) -> None:
     max_retries=5,
 )
 def process_chunk(
-    batch_id: str, index: int, chunk_count: int, items: list[dict[str, str]], model: int
+    batch_id: str,
+    index: int,
+    chunk_count: int,
+    items: list[dict[str, str]],
+    model: int,
+    review_below: float,
 ) -> None:
     """Read one chunk of images in one batched forward pass and write its results at once."""
     started, begin = batches.now(), time.perf_counter()
@@ -63,7 +68,7 @@ def process_chunk(
     else:
         readings, seconds = pipeline.read(items, lambda item: target.get(item["key"]), classifier)
     records = [
-        results.record(item["source"], item["key"], reading, model)
+        results.record(item["source"], item["key"], reading, model, review_below)
         for item, reading in zip(items, readings, strict=True)
     ]
     document = {
