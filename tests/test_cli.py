@@ -53,6 +53,9 @@ def test_user_mistakes(tmp_path: Path, redis_url: str, trained, file_store) -> N
     (tmp_path / "empty").mkdir()
     assert "no images found" in one_line_error(cli("submit", str(tmp_path / "empty"), *common))
     assert "not inside the store" in one_line_error(cli("submit", "s3://elsewhere/scans/", *common))
+    assert "invalid object key" in one_line_error(
+        cli("submit", f"{file_store.url}/../elsewhere/", *common)
+    )
     assert "not found" in one_line_error(cli("submit", str(tmp_path), "--model", "7", *common))
     assert "no batch" in one_line_error(cli("status", "20200101-000000-abcdef", *common[:2]))
     assert "invalid batch id" in one_line_error(cli("results", "../../etc", *common[:2]))

@@ -41,6 +41,8 @@ def test_create_is_exclusive(store: Store) -> None:
 def test_unsafe_keys_refused(store: Store, key: str) -> None:
     with pytest.raises(StoreError):
         store.put(key, b"x")
+    with pytest.raises(StoreError):
+        list(store.list(key + "/"))
 
 
 def test_file_store_relative_url_and_atomic_writes(tmp_path: Path, monkeypatch) -> None:

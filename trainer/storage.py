@@ -49,6 +49,13 @@ def validate_key(key: str) -> str:
     return key
 
 
+def _valid_prefix(prefix: str) -> str:
+    """A listing prefix: empty, or a safe key followed by '/'."""
+    if prefix:
+        validate_key(prefix.removesuffix("/"))
+    return prefix
+
+
 def open_store(url: str) -> Store:
     """Open the store named by a ``file://`` or ``s3://bucket/prefix`` URL."""
     parsed = urlparse(url)
@@ -112,7 +119,7 @@ class FileStore:
         return self._path(key).is_file()
 
     def list(self, prefix: str) -> Iterator[str]:
-        base = self.root / prefix
+        base = self.root / _valid_prefix(prefix)
         if not base.is_dir():
             return
         for dirpath, dirnames, filenames in os.walk(base):
@@ -208,7 +215,9 @@ class S3Store:
     def list(self, prefix: str) -> Iterator[str]:
         token: dict[str, str] = {}
         while True:
-            page = self._call("list_objects_v2", Prefix=self.prefix + prefix, **token)
+            page = self._call(
+                "list_objects_v2", Prefix=self.prefix + _valid_prefix(prefix), **token
+            )
             for item in page.get("Contents", []):
                 yield item["Key"][len(self.prefix) :]
             if not page.get("IsTruncated"):
