@@ -94,6 +94,16 @@ def publish(
     return version, promoted
 
 
+def annotate(store: Store, version: int, **fields: Any) -> dict[str, Any]:
+    """Add descriptive fields (such as an evaluation) to a version's metadata.
+
+    The model file and its sha256 never change; only what is known about them grows.
+    """
+    metadata = {**resolve(store, version), **fields}
+    store.put(f"{_prefix(version)}/metadata.json", json.dumps(metadata, indent=2).encode())
+    return metadata
+
+
 def load(store: Store, metadata: dict[str, Any]) -> keras.Model:
     """Fetch a version's model file, verify its sha256 against the registry, load it safely."""
     import keras

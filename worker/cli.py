@@ -38,6 +38,10 @@ BrokerUrl = Annotated[
 ModelVersion = Annotated[
     str | None, typer.Option("--model", help="Model version (default: current)")
 ]
+MnistData = Annotated[
+    str | None,
+    typer.Option(envvar="SCANDIGITS_MNIST_DIR", help="MNIST folder (IDX .gz) or mnist.npz"),
+]
 ChunkSize = Annotated[
     int, typer.Option(envvar="SCANDIGITS_CHUNK_SIZE", min=1, help="Images per task")
 ]
@@ -67,10 +71,7 @@ def _err(message: str) -> None:
 @app.command()
 def train(
     model: Annotated[str, typer.Option(help="Architecture: cnn, or mlp (the seed model)")] = "cnn",
-    data: Annotated[
-        str | None,
-        typer.Option(envvar="SCANDIGITS_MNIST_DIR", help="MNIST folder (IDX .gz) or mnist.npz"),
-    ] = None,
+    data: MnistData = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Default: the recipe's")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Default: the recipe's")] = None,
     limit: Annotated[
@@ -206,6 +207,36 @@ def results(
 
 
 @app.command()
+def evaluate(
+    model: ModelVersion = None,
+    scans: Annotated[
+        Path | None, typer.Option(help="Folder of scans with labels.json (name -> digits)")
+    ] = None,
+    data: MnistData = None,
+    store: StoreUrl = DEFAULT_STORE,
+) -> None:
+    """Score a model on MNIST test (and scans); store figures and a report with the model."""
+    from worker import evaluate as evaluation
+
+    report = evaluation.run(_open(store), model, data, scans)
+    typer.echo(f"model v{report['model']} ({report['architecture']})")
+    for name in ("mnist", "scans"):
+        if name in report:
+            part = report[name]
+            typer.echo(f"{name:<6} accuracy {part['accuracy']:.4f} on {part['items']} items")
+            classes = part["per_class"].items()
+            typer.echo("  class     " + " ".join(f"{k:>6}" for k, _ in classes))
+            for metric in ("precision", "recall"):
+                cells = " ".join(
+                    f"{v[metric]:>6.3f}" if v[metric] is not None else f"{'-':>6}"
+                    for _, v in classes
+                )
+                typer.echo(f"  {metric:<9} {cells}")
+    for name, url in report["figures"].items():
+        typer.echo(f"{name}: {url}")
+
+
+@app.command()
 def review(
     batch: str,
     out: Annotated[Path, typer.Option(help="PNG file to write")] = Path("review.png"),
@@ -222,7 +253,7 @@ def review(
     if not records:
         _err(f"none of the {total} results of batch {batch} needs review")
         return
-    _, png = cv2.imencode(".png", sheet.contact_sheet(target, records[:limit]))
+    _, png = cv2.imencode(".png", sheet.batch_sheet(target, records[:limit]))
     try:
         out.write_bytes(png.tobytes())
     except OSError as exc:
@@ -288,10 +319,7 @@ def predict(
 @app.command()
 def demo(
     count: Annotated[int, typer.Option(min=1, help="Sample scans to render")] = 300,
-    data: Annotated[
-        str | None,
-        typer.Option(envvar="SCANDIGITS_MNIST_DIR", help="MNIST folder (IDX .gz) or mnist.npz"),
-    ] = None,
+    data: MnistData = None,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes to start")] = 2,
     chunk_size: ChunkSize = 128,
     store: StoreUrl = DEFAULT_STORE,

@@ -1,6 +1,7 @@
-"""A contact sheet of the results a person should check: each scan, the text read, confidence.
+"""Contact sheets for people: the results to check, and a model's worst errors.
 
-Tiles are laid out in result order so a reviewer can go through a few hundred in a minute.
+Each tile is a thumbnail with a caption (text read and confidence, or an error), laid out in
+order, ten to a row, so a reviewer can go through a few hundred in a minute.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from worker.decode import DecodeError, decode
 TILE = 128
 CAPTION = 22
 COLUMNS = 10
+BLUE, RED = (150, 40, 0), (0, 0, 200)
 
 
 def to_review(store: Store, batch_id: str) -> tuple[list[dict[str, Any]], int]:
@@ -28,34 +30,42 @@ def to_review(store: Store, batch_id: str) -> tuple[list[dict[str, Any]], int]:
     return [r for r in records if r.get("needs_review")], len(records)
 
 
-def contact_sheet(store: Store, records: list[dict[str, Any]]) -> np.ndarray:
-    """One BGR image: a captioned thumbnail per record, COLUMNS to a row."""
+def batch_sheet(store: Store, records: list[dict[str, Any]]) -> np.ndarray:
+    """A sheet of the batch's scans with what was read from each."""
+
+    def one(record: dict[str, Any]) -> np.ndarray:
+        try:
+            gray = decode(store.get(record["key"]))
+        except (ObjectMissing, DecodeError, cv2.error):
+            gray = None
+        if record["error"]:
+            return tile(gray, record["error"], RED)
+        return tile(gray, f"{record['text']}  {record['confidence']:.2f}", BLUE)
+
     with ThreadPoolExecutor(max_workers=8) as pool:
-        tiles = list(pool.map(lambda r: _tile(store, r), records))
-    rows = -(-len(tiles) // COLUMNS)
-    sheet = np.full((rows * (TILE + CAPTION), COLUMNS * TILE, 3), 255, np.uint8)
-    for n, tile in enumerate(tiles):
-        y, x = divmod(n, COLUMNS)
-        sheet[y * (TILE + CAPTION) : (y + 1) * (TILE + CAPTION), x * TILE : (x + 1) * TILE] = tile
-    return sheet
+        return grid(list(pool.map(one, records)))
 
 
-def _tile(store: Store, record: dict[str, Any]) -> np.ndarray:
-    """The scan fitted into TILE×TILE with a caption: text read and confidence, or the error."""
-    tile = np.full((TILE + CAPTION, TILE, 3), 255, np.uint8)
-    try:
-        gray = decode(store.get(record["key"]))
+def tile(gray: np.ndarray | None, caption: str, colour: tuple[int, int, int]) -> np.ndarray:
+    """A gray image (ink dark on light, values in [0, 1]) fitted into TILE×TILE, captioned."""
+    out = np.full((TILE + CAPTION, TILE, 3), 255, np.uint8)
+    if gray is not None:
         scale = (TILE - 4) / max(gray.shape)
         size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
-        thumb = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST
+        thumb = cv2.resize(gray, size, interpolation=interpolation)
         y, x = (TILE - size[1]) // 2, (TILE - size[0]) // 2
-        tile[y : y + size[1], x : x + size[0]] = (thumb[..., None] * 255).astype(np.uint8)
-    except (ObjectMissing, DecodeError, cv2.error):
-        pass
-    if record["error"]:
-        caption, colour = record["error"][:20], (0, 0, 200)
-    else:
-        caption, colour = f"{record['text']}  {record['confidence']:.2f}", (150, 40, 0)
-    cv2.rectangle(tile, (0, 0), (TILE - 1, TILE + CAPTION - 1), (200, 200, 200), 1)
-    cv2.putText(tile, caption, (4, TILE + 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1)
-    return tile
+        out[y : y + size[1], x : x + size[0]] = (thumb[..., None] * 255).astype(np.uint8)
+    cv2.rectangle(out, (0, 0), (TILE - 1, TILE + CAPTION - 1), (200, 200, 200), 1)
+    cv2.putText(out, caption[:20], (4, TILE + 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1)
+    return out
+
+
+def grid(tiles: list[np.ndarray]) -> np.ndarray:
+    """Tiles in reading order, COLUMNS to a row, on white."""
+    rows = -(-len(tiles) // COLUMNS)
+    sheet = np.full((rows * (TILE + CAPTION), COLUMNS * TILE, 3), 255, np.uint8)
+    for n, one in enumerate(tiles):
+        y, x = divmod(n, COLUMNS)
+        sheet[y * (TILE + CAPTION) : (y + 1) * (TILE + CAPTION), x * TILE : (x + 1) * TILE] = one
+    return sheet

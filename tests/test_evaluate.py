@@ -1,0 +1,51 @@
+"""`scandigits evaluate`: scores, figures in the store, and a summary in the model metadata."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tests.conftest import cli, publish
+from trainer import registry, samples
+from worker.evaluate import scores
+
+
+def test_scores_by_hand() -> None:
+    report = scores(["1", "1", "2", "7", "42"], ["1", "2", "2", "", "42"])
+    assert report["accuracy"] == 0.6 and report["items"] == 5
+    assert report["per_class"]["1"] == {"precision": 1.0, "recall": 0.5}
+    assert report["per_class"]["2"] == {"precision": 0.5, "recall": 1.0}
+    assert report["per_class"]["7"] == {"precision": None, "recall": 0.0}
+    assert np.array(report["confusion"]).sum() == 3
+
+
+def test_evaluate_cli(digits, trained, file_store, mnist_dir: Path, tmp_path: Path) -> None:
+    publish(file_store, trained)
+    folder = tmp_path / "scans"
+    labels = samples.write_scans(folder, digits.x_test, digits.y_test, 30, seed=3)
+    (folder / "broken.png").write_bytes(b"nope")
+    (folder / "labels.json").write_text(json.dumps({**labels, "broken.png": "4"}))
+    result = cli(
+        "evaluate", "--scans", str(folder), "--data", str(mnist_dir), "--store", file_store.url
+    )
+    assert result.returncode == 0, result.stderr
+    assert "mnist  accuracy 0.9" in result.stdout and "on 31 items" in result.stdout
+    report = json.loads(file_store.get("models/v0001/evaluation/report.json"))
+    assert report["mnist"]["items"] == 10000 and report["scans"]["items"] == 31
+    for name in ("mnist_confusion", "scans_confusion", "worst_errors"):
+        png = file_store.get(f"models/v0001/evaluation/{name}.png")
+        assert cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR) is not None
+    evaluation = registry.resolve(file_store)["evaluation"]
+    assert evaluation["mnist_accuracy"] == report["mnist"]["accuracy"]
+    assert evaluation["figures"]["worst_errors"].endswith("worst_errors.png")
+
+
+def test_evaluate_needs_labels(trained, file_store, mnist_dir: Path, tmp_path: Path) -> None:
+    publish(file_store, trained)
+    result = cli(
+        "evaluate", "--scans", str(tmp_path), "--data", str(mnist_dir), "--store", file_store.url
+    )
+    assert result.returncode == 2 and "labels.json missing" in result.stderr

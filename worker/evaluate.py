@@ -1,0 +1,150 @@
+"""Evaluate a model version on the MNIST test set and on a labelled folder of scans.
+
+A scans folder holds images and a ``labels.json`` mapping file name → digit string. Scores,
+a confusion-matrix PNG per data set and a gallery of the worst errors are stored under
+``models/vNNNN/evaluation/`` and summarised in the version's metadata.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from trainer import mnist, registry
+from trainer.errors import UserError
+from trainer.storage import Store
+from worker import inference, pipeline, review
+from worker.decode import DecodeError, decode
+
+WORST = 40  # errors shown in the gallery, most confident first
+
+
+def scores(truth: list[str], read: list[str]) -> dict[str, Any]:
+    """Whole-string accuracy, and per-class precision/recall over single-digit items."""
+    pairs = [(t, r) for t, r in zip(truth, read, strict=True) if len(t) == 1]
+    matrix = np.zeros((10, 10), np.int64)
+    for t, r in pairs:
+        if len(r) == 1:
+            matrix[int(t), int(r)] += 1
+    per_class = {}
+    for k in range(10):
+        relevant = sum(t == str(k) for t, _ in pairs)
+        predicted = sum(r == str(k) for _, r in pairs)
+        per_class[str(k)] = {
+            "precision": round(matrix[k, k] / predicted, 5) if predicted else None,
+            "recall": round(matrix[k, k] / relevant, 5) if relevant else None,
+        }
+    correct = sum(t == r for t, r in zip(truth, read, strict=True))
+    return {
+        "items": len(truth),
+        "accuracy": round(correct / len(truth), 5),
+        "per_class": per_class,
+        "confusion": matrix.tolist(),
+    }
+
+
+def confusion_png(matrix: list[list[int]], title: str) -> bytes:
+    """The 10×10 confusion matrix as a PNG: rows truth, columns read, shade by row share."""
+    cell, margin = 44, 60
+    counts = np.array(matrix, np.float64)
+    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    image = np.full((margin + 10 * cell + 10, margin + 10 * cell + 10, 3), 255, np.uint8)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    cv2.putText(image, title[:40], (8, 20), font, 0.55, (0, 0, 0), 1)
+    cv2.putText(image, "rows: truth, columns: read", (8, 38), font, 0.4, (90, 90, 90), 1)
+    for i in range(10):
+        cv2.putText(image, str(i), (margin + i * cell + 17, margin - 4), font, 0.5, (0, 0, 0), 1)
+        cv2.putText(image, str(i), (margin - 20, margin + i * cell + 28), font, 0.5, (0, 0, 0), 1)
+        for j in range(10):
+            shade = int(255 - 200 * share[i, j])
+            x, y = margin + j * cell, margin + i * cell
+            colour = (shade, shade, 255) if i != j else (255, shade, shade)
+            cv2.rectangle(image, (x, y), (x + cell - 2, y + cell - 2), colour, -1)
+            text = str(int(counts[i, j]))
+            ink = (255, 255, 255) if share[i, j] > 0.6 else (0, 0, 0)
+            cv2.putText(image, text, (x + 4, y + 27), font, 0.38, ink, 1)
+    return cv2.imencode(".png", image)[1].tobytes()
+
+
+def run(
+    store: Store, version: int | str | None, data: str | None, scans: Path | None
+) -> dict[str, Any]:
+    """Evaluate, store the figures and report, and record the summary in the metadata."""
+    labels = _labels(scans) if scans is not None else {}
+    metadata = registry.resolve(store, version)
+    classifier = inference.classifier(store, metadata["version"])
+    prefix = f"models/v{metadata['version']:04d}/evaluation"
+    test = mnist.load(data)
+    images = test.x_test.astype(np.float32) / 255.0
+    predictions = [
+        p for i in range(0, len(images), 1000) for p in classifier.predict(images[i : i + 1000])
+    ]
+    truth = [str(int(y)) for y in test.y_test]
+    report: dict[str, Any] = {
+        "model": metadata["version"],
+        "architecture": metadata["architecture"],
+    }
+    report["mnist"] = scores(truth, [str(p.label) for p in predictions])
+    wrong = [
+        (p.confidence, 1.0 - images[i], t, str(p.label))
+        for i, (p, t) in enumerate(zip(predictions, truth, strict=True))
+        if str(p.label) != t
+    ]
+    figures = {"mnist_confusion": confusion_png(report["mnist"]["confusion"], "MNIST test")}
+    if scans is not None:
+        report["scans"], scan_wrong = _scan_scores(scans, labels, classifier)
+        figures["scans_confusion"] = confusion_png(report["scans"]["confusion"], str(scans))
+        wrong = scan_wrong
+    wrong.sort(key=lambda item: -item[0])
+    tiles = [
+        review.tile(gray, f"{t} read {r or '-'} {conf:.2f}", review.RED)
+        for conf, gray, t, r in wrong[:WORST]
+    ]
+    if tiles:
+        figures["worst_errors"] = cv2.imencode(".png", review.grid(tiles))[1].tobytes()
+    report["figures"] = {}
+    for name, png in figures.items():
+        store.put(f"{prefix}/{name}.png", png)
+        report["figures"][name] = f"{store.url}/{prefix}/{name}.png"
+    store.put(f"{prefix}/report.json", json.dumps(report, indent=2).encode())
+    summary = {
+        "mnist_accuracy": report["mnist"]["accuracy"],
+        "scans_accuracy": report["scans"]["accuracy"] if scans else None,
+        "figures": report["figures"],
+    }
+    registry.annotate(store, metadata["version"], evaluation=summary)
+    return report
+
+
+def _labels(folder: Path) -> dict[str, str]:
+    """The folder's labels.json: file name → digit string."""
+    try:
+        labels = json.loads((folder / "labels.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{folder}/labels.json missing or not JSON ({exc})") from exc
+    if not isinstance(labels, dict) or not labels:
+        raise UserError(f"{folder}/labels.json must map file names to digit strings")
+    return {str(name): str(text) for name, text in labels.items()}
+
+
+def _scan_scores(
+    folder: Path, labels: dict[str, str], classifier: inference.Classifier
+) -> tuple[dict[str, Any], list]:
+    """Read every labelled file; score the strings; collect the misreads."""
+    names = sorted(labels)
+    readings, _ = pipeline.read([folder / n for n in names], Path.read_bytes, classifier)
+    read = ["" if r.label is None else str(r.label) for r in readings]
+    truth = [labels[n] for n in names]
+    wrong = []
+    for name, reading, t, r in zip(names, readings, truth, read, strict=True):
+        if t != r:
+            try:
+                gray = decode((folder / name).read_bytes())
+            except (OSError, DecodeError):
+                gray = None
+            wrong.append((reading.confidence, gray, t, r))
+    return scores(truth, read), wrong
