@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -24,6 +25,14 @@ _MAX_NOISE = 8.0  # Gaussian sensor noise sigma, of 255
 _JPEG_QUALITY = (40, 95)
 _COLOUR_SHARE = 0.7  # the rest are grayscale
 _JPEG_SHARE = 0.6  # the rest are lossless PNG
+# digit-string fields, as written in a form's amount, date or account number boxes
+_FIELD_HEIGHT = (24.0, 80.0)  # typical digit height of a field, pixels; each digit within ±10%
+_FIELD_ASPECT = (1.6, 3.0)  # canvas height as a multiple of the digit height
+_FIELD_ROTATION = 5.0  # degrees, each digit
+_BASELINE_JITTER = 0.04  # digit bottoms wander this much of the digit height
+_TOUCH_SHARE = 0.16  # neighbours drawn to touch or overlap by up to 3 px (~10% end up so)
+_BOX_SHARE, _UNDERLINE_SHARE = 0.5, 0.25  # printed frame around the field; the rest are plain
+_FAR = 1e6  # pixels: further than any ink
 _LUMA = np.float32([0.114, 0.587, 0.299])  # BGR weights of OpenCV's BGR2GRAY
 # paper stocks: BGR tint range (low, high) and brightness range; reflectance = tint * brightness
 _PAPERS = (
@@ -57,13 +66,7 @@ def render_scan(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if not colour:
         paper, ink = paper[None] @ _LUMA, ink[None] @ _LUMA  # a single gray "channel"
     planes = [lit_paper * p + lit_ink * i for p, i in zip(paper, ink, strict=True)]
-    sigma = min(rng.uniform(0.0, _MAX_BLUR), 0.45 * stroke)
-    if sigma > 0.1:
-        planes = [cv2.GaussianBlur(plane, (0, 0), sigma) for plane in planes]
-    # noise left after demosaicing and denoising is mostly luminance: one field for all channels
-    noise = rng.uniform(0.0, _MAX_NOISE) * rng.standard_normal((height, width), dtype=np.float32)
-    planes = [np.clip(plane + noise, 0.0, 255.0).round().astype(np.uint8) for plane in planes]
-    return cv2.merge(planes) if colour else planes[0]
+    return _develop(planes, stroke, rng)
 
 
 def write_scans(
@@ -79,23 +82,251 @@ def write_scans(
     out_dir.mkdir(parents=True, exist_ok=True)
     mapping: dict[str, str] = {}
     for number, (index, child) in enumerate(zip(picks, rng.spawn(count), strict=True)):
-        image = render_scan(digits[index], child)
-        if child.random() < _JPEG_SHARE:
-            name = f"scan-{number:05d}.jpg"
-            quality = int(child.integers(_JPEG_QUALITY[0], _JPEG_QUALITY[1] + 1))
-            ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-        else:
-            name = f"scan-{number:05d}.png"
-            ok, data = cv2.imencode(".png", image)
-        if not ok:
-            raise RuntimeError(f"OpenCV could not encode {name}")
-        (out_dir / name).write_bytes(data.tobytes())
+        name = _save(out_dir, f"scan-{number:05d}", render_scan(digits[index], child), child)
         mapping[name] = str(int(labels[index]))
-    for stale in [*out_dir.glob("scan-*.jpg"), *out_dir.glob("scan-*.png")]:
+    _tidy(out_dir, "scan", mapping)
+    return mapping
+
+
+def _save(out_dir: Path, stem: str, image: np.ndarray, rng: np.random.Generator) -> str:
+    """Write image as out_dir/stem.jpg (random quality) or stem.png, as drawn from rng; returns
+    the file name."""
+    if rng.random() < _JPEG_SHARE:
+        name = f"{stem}.jpg"
+        quality = int(rng.integers(_JPEG_QUALITY[0], _JPEG_QUALITY[1] + 1))
+        ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    else:
+        name = f"{stem}.png"
+        ok, data = cv2.imencode(".png", image)
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode {name}")
+    (out_dir / name).write_bytes(data.tobytes())
+    return name
+
+
+def _tidy(out_dir: Path, prefix: str, mapping: dict[str, str]) -> None:
+    """Remove prefix-* images not in mapping and write mapping to out_dir/labels.json."""
+    for stale in [*out_dir.glob(f"{prefix}-*.jpg"), *out_dir.glob(f"{prefix}-*.png")]:
         if stale.name not in mapping:
             stale.unlink()
     (out_dir / "labels.json").write_text(json.dumps(mapping, indent=2) + "\n")
+
+
+def _develop(planes: list[np.ndarray], stroke: float, rng: np.random.Generator) -> np.ndarray:
+    """Lit float planes (0-255, one for gray, three for BGR) through the camera: lens or motion
+    blur no wider than the strokes allow, sensor noise, 8-bit quantisation."""
+    height, width = planes[0].shape
+    sigma = min(rng.uniform(0.0, _MAX_BLUR), 0.45 * stroke)
+    if sigma > 0.1:
+        planes = [cv2.GaussianBlur(plane, (0, 0), sigma) for plane in planes]
+    # noise left after demosaicing and denoising is mostly luminance: one field for all channels
+    noise = rng.uniform(0.0, _MAX_NOISE) * rng.standard_normal((height, width), dtype=np.float32)
+    planes = [np.clip(plane + noise, 0.0, 255.0).round().astype(np.uint8) for plane in planes]
+    return cv2.merge(planes) if len(planes) == 3 else planes[0]
+
+
+def render_field(digits: Sequence[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """Render 28x28 uint8 MNIST digits, written left to right by one writer with one pen, as a
+    scanned form field (sometimes boxed or underlined); returns HxW gray or HxWx3 BGR uint8."""
+    if len(digits) == 0:
+        raise ValueError("a field needs at least one digit")
+    for digit in digits:
+        if digit.shape != (28, 28):
+            raise ValueError(f"expected 28x28 MNIST digits, got shape {digit.shape}")
+    colour = rng.random() < _COLOUR_SHARE
+    size = rng.uniform(*_FIELD_HEIGHT)
+    pen = _pen(size, rng)
+    slant = np.float32([[1, rng.uniform(-_MAX_SHEAR, _MAX_SHEAR)], [0, 1]])
+    widen = rng.uniform(0.85, 1.15)
+    patches, strokes = [], []
+    for digit in digits:
+        patch, stroke = _field_digit(digit, size, slant, widen, pen, rng)
+        patches.append(patch)
+        strokes.append(stroke)
+    coverage, ink_box = _layout(patches, size, rng)
+    coverage, frame = _frame(coverage, ink_box, size, rng)
+    height, width = coverage.shape
+    paper, texture = _paper(height, width, rng)
+    ink, coverage = _ink(coverage, paper, rng)
+    printed = np.float32(rng.uniform(0.05, 0.35) * rng.uniform(0.92, 1.08, size=3))
+    printed_frame = frame * rng.uniform(0.75, 1.0)
+    light = _illumination(height, width, rng) * 255.0
+    # the form's print lies on the paper and the handwriting on both
+    under, lit_ink = (1.0 - coverage) * light, coverage * light
+    if not colour:
+        paper, ink, printed = paper[None] @ _LUMA, ink[None] @ _LUMA, printed[None] @ _LUMA
+    planes = [
+        (texture * p * (1.0 - printed_frame) + printed_frame * f) * under + lit_ink * i
+        for p, i, f in zip(paper, ink, printed, strict=True)
+    ]
+    return _develop(planes, float(np.median(strokes)), rng)
+
+
+def write_fields(
+    out_dir: Path,
+    digits: np.ndarray,
+    labels: np.ndarray,
+    count: int,
+    seed: int = 0,
+    lengths: tuple[int, int] = (3, 8),
+) -> dict[str, str]:
+    """Render `count` fields of between lengths[0] and lengths[1] digits picked by `seed` to
+    out_dir/field-NNNNN.jpg|png (older field-* files removed), write labels.json (file name ->
+    digit string such as "40317") and return that mapping."""
+    if len(digits) != len(labels):
+        raise ValueError(f"{len(digits)} digits but {len(labels)} labels")
+    if not 1 <= lengths[0] <= lengths[1]:
+        raise ValueError(f"bad field lengths {lengths}")
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(lengths[0], lengths[1] + 1, size=count)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mapping: dict[str, str] = {}
+    for number, (length, child) in enumerate(zip(sizes, rng.spawn(count), strict=True)):
+        picks = child.choice(len(digits), size=int(length))
+        image = render_field([digits[i] for i in picks], child)
+        name = _save(out_dir, f"field-{number:05d}", image, child)
+        mapping[name] = "".join(str(int(labels[i])) for i in picks)
+    _tidy(out_dir, "field", mapping)
     return mapping
+
+
+def _field_digit(
+    digit: np.ndarray,
+    size: float,
+    slant: np.ndarray,
+    widen: float,
+    pen: tuple[float, float, float],
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, float]:
+    """One digit of a field: the writer's slant and width, its own height and small rotation,
+    drawn with the writer's pen on a patch just big enough; returns coverage and stroke width."""
+    x, y, w, h = _ink_box(digit)
+    centre = np.float32([x + w / 2 - 0.5, y + h / 2 - 0.5])
+    target = size * rng.uniform(0.9, 1.1)
+    angle = math.radians(rng.uniform(-_FIELD_ROTATION, _FIELD_ROTATION))
+    rotate = np.float32([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    stretch = np.diag(np.float32([widen * rng.uniform(0.95, 1.05), 1]))
+    linear = rotate @ slant @ stretch * np.float32(target / h)
+    corners = np.float32([[x - 1, y - 1], [x + w, y - 1], [x - 1, y + h], [x + w, y + h]])
+    half = np.abs((corners - centre) @ linear.T).max(axis=0)
+    margin = 0.15 * half + 4 + pen[2]
+    width, height = np.ceil(2 * (half + margin)).astype(int)
+    offset = np.float32([width / 2, height / 2]) - linear @ centre
+    return _draw(
+        digit, np.hstack([linear, offset[:, None]]), (width, height), target / h, target, pen
+    )
+
+
+def _layout(
+    patches: list[np.ndarray], size: float, rng: np.random.Generator
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """Set the digit patches left to right on a jittered baseline, ink to ink gaps from wide to
+    touching; returns the coverage, cropped to the ink, and the ink's x0, y0, x1, y1 in it."""
+    masks = [patch > 0.5 for patch in patches]  # gaps between visible ink edges
+    rows = [np.flatnonzero(mask.any(axis=1)) for mask in masks]
+    # top of each patch relative to the baseline: the ink's bottom rests on it, give or take
+    tops = [
+        round(rng.uniform(-_BASELINE_JITTER, _BASELINE_JITTER) * size) - int(r[-1]) if r.size else 0
+        for r in rows
+    ]
+    top = min(tops)
+    band = max(t + p.shape[0] for t, p in zip(tops, patches, strict=True)) - top
+    right = np.full(band, -2 * _FAR, np.float32)  # rightmost ink so far, per row
+    spacing = rng.uniform(0.1, 0.35) * size  # this writer's usual gap
+    lefts, reach = [], -np.inf
+    for number, (mask, t) in enumerate(zip(masks, tops, strict=True)):
+        rows_on = mask.any(axis=1)
+        first = np.where(rows_on, mask.argmax(axis=1), np.inf)
+        last = np.where(rows_on, mask.shape[1] - 1 - mask[:, ::-1].argmax(axis=1), -np.inf)
+        if number == 0 or not rows_on.any():
+            left = 0
+        else:
+            if rng.random() < _TOUCH_SHARE:
+                gap = -int(rng.integers(0, 4))  # 0: just touching, else overlapping columns
+                near, tuck = right, 3.0  # touch in some row, just where the digits meet
+            else:
+                gap = max(2.0, spacing * rng.uniform(0.6, 1.5))
+                # keep the gap to ink a little above and below too: no tucking under overhangs
+                reach_rows = 2 * round(0.15 * size) + 1
+                near = cv2.dilate(right[:, None], np.ones((reach_rows, 1), np.uint8))[:, 0]
+                tuck = 0.1 * size
+            span = near[t - top : t - top + mask.shape[0]]
+            kern = (span - first)[(span > -_FAR) & rows_on]
+            # ink to ink in shared rows, but never far under the previous digit
+            needed = float(kern.max()) + 1 + gap if kern.size else reach + 1 + gap - first.min()
+            left = math.ceil(max(needed, reach - tuck - first.min()))
+        lefts.append(left)
+        if rows_on.any():
+            span = right[t - top : t - top + mask.shape[0]]
+            np.maximum(span, last + left, out=span)
+            reach = max(reach, float(last.max()) + left)
+    x_min = min(lft for lft, p in zip(lefts, patches, strict=True))
+    width = max(lft + p.shape[1] for lft, p in zip(lefts, patches, strict=True)) - x_min
+    coverage = np.zeros((band, width), np.float32)
+    for patch, lft, t in zip(patches, lefts, tops, strict=True):
+        y0, x0 = t - top, lft - x_min
+        view = coverage[y0 : y0 + patch.shape[0], x0 : x0 + patch.shape[1]]
+        np.maximum(view, patch, out=view)
+    ys, xs = np.nonzero(coverage > 0.1)
+    if ys.size == 0:
+        return coverage, (0, 0, width, band)
+    return coverage, (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+
+
+def _frame(
+    coverage: np.ndarray, ink_box: tuple[int, int, int, int], size: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Put the handwriting on a field canvas, wider than tall, with a printed box, underline or
+    nothing around it; returns the ink coverage and the printed lines' coverage."""
+    x0, y0, x1, y1 = ink_box
+    style = rng.random()
+    thick = int(rng.integers(1, 4))
+
+    def margin(low: float, high: float) -> float:
+        """A gap between ink and print: usually some of `size`, now and then touching."""
+        if rng.random() < 0.1:
+            return rng.uniform(-1.0, 0.5)
+        return rng.uniform(low, high) * size
+
+    # the print's outer rectangle relative to the ink box, and room outside it
+    if style < _BOX_SHARE:
+        left, right = margin(0.1, 0.5), margin(0.1, 1.2)
+        above, below = margin(0.1, 0.35), margin(0.1, 0.35)
+        left, right, above, below = (v + thick for v in (left, right, above, below))
+    elif style < _BOX_SHARE + _UNDERLINE_SHARE:
+        left, right = rng.uniform(0.1, 0.6) * size, rng.uniform(0.1, 1.2) * size
+        above, below = 0.0, margin(0.03, 0.25) + thick
+    else:
+        left = right = above = below = 0.0
+    pad = rng.uniform(0.05, 0.5, size=2) * size + 4
+    inner_h = (y1 - y0) + above + below
+    height = max(round(rng.uniform(*_FIELD_ASPECT) * size), math.ceil(inner_h + 8))
+    width_needed = (x1 - x0) + left + right + pad.sum()
+    if width_needed < 1.3 * height:  # a form field is a wide strip: stretch the print or padding
+        extra = 1.3 * height - width_needed
+        if style < _BOX_SHARE + _UNDERLINE_SHARE:
+            right += extra
+        else:
+            pad += extra / 2
+    width = math.ceil((x1 - x0) + left + right + pad.sum())
+    ox = pad[0] + left - x0  # canvas x of coverage column 0
+    oy = rng.uniform(4, max(4.0, height - inner_h - 4)) + above - y0
+    shift = np.float32([[1, 0, round(ox)], [0, 1, round(oy)]])
+    canvas = cv2.warpAffine(coverage, shift, (width, height), flags=cv2.INTER_NEAREST)
+    lines = np.zeros((height, width), np.float32)
+    fx0, fx1 = x0 + round(ox) - left, x1 + round(ox) + right
+    fy0, fy1 = y0 + round(oy) - above, y1 + round(oy) + below
+    step = 16  # cv2 sub-pixel coordinates: 4 fractional bits
+    if style < _BOX_SHARE:
+        inset = thick / 2
+        corner_a = (round((fx0 + inset) * step), round((fy0 + inset) * step))
+        corner_b = (round((fx1 - inset) * step), round((fy1 - inset) * step))
+        cv2.rectangle(lines, corner_a, corner_b, 1.0, thick, cv2.LINE_AA, 4)
+    elif style < _BOX_SHARE + _UNDERLINE_SHARE:
+        y = round((fy1 - thick / 2) * step)
+        cv2.line(lines, (round(fx0 * step), y), (round(fx1 * step), y), 1.0, thick, cv2.LINE_AA, 4)
+    return canvas, np.clip(lines, 0.0, 1.0)
 
 
 def _field(height: int, width: int, cell: float, rng: np.random.Generator) -> np.ndarray:
@@ -139,9 +370,7 @@ def _coverage(
 ) -> tuple[np.ndarray, float]:
     """Ink coverage in [0, 1] on the canvas and its stroke width: the digit scaled, stretched,
     slanted, rotated, re-stroked and placed anywhere fully inside the canvas."""
-    x, y, w, h = cv2.boundingRect((digit > 40).astype(np.uint8))
-    if h == 0:
-        x, y, w, h = 0, 0, 28, 28
+    x, y, w, h = _ink_box(digit)
     centre = np.float32([x + w / 2 - 0.5, y + h / 2 - 0.5])
     target = max(_MIN_HEIGHT, rng.uniform(*_HEIGHT_RANGE) * min(height, width))
     angle = math.radians(rng.uniform(-_MAX_ROTATION, _MAX_ROTATION))
@@ -160,34 +389,62 @@ def _coverage(
     x0, y0 = np.maximum(np.floor(position - half - margin), 0).astype(int)
     x1, y1 = np.minimum(np.ceil(position + half + margin), size).astype(int)
     offset = position - linear @ centre - np.float32([x0, y0])
-    warped = cv2.warpAffine(
-        digit.astype(np.float32) / 255.0,
-        np.hstack([linear, offset[:, None]]),
-        (x1 - x0, y1 - y0),
-        flags=cv2.INTER_CUBIC,
-        borderMode=cv2.BORDER_CONSTANT,
-    )
+    affine = np.hstack([linear, offset[:, None]])
     scale = target * fit / h
-    # blur away the 28x28 pixel grid that cubic interpolation leaves as lumps on big strokes
-    smooth = cv2.GaussianBlur(warped, (0, 0), 0.5 * scale) if scale > 2 else warped
-    patch, stroke = _strokes(np.clip(smooth, 0.0, 1.0), scale, target * fit, rng)
+    pen = _pen(target * fit, rng)
+    patch, stroke = _draw(digit, affine, (x1 - x0, y1 - y0), scale, target * fit, pen)
     canvas = np.zeros((height, width), np.float32)
     canvas[y0:y1, x0:x1] = patch
     return canvas, stroke
 
 
-def _strokes(
-    soft: np.ndarray, scale: float, height: float, rng: np.random.Generator
+def _ink_box(digit: np.ndarray) -> tuple[int, int, int, int]:
+    """x, y, width, height of the digit's ink in its 28x28 image (all of it if there is none)."""
+    x, y, w, h = cv2.boundingRect((digit > 40).astype(np.uint8))
+    return (x, y, w, h) if h else (0, 0, 28, 28)
+
+
+def _pen(height: float, rng: np.random.Generator) -> tuple[float, float, float]:
+    """A random pen for digits `height` pixels tall: where its edge falls on MNIST's grey ramp,
+    how many pixels its edge takes from no ink to full ink, and its wanted width in pixels."""
+    level = rng.uniform(0.3, 0.5)
+    edge = rng.uniform(0.7, 1.6)
+    return level, edge, max(_MIN_STROKE, height * math.exp(rng.uniform(*np.log(_STROKE_RANGE))))
+
+
+def _draw(
+    digit: np.ndarray,
+    affine: np.ndarray,
+    size: tuple[int, int],
+    scale: float,
+    height: float,
+    pen: tuple[float, float, float],
 ) -> tuple[np.ndarray, float]:
-    """Crisp pen edges, then dilate or erode towards a random pen width as far as the digit keeps
+    """The digit warped by the 2x3 affine map onto a (width, height) `size` patch, `scale` times
+    bigger, and re-stroked with `pen`; returns its ink coverage and stroke width."""
+    warped = cv2.warpAffine(
+        digit.astype(np.float32) / 255.0,
+        affine,
+        size,
+        flags=cv2.INTER_CUBIC,
+        borderMode=cv2.BORDER_CONSTANT,
+    )
+    # blur away the 28x28 pixel grid that cubic interpolation leaves as lumps on big strokes
+    smooth = cv2.GaussianBlur(warped, (0, 0), 0.5 * scale) if scale > 2 else warped
+    return _strokes(np.clip(smooth, 0.0, 1.0), scale, height, pen)
+
+
+def _strokes(
+    soft: np.ndarray, scale: float, height: float, pen: tuple[float, float, float]
+) -> tuple[np.ndarray, float]:
+    """Crisp pen edges, then dilate or erode towards the pen's width as far as the digit keeps
     its shape; returns the coverage and its stroke width in pixels."""
     # some MNIST strokes fade out (light pen pressure): take the shape from the ink relative to
     # its local peak, so faint strokes stay whole, and how light they are from that peak
     reach = 2 * max(1, round(1.2 * scale)) + 1
     peak = cv2.dilate(soft, np.ones((reach, reach), np.uint8))
     relative = soft / np.maximum(peak, 0.1)
-    level = rng.uniform(0.3, 0.5)  # where the pen's edge falls on MNIST's grey ramp
-    edge = rng.uniform(0.7, 1.6)  # pixels from no ink to full ink across a stroke's edge
+    level, edge, wanted = pen  # edge: pixels from no ink to full ink across a stroke's edge
     # MNIST edges ramp over ~1.75 of its pixels; no ink must stay no ink
     gain = max(0.5 / level, 1.75 * scale / edge)
     crisp = np.clip((relative - level) * gain + 0.5, 0.0, 1.0)
@@ -195,7 +452,6 @@ def _strokes(
     depth = cv2.distanceTransform(inside, cv2.DIST_L2, 3)[inside > 0]
     # mean distance to the edge over a band of width W is about W / 4 + 1/2
     stroke = max(1.0, 4.0 * float(depth.mean()) - 2.0) if depth.size else 1.0
-    wanted = max(_MIN_STROKE, height * math.exp(rng.uniform(*np.log(_STROKE_RANGE))))
     steps = dict.fromkeys(round((wanted - stroke) / 2 * share) for share in (1, 0.6, 0.3))
     step = next((s for s in steps if s and _keeps_shape(crisp, s, height)), 0)
     lightness = np.sqrt(np.clip(_morph(peak, max(step, 0)) / 0.5, 0.0, 1.0))
