@@ -80,25 +80,23 @@ def run(
     prefix = f"models/v{metadata['version']:04d}/evaluation"
     test = mnist.load(data)
     images = test.x_test.astype(np.float32) / 255.0
-    predictions = [
-        p for i in range(0, len(images), 1000) for p in classifier.predict(images[i : i + 1000])
-    ]
+    predictions = classifier.predict(images)
     truth = [str(int(y)) for y in test.y_test]
     report: dict[str, Any] = {
         "model": metadata["version"],
         "architecture": metadata["architecture"],
     }
     report["mnist"] = scores(truth, [str(p.label) for p in predictions])
-    wrong = [
-        (p.confidence, 1.0 - images[i], t, str(p.label))
-        for i, (p, t) in enumerate(zip(predictions, truth, strict=True))
-        if str(p.label) != t
-    ]
     figures = {"mnist_confusion": confusion_png(report["mnist"]["confusion"], "MNIST test")}
     if scans is not None:
-        report["scans"], scan_wrong = _scan_scores(scans, labels, classifier)
+        report["scans"], wrong = _scan_scores(scans, labels, classifier)
         figures["scans_confusion"] = confusion_png(report["scans"]["confusion"], str(scans))
-        wrong = scan_wrong
+    else:
+        wrong = [
+            (p.confidence, 1.0 - images[i], t, str(p.label))
+            for i, (p, t) in enumerate(zip(predictions, truth, strict=True))
+            if str(p.label) != t
+        ]
     wrong.sort(key=lambda item: -item[0])
     tiles = [
         review.tile(gray, f"{t} read {r or '-'} {conf:.2f}", review.RED)

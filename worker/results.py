@@ -8,9 +8,10 @@ import json
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from worker.pipeline import Reading
+if TYPE_CHECKING:
+    from worker.pipeline import Reading
 
 COLUMNS = ("source", "key", "label", "confidence", "text", "error", "model", "needs_review")
 REVIEW_BELOW = 0.8  # default confidence under which a person should look at a result
