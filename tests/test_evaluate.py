@@ -16,10 +16,12 @@ from worker.evaluate import scores
 def test_scores_by_hand() -> None:
     report = scores(["1", "1", "2", "7", "42"], ["1", "2", "2", "", "42"])
     assert report["accuracy"] == 0.6 and report["items"] == 5
+    assert report["single_digit_accuracy"] == 0.5 and report["field_accuracy"] == 1.0
     assert report["per_class"]["1"] == {"precision": 1.0, "recall": 0.5}
-    assert report["per_class"]["2"] == {"precision": 0.5, "recall": 1.0}
+    assert report["per_class"]["2"] == {"precision": 0.66667, "recall": 1.0}
     assert report["per_class"]["7"] == {"precision": None, "recall": 0.0}
-    assert np.array(report["confusion"]).sum() == 3
+    assert np.array(report["confusion"]).sum() == 5  # "7" read as "" has no aligned digit
+    assert report["digit_recall"] == round(4 / 6, 5)
 
 
 def test_evaluate_cli(digits, trained, file_store, mnist_dir: Path, tmp_path: Path) -> None:
@@ -49,3 +51,22 @@ def test_evaluate_needs_labels(trained, file_store, mnist_dir: Path, tmp_path: P
         "evaluate", "--scans", str(tmp_path), "--data", str(mnist_dir), "--store", file_store.url
     )
     assert result.returncode == 2 and "labels.json missing" in result.stderr
+
+
+def test_evaluate_fields_from_the_samples_command(
+    trained, file_store, mnist_dir: Path, tmp_path: Path
+) -> None:
+    publish(file_store, trained)
+    folder = tmp_path / "fields"
+    made = cli("samples", str(folder), "--fields", "--count", "8", "--data", str(mnist_dir))
+    assert made.returncode == 0, made.stderr
+    labels = json.loads((folder / "labels.json").read_text())
+    assert len(labels) == 8 and all(3 <= len(text) <= 8 for text in labels.values())
+    result = cli(
+        "evaluate", "--scans", str(folder), "--data", str(mnist_dir), "--store", file_store.url
+    )
+    assert result.returncode == 0, result.stderr
+    assert "field accuracy" in result.stdout
+    report = json.loads(file_store.get("models/v0001/evaluation/report.json"))
+    assert report["scans"]["single_digit_accuracy"] is None
+    assert 0 <= report["scans"]["field_accuracy"] <= 1

@@ -1,4 +1,4 @@
-"""MNIST-style normalisation on hand-made scans: polarity, position, size, aspect, specks."""
+"""MNIST-style normalisation on hand-made scans: polarity, position, size, aspect, blank pages."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from worker.preprocess import NoInkError, normalise
+from worker.preprocess import NoInkError, prepare, to_mnist
 
 
 def scan(size=(400, 400), box=(150, 100, 100, 160), thickness=12, dark_on_light=True):
@@ -17,6 +17,12 @@ def scan(size=(400, 400), box=(150, 100, 100, 160), thickness=12, dark_on_light=
     cv2.polylines(ink, [points], False, 255, thickness, cv2.LINE_AA)
     gray = ink.astype(np.float32) / 255
     return 1.0 - 0.8 * gray if dark_on_light else gray
+
+
+def normalise(gray: np.ndarray) -> np.ndarray:
+    """The whole image's ink as one digit."""
+    ink, mask, _ = prepare(gray)
+    return to_mnist(ink, mask)
 
 
 def centre_of_mass(digit: np.ndarray) -> tuple[float, float]:
@@ -63,16 +69,10 @@ def test_aspect_ratio_kept() -> None:
     assert height >= 19 and width <= 6
 
 
-def test_noise_specks_and_gradient_are_ignored() -> None:
-    rng = np.random.default_rng(0)
+def test_gradient_is_flattened() -> None:
     gray = scan(size=(500, 500), box=(200, 150, 100, 160))
-    gray *= np.linspace(0.7, 1.0, 500, dtype=np.float32)[None, :]
-    for _ in range(25):
-        y, x = rng.integers(5, 495, 2)
-        if not (130 < y < 330 and 180 < x < 320):
-            cv2.circle(gray, (int(x), int(y)), 2, 0.2, -1)
-    gray += rng.normal(0, 0.03, gray.shape).astype(np.float32)
-    assert np.abs(normalise(np.clip(gray, 0, 1)) - normalise(scan())).mean() < 0.08
+    gray *= np.linspace(0.6, 1.0, 500, dtype=np.float32)[None, :]
+    assert np.abs(normalise(gray) - normalise(scan())).mean() < 0.08
 
 
 @pytest.mark.parametrize("value", [0.0, 1.0, 0.5])

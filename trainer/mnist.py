@@ -110,3 +110,21 @@ def _check(data: Mnist, origin: object) -> Mnist:
         if images.dtype != np.uint8 or labels.size == 0 or labels.max() > 9:
             raise DataError(f"{origin}: expected uint8 images and labels 0-9; {HINT}")
     return data
+
+
+def frame(ink: np.ndarray) -> np.ndarray:
+    """MNIST's own recipe for one digit's cropped ink (float, bright on black): fit it into a
+    20×20 box keeping its aspect ratio, then place it in 28×28 with its centre of mass centred;
+    returns float32 in [0, 1]."""
+    import cv2
+
+    h, w = ink.shape
+    scale = 20.0 / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    digit = cv2.resize(ink.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+    digit /= max(float(digit.max()), 1e-6)
+    total = float(digit.sum())
+    cx = float(digit.sum(axis=0) @ np.arange(size[0])) / total
+    cy = float(digit.sum(axis=1) @ np.arange(size[1])) / total
+    shift = np.float32([[1, 0, 14 - cx], [0, 1, 14 - cy]])
+    return cv2.warpAffine(digit, shift, (28, 28), flags=cv2.INTER_LINEAR)

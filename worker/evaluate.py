@@ -24,24 +24,32 @@ WORST = 40  # errors shown in the gallery, most confident first
 
 
 def scores(truth: list[str], read: list[str]) -> dict[str, Any]:
-    """Whole-string accuracy, and per-class precision/recall over single-digit items."""
-    pairs = [(t, r) for t, r in zip(truth, read, strict=True) if len(t) == 1]
+    """Whole-string accuracy (overall, single digits, fields of several), and per digit class:
+    precision, recall and a confusion matrix over the digits of strings read at full length."""
+    pairs = list(zip(truth, read, strict=True))
     matrix = np.zeros((10, 10), np.int64)
     for t, r in pairs:
-        if len(r) == 1:
-            matrix[int(t), int(r)] += 1
+        if len(t) == len(r):
+            for a, b in zip(t, r, strict=True):
+                matrix[int(a), int(b)] += 1
+    relevant = np.bincount([int(a) for t in truth for a in t], minlength=10)
     per_class = {}
     for k in range(10):
-        relevant = sum(t == str(k) for t, _ in pairs)
-        predicted = sum(r == str(k) for _, r in pairs)
+        predicted = matrix[:, k].sum()
         per_class[str(k)] = {
             "precision": round(matrix[k, k] / predicted, 5) if predicted else None,
-            "recall": round(matrix[k, k] / relevant, 5) if relevant else None,
+            "recall": round(matrix[k, k] / relevant[k], 5) if relevant[k] else None,
         }
-    correct = sum(t == r for t, r in zip(truth, read, strict=True))
+
+    def accuracy(subset: list[tuple[str, str]]) -> float | None:
+        return round(sum(t == r for t, r in subset) / len(subset), 5) if subset else None
+
     return {
         "items": len(truth),
-        "accuracy": round(correct / len(truth), 5),
+        "accuracy": accuracy(pairs),
+        "single_digit_accuracy": accuracy([(t, r) for t, r in pairs if len(t) == 1]),
+        "field_accuracy": accuracy([(t, r) for t, r in pairs if len(t) > 1]),
+        "digit_recall": round(np.trace(matrix) / max(relevant.sum(), 1), 5),
         "per_class": per_class,
         "confusion": matrix.tolist(),
     }
@@ -135,7 +143,7 @@ def _scan_scores(
     """Read every labelled file; score the strings; collect the misreads."""
     names = sorted(labels)
     readings, _ = pipeline.read([folder / n for n in names], Path.read_bytes, classifier)
-    read = ["" if r.label is None else str(r.label) for r in readings]
+    read = [r.text for r in readings]
     truth = [labels[n] for n in names]
     wrong = []
     for name, reading, t, r in zip(names, readings, truth, read, strict=True):

@@ -1,15 +1,17 @@
-"""Read a list of images: fetch, decode and preprocess concurrently, then one batched inference.
+"""Read a list of images: fetch, decode and segment concurrently, then one batched inference
+over every digit candidate of every image, and the most likely split of each run of ink.
 
 OpenCV and I/O release the GIL, so a thread pool overlaps fetching with decoding.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import cv2
@@ -17,24 +19,47 @@ import numpy as np
 
 from trainer.storage import ObjectMissing
 from worker.decode import DecodeError, decode
-from worker.inference import Classifier
-from worker.preprocess import NoInkError, normalise
+from worker.inference import Classifier, Prediction
+from worker.preprocess import NoInkError
+from worker.segment import Group, Piece, segment
 
 T = TypeVar("T")
 _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fetch-decode")
 
 
 @dataclass
-class Reading:
-    """What was read from one image: a label and its confidence, or a one-line error."""
+class Digit:
+    """One digit read: its label, softmax confidence and box (x, y, w, h) in the scan."""
 
-    label: int | None = None
-    confidence: float = 0.0
+    label: int
+    confidence: float
+    box: tuple[int, int, int, int]
+
+
+@dataclass
+class Reading:
+    """What was read from one image: its digits left to right, or a one-line error."""
+
+    digits: list[Digit] = field(default_factory=list)
     error: str | None = None
 
+    @property
+    def text(self) -> str:
+        return "".join(str(d.label) for d in self.digits)
 
-def _load(item: T, fetch: Callable[[T], bytes]) -> tuple[np.ndarray | str, Counter[str]]:
-    """Fetch, decode and normalise one image; return the 28×28 digit or an error string."""
+    @property
+    def label(self) -> int | None:
+        """The digit when exactly one was found."""
+        return self.digits[0].label if len(self.digits) == 1 else None
+
+    @property
+    def confidence(self) -> float:
+        """The least confident digit's confidence: a string is only as sure as its weakest digit."""
+        return min((d.confidence for d in self.digits), default=0.0)
+
+
+def _load(item: T, fetch: Callable[[T], bytes]) -> tuple[list[Group] | str, Counter[str]]:
+    """Fetch, decode and segment one image; return its digit candidates or an error string."""
     spent: Counter[str] = Counter()
 
     def timed(stage: str, step: Callable, value: object) -> object:
@@ -45,8 +70,8 @@ def _load(item: T, fetch: Callable[[T], bytes]) -> tuple[np.ndarray | str, Count
             spent[stage] += time.perf_counter() - start
 
     try:
-        digit = timed("preprocess", normalise, timed("decode", decode, timed("fetch", fetch, item)))
-        return digit, spent
+        groups = timed("preprocess", segment, timed("decode", decode, timed("fetch", fetch, item)))
+        return groups, spent
     except ObjectMissing:
         return "input object not found in the store", spent
     except FileNotFoundError:
@@ -67,15 +92,32 @@ def read(
     """Read every item; return one Reading per item and seconds spent per stage."""
     loaded = list(_pool.map(lambda item: _load(item, fetch), items))
     spent: Counter[str] = sum((stage for _, stage in loaded), Counter())
-    digits = [value for value, _ in loaded if not isinstance(value, str)]
+    images = [
+        piece.image
+        for value, _ in loaded
+        if not isinstance(value, str)
+        for group in value
+        for split in group
+        for piece in split
+    ]
     start = time.perf_counter()
-    predictions = iter(classifier.predict(np.stack(digits) if digits else np.empty((0, 28, 28))))
+    predictions = iter(classifier.predict(np.stack(images) if images else np.empty((0, 28, 28))))
     spent["infer"] = time.perf_counter() - start
     readings = []
     for value, _ in loaded:
         if isinstance(value, str):
             readings.append(Reading(error=value))
-        else:
-            prediction = next(predictions)
-            readings.append(Reading(prediction.label, prediction.confidence))
+            continue
+        digits = []
+        for group in value:
+            options = [[(piece, next(predictions)) for piece in split] for split in group]
+            best = max(options, key=_fit)
+            digits += [Digit(p.label, p.confidence, piece.box) for piece, p in best]
+        readings.append(Reading(digits))
     return readings, spent
+
+
+def _fit(split: list[tuple[Piece, Prediction]]) -> float:
+    """How likely a reading is, in logs: the product of its digits' confidences. A model with
+    a "not one digit" class gives a wrong cut's pieces low confidence."""
+    return sum(math.log(max(p.confidence, 1e-12)) for _, p in split)

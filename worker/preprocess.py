@@ -1,16 +1,22 @@
-"""Normalise a scanned digit the way MNIST was made: light ink on black, 20×20 box in 28×28.
+"""Clean a scan into bright ink on black, and frame one digit's ink the way MNIST was made.
 
-Steps: bound the working size, find paper vs ink polarity, flatten uneven illumination,
-locate the ink (Otsu on the flattened image, specks dropped), normalise stroke width, crop,
-deskew, fit the ink into a 20×20 box keeping its aspect ratio, and centre it by centre of mass.
+`prepare` bounds the working size, finds paper vs ink polarity, flattens uneven illumination and
+locates the ink (Otsu on the flattened image). `to_mnist` normalises one digit's stroke width,
+deskews it, fits it into a 20×20 box keeping its aspect ratio and centres it by centre of mass
+in 28×28. Finding the digits between the two steps is `worker.segment`'s job.
 """
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
-WORK_SIZE = 512  # longest side processed; a digit needs far fewer pixels than a scan has
+from trainer import mnist
+
+WORK_PIXELS = 512 * 512  # pixels processed at most; a digit needs far fewer than a scan has
+MIN_SIDE = 96  # ... but a long thin field keeps at least this height
 # Stroke width (2 × area / perimeter of the ink mask) to aim for in the 20×20 box: calibrated so
 # normalised scans come out with MNIST's own stroke widths (median 2.3 px at half intensity).
 TARGET_STROKE = 2.5
@@ -21,22 +27,34 @@ class NoInkError(ValueError):
     """The image holds no ink that could be a digit."""
 
 
-def normalise(gray: np.ndarray) -> np.ndarray:
-    """Map a 2-D float32 gray scan in [0, 1] to a 28×28 float32 MNIST-style digit."""
-    ink = _flatten(_bright_ink(_bounded(gray)))
-    mask = _digit_mask(ink)
+def prepare(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """From a 2-D float32 gray scan in [0, 1]: the flattened bright-ink image, its Otsu ink mask
+    and the scale from scan to working pixels."""
+    work, scale = _bounded(gray)
+    ink = _flatten(_bright_ink(work))
+    peak = float(cv2.blur(ink, (3, 3)).max())  # the blur keeps lone noise pixels from counting
+    if peak < MIN_CONTRAST:
+        raise NoInkError("no ink found (blank or near-blank image)")
+    scaled = np.round(ink / peak * 255).clip(0, 255).astype(np.uint8)
+    otsu, _ = cv2.threshold(scaled, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return ink, scaled > max(otsu, 64), scale
+
+
+def to_mnist(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Frame the digit whose ink pixels are `mask` as a 28×28 float32 MNIST digit."""
     ys, xs = np.nonzero(mask)
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     crop = _levels(ink[y0:y1, x0:x1], mask[y0:y1, x0:x1])
-    return _mnist_frame(_deskew(_match_stroke(crop, mask[y0:y1, x0:x1])))
+    return mnist.frame(_deskew(_match_stroke(crop, mask[y0:y1, x0:x1])))
 
 
-def _bounded(gray: np.ndarray) -> np.ndarray:
-    scale = WORK_SIZE / max(gray.shape)
-    if scale >= 1:
-        return gray
-    size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
-    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+def _bounded(gray: np.ndarray) -> tuple[np.ndarray, float]:
+    h, w = gray.shape
+    scale = min(1.0, max(math.sqrt(WORK_PIXELS / (h * w)), MIN_SIDE / min(h, w)))
+    if scale == 1.0:
+        return gray, scale
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA), scale
 
 
 def _bright_ink(gray: np.ndarray) -> np.ndarray:
@@ -59,39 +77,6 @@ def _flatten(ink: np.ndarray) -> np.ndarray:
     background = cv2.morphologyEx(small, cv2.MORPH_OPEN, kernel)
     background = cv2.resize(cv2.blur(background, (3, 3)), (w, h), interpolation=cv2.INTER_LINEAR)
     return np.clip(ink - background, 0.0, 1.0)
-
-
-def _digit_mask(ink: np.ndarray) -> np.ndarray:
-    """Binary mask of the digit: Otsu ink pixels in components near the largest one."""
-    peak = float(cv2.blur(ink, (3, 3)).max())  # the blur keeps lone noise pixels from counting
-    if peak < MIN_CONTRAST:
-        raise NoInkError("no ink found (blank or near-blank image)")
-    scaled = np.round(ink / peak * 255).clip(0, 255).astype(np.uint8)
-    otsu, _ = cv2.threshold(scaled, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    binary = (scaled > max(otsu, 64)).astype(np.uint8)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
-    if count < 2:
-        raise NoInkError("no ink found (blank or near-blank image)")
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    main = 1 + int(np.argmax(areas))
-    x, y, w, h = stats[main, :4]
-    box = [x, y, x + w, y + h]
-    reach = 0.3 * max(w, h)
-    keep = [main]
-    for index in np.argsort(-areas) + 1:
-        cx, cy, cw, ch, area = stats[index]
-        if index == main or area < max(3, 0.05 * areas.max()):
-            continue
-        near = (
-            cx < box[2] + reach
-            and cx + cw > box[0] - reach
-            and cy < box[3] + reach
-            and cy + ch > box[1] - reach
-        )
-        if near:
-            keep.append(index)
-            box = [min(box[0], cx), min(box[1], cy), max(box[2], cx + cw), max(box[3], cy + ch)]
-    return np.isin(labels, keep)
 
 
 def _levels(crop: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -135,17 +120,3 @@ def _deskew(crop: np.ndarray) -> np.ndarray:
     sheared = cv2.warpAffine(crop, shear, (width, h), flags=cv2.INTER_LINEAR)
     cols = np.nonzero(sheared.max(axis=0) > 0.05)[0]
     return sheared[:, cols.min() : cols.max() + 1] if cols.size else crop
-
-
-def _mnist_frame(crop: np.ndarray) -> np.ndarray:
-    """Fit into 20×20 keeping aspect ratio, then place in 28×28 with the centre of mass centred."""
-    h, w = crop.shape
-    scale = 20.0 / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    digit = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
-    digit /= max(float(digit.max()), 1e-6)
-    total = float(digit.sum())
-    cx = float(digit.sum(axis=0) @ np.arange(size[0])) / total
-    cy = float(digit.sum(axis=1) @ np.arange(size[1])) / total
-    shift = np.float32([[1, 0, 14 - cx], [0, 1, 14 - cy]])
-    return cv2.warpAffine(digit, shift, (28, 28), flags=cv2.INTER_LINEAR)

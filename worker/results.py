@@ -1,4 +1,7 @@
-"""The result record and the files a finished batch gets: JSON Lines, CSV and a summary."""
+"""The result record and the files a finished batch gets: JSON Lines, CSV and a summary.
+
+JSON Lines carry every digit with its confidence and box; the CSV keeps one flat row per image.
+"""
 
 from __future__ import annotations
 
@@ -20,16 +23,20 @@ REVIEW_BELOW = 0.8  # default confidence under which a person should look at a r
 def record(
     source: str, key: str | None, reading: Reading, model: int, review_below: float
 ) -> dict[str, Any]:
-    """One input's result, in the documented column order; errors always need review."""
+    """One input's result, in the documented field order; errors always need review."""
     return {
         "source": source,
         "key": key,
         "label": reading.label,
         "confidence": round(reading.confidence, 5),
-        "text": "" if reading.label is None else str(reading.label),
+        "text": reading.text,
         "error": reading.error,
         "model": model,
         "needs_review": reading.error is not None or reading.confidence < review_below,
+        "digits": [
+            {"label": d.label, "confidence": round(d.confidence, 5), "box": list(d.box)}
+            for d in reading.digits
+        ],
     }
 
 
@@ -51,7 +58,7 @@ def csv_bytes(records: Iterable[dict[str, Any]]) -> bytes:
 def summary(manifest: dict[str, Any], chunks: list[dict[str, Any]]) -> dict[str, Any]:
     """Counts, label histogram, stage timings and throughput of a finished batch."""
     records = [r for chunk in chunks for r in chunk["records"]]
-    labels = Counter(r["label"] for r in records if r["label"] is not None)
+    labels = Counter(d["label"] for r in records for d in r["digits"])
     stages: Counter[str] = sum((Counter(c["seconds"]) for c in chunks), Counter())
     finished = max(c["finished"] for c in chunks)
     elapsed = (
@@ -61,7 +68,8 @@ def summary(manifest: dict[str, Any], chunks: list[dict[str, Any]]) -> dict[str,
         "batch": manifest["batch"],
         "model": manifest["model"],
         "images": len(records),
-        "labeled": sum(labels.values()),
+        "read": sum(1 for r in records if r["text"]),
+        "digits": sum(labels.values()),
         "errors": sum(1 for r in records if r["error"]),
         "needs_review": sum(1 for r in records if r["needs_review"]),
         "review_below": manifest["review_below"],

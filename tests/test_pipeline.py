@@ -1,0 +1,46 @@
+"""Choosing among a field's readings: the most likely wins; the record's text, label and
+confidence follow from its digits."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from worker import pipeline
+from worker.inference import Prediction
+
+
+class Shapes:
+    """A stand-in classifier: a piece framed taller than wide is a confident 7, anything wider
+    (such as two digits squeezed into one frame) a doubtful 0, as a model with a "not one digit"
+    class would have it."""
+
+    version = 1
+
+    def predict(self, images: np.ndarray) -> list[Prediction]:
+        tall = [np.count_nonzero(image.max(axis=1) > 0.1) >= 19 for image in images]
+        return [Prediction(7, 0.99) if t else Prediction(0, 0.3) for t in tall]
+
+
+def png(ink: np.ndarray) -> bytes:
+    return cv2.imencode(".png", (255 - 200 * ink).astype(np.uint8))[1].tobytes()
+
+
+def test_touching_pair_reads_as_two_digits() -> None:
+    ink = np.zeros((120, 200), np.float32)
+    for x in (40, 84):  # two 7s whose bars touch
+        points = np.int32([[x, 30], [x + 46, 30], [x + 16, 90]])
+        cv2.polylines(ink, [points], False, 1.0, 5, cv2.LINE_AA)
+    (reading,), seconds = pipeline.read([png(ink)], lambda data: data, Shapes())
+    assert reading.text == "77" and reading.label is None and reading.error is None
+    assert reading.confidence == 0.99 and len(reading.digits) == 2
+    assert reading.digits[0].box[0] < reading.digits[1].box[0]
+    assert set(seconds) >= {"fetch", "decode", "preprocess", "infer"}
+
+
+def test_one_digit_has_a_label_and_errors_are_per_image() -> None:
+    ink = np.zeros((120, 120), np.float32)
+    cv2.polylines(ink, [np.int32([[40, 30], [80, 30], [55, 90]])], False, 1.0, 5, cv2.LINE_AA)
+    readings, _ = pipeline.read([png(ink), b"not an image"], lambda data: data, Shapes())
+    assert readings[0].label == 7 and readings[0].text == "7"
+    assert readings[1].error and readings[1].text == "" and readings[1].confidence == 0.0

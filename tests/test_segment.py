@@ -1,0 +1,114 @@
+"""Segmentation on hand-made fields: separate digits, a touching pair, a broken digit, a boxed
+and an underlined field, noise specks, and a digit's box in scan pixels."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from worker.segment import segment
+
+HEIGHT = 60  # digit height in the hand-made fields, pixels
+
+
+def draw(canvas: np.ndarray, glyph: str, x: int, y: int = 40, thickness: int = 5) -> int:
+    """Draw a simple '0', '1' or '7' of HEIGHT px with its top-left at (x, y); return its width."""
+    width = {"0": 36, "1": 4, "7": 34}[glyph]
+    if glyph == "0":
+        cv2.ellipse(canvas, (x + 18, y + 30), (16, 28), 0, 0, 360, 1.0, thickness, cv2.LINE_AA)
+    elif glyph == "1":
+        cv2.line(canvas, (x + 2, y), (x + 2, y + HEIGHT), 1.0, thickness, cv2.LINE_AA)
+    else:
+        points = np.int32([[x, y + 2], [x + 34, y + 2], [x + 12, y + HEIGHT]])
+        cv2.polylines(canvas, [points], False, 1.0, thickness, cv2.LINE_AA)
+    return width
+
+
+def scan(ink: np.ndarray) -> np.ndarray:
+    """Dark ink on light paper, as a float gray scan."""
+    return 1.0 - 0.8 * np.clip(ink, 0, 1)
+
+
+def field(glyphs: str, gap: int = 20, size: tuple[int, int] = (140, 420)) -> np.ndarray:
+    ink = np.zeros(size, np.float32)
+    x = 30
+    for glyph in glyphs:
+        x += draw(ink, glyph, x) + gap
+    return ink
+
+
+def unsplit(groups: list) -> list:
+    return [group[0] for group in groups]
+
+
+def test_separate_digits_come_left_to_right_with_boxes() -> None:
+    groups = segment(scan(field("707")))
+    assert len(groups) == 3 and all(len(g[0]) == 1 for g in groups)
+    lefts = [g[0][0].box[0] for g in groups]
+    assert lefts == sorted(lefts)
+    x, y, w, h = groups[0][0][0].box
+    assert abs(x - 30) <= 4 and abs(y - 40) <= 4 and abs(h - HEIGHT) <= 6 and abs(w - 36) <= 6
+    assert all(g[0][0].image.shape == (28, 28) for g in groups)
+
+
+def test_touching_pair_is_offered_split_at_the_joint() -> None:
+    ink = np.zeros((140, 300), np.float32)
+    draw(ink, "0", 30)
+    draw(ink, "0", 30 + 34)  # overlaps the first by 2 px
+    (group,) = segment(scan(ink))
+    assert len(group[0]) == 1  # unsplit first
+    pairs = [split for split in group if len(split) == 2]
+    assert pairs
+    cuts = [split[0].box[0] + split[0].box[2] for split in pairs]
+    assert min(abs(c - 65) for c in cuts) <= 4
+
+
+def test_broken_digit_is_one_group() -> None:
+    ink = field("7")
+    ink[:, 30:80][ink[:, 30:80] > 0] = 0  # erase nothing yet
+    cv2.line(ink, (48, 60), (62, 60), 0.0, 9)  # break the stem of the 7 across
+    ink[40:48, 40:50] = 0  # and a gap in its bar
+    groups = segment(scan(ink))
+    assert len(groups) == 1
+
+
+def test_box_lines_are_removed() -> None:
+    ink = field("707")
+    cv2.rectangle(ink, (10, 25), (400, 115), 1.0, 3)
+    groups = segment(scan(ink))
+    assert len(groups) == 3
+    for group in groups:
+        _, _, w, h = group[0][0].box
+        assert w < 50 and h < 70  # no piece of the box joined any digit
+
+
+def test_underline_touching_the_digits_is_removed() -> None:
+    ink = field("1707")
+    cv2.line(ink, (10, 101), (410, 101), 1.0, 3)  # touches the digits' feet
+    groups = segment(scan(ink))
+    assert len(groups) == 4
+    assert all(group[0][0].box[3] < 70 for group in groups)
+
+
+def test_noise_specks_are_ignored() -> None:
+    rng = np.random.default_rng(0)
+    ink = field("70")
+    for _ in range(30):
+        y, x = rng.integers(3, 137), rng.integers(3, 417)
+        cv2.circle(ink, (int(x), int(y)), 1, 1.0, -1)
+    gray = scan(ink) + rng.normal(0, 0.03, ink.shape).astype(np.float32)
+    groups = segment(np.clip(gray, 0, 1))
+    assert len(groups) == 2
+    assert [g[0][0].box[2] > 25 for g in groups] == [True, True]
+
+
+def test_broken_zero_is_offered_whole() -> None:
+    ink = np.zeros((140, 200), np.float32)
+    centre, axes = (70, 70), (22, 30)
+    cv2.ellipse(ink, centre, axes, 0, 100, 260, 1.0, 5, cv2.LINE_AA)  # left half
+    cv2.ellipse(ink, centre, axes, 0, -75, 75, 1.0, 5, cv2.LINE_AA)  # right half, apart
+    (group,) = segment(scan(ink))
+    assert sorted(len(reading) for reading in group)[:2] == [1, 2]
+    (whole,) = next(reading for reading in group if len(reading) == 1)
+    x, _, w, h = whole.box
+    assert abs(x - 46) <= 4 and abs(w - 48) <= 6 and abs(h - 62) <= 6

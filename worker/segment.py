@@ -1,0 +1,313 @@
+"""Find the digits of a field: printed lines out, the writing's slant out, ink grouped into
+digits left to right, and touching digits offered to the classifier as alternative splits.
+
+A scan of one digit and a field of several take the same path: one group or many.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from functools import cache
+
+import cv2
+import numpy as np
+
+from worker.preprocess import NoInkError, prepare, to_mnist
+
+MAX_MARKS = 40  # more separate marks than this is not a digit field (noise, text, a photo)
+MAX_SPLIT = 4  # touching digits considered per run of ink
+MAX_JOIN = 3  # marks considered as parts of one digit
+MAX_READINGS = 64  # alternative readings of one run of ink, at most
+JOIN = 0.15  # marks closer than this share of the digit height may be parts of one digit
+SPECK = 0.06  # marks smaller than this share of a typical digit's ink are specks
+MAIN = 0.4  # marks at least this share of the digit height are digits (or large parts of one)
+REACH = 1.5  # a digit further than this many digit heights from the others is not in the field
+ASPECT = 0.8  # MNIST's median width / height: a typical digit's width from the field's height
+WIDE = 1.0  # runs of ink at least this many typical digit widths wide may hold several digits
+BROAD = 1.5  # one digit is rarely wider than this many typical widths (MNIST: 95% are)
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One digit candidate: its 28×28 MNIST-style image and its box (x, y, w, h) in the scan."""
+
+    image: np.ndarray
+    box: tuple[int, int, int, int]
+
+
+Group = list[list[Piece]]  # alternative readings of one run of ink, each a list of digits
+
+
+def segment(gray: np.ndarray) -> list[Group]:
+    """Digit candidates of a 2-D float32 gray scan in [0, 1], left to right."""
+    ink, mask, scale = prepare(gray)
+    ink, mask = _without_lines(ink, mask)
+    ink, mask, shear = _upright(ink, mask)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), None, 8)
+    back = cv2.invertAffineTransform(shear) / scale
+    limit = np.array(gray.shape[::-1])
+    groups = _groups(stats[1:count])
+    boxes = [_box(stats[[i + 1 for i in members]]) for members in groups]
+    # a typical digit: the field's median height, and MNIST's median aspect (0.8) for its width
+    height = float(np.median([h for *_, h in boxes]))
+    typical = (ASPECT * height, height)
+
+    @cache
+    def readings(first: int, last: int) -> list[list[Piece]]:
+        """Ways to read groups first..last merged into one run of ink: whole, or split."""
+        members = [i + 1 for g in groups[first : last + 1] for i in g]
+        x, y, w, h = _box(stats[members])
+        crop = np.isin(labels[y : y + h, x : x + w], members)
+        at = back @ np.float32([x, y, 1])  # scan position of the crop's origin
+        splits = _splits(crop, typical[0]) if first == last else [[crop]]
+        return [
+            [_piece(ink[y : y + h, x : x + w], part, back[:, :2], at, limit) for part in split]
+            for split in splits
+        ]
+
+    found = []
+    for run in _runs(boxes, typical):
+        combos = itertools.chain.from_iterable(
+            itertools.product(*(readings(a, b) for a, b in partition))
+            for partition in _partitions(run)
+        )
+        found.append(
+            [
+                [piece for pieces in combo for piece in pieces]
+                for combo in itertools.islice(combos, MAX_READINGS)
+            ]
+        )
+    return found
+
+
+def _runs(boxes: list[tuple[int, int, int, int]], typical: tuple[float, float]) -> list[list[int]]:
+    """Consecutive groups close enough to be parts of one digit (a stroke broken apart), in runs
+    of at most MAX_JOIN; every other group is a run of its own."""
+    runs = [[0]]
+    for i in range(1, len(boxes)):
+        gap = boxes[i][0] - (boxes[i - 1][0] + boxes[i - 1][2])
+        width = boxes[i][0] + boxes[i][2] - boxes[runs[-1][0]][0]
+        if gap <= JOIN * typical[1] and width <= BROAD * typical[0] and len(runs[-1]) < MAX_JOIN:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
+
+
+def _partitions(run: list[int]) -> list[list[tuple[int, int]]]:
+    """Every way to cut a run of groups into consecutive (first, last) spans."""
+    if len(run) == 1:
+        return [[(run[0], run[0])]]
+    ways = []
+    for end in range(len(run)):
+        head = (run[0], run[end])
+        rest = run[end + 1 :]
+        ways += [[head, *tail] for tail in _partitions(rest)] if rest else [[head]]
+    return ways
+
+
+def _box(stats: np.ndarray) -> tuple[int, int, int, int]:
+    """Bounding box (x, y, w, h) of connected-component stats rows."""
+    x0, y0 = stats[:, 0].min(), stats[:, 1].min()
+    x1, y1 = (stats[:, 0] + stats[:, 2]).max(), (stats[:, 1] + stats[:, 3]).max()
+    return int(x0), int(y0), int(x1 - x0), int(y1 - y0)
+
+
+def _without_lines(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Remove printed rules: horizontal lines far longer than the writing is tall (underlines,
+    box edges) and the upright box sides between them; strokes crossing a line are mended."""
+    w = mask.shape[1]
+    faint = (ink >= 0.5 * ink[mask].min()).astype(np.uint8)  # printed lines are often light
+    # horizontal runs longer than a digit is tall: parts of lines, not of digits
+    step = max(8, round(_writing_height(mask.astype(np.uint8))))
+    runs = cv2.morphologyEx(faint, cv2.MORPH_OPEN, np.ones((1, step), np.uint8))
+    # join the steps of a slightly rotated line, then judge whole lines
+    joined = cv2.morphologyEx(runs, cv2.MORPH_CLOSE, np.ones((3, step), np.uint8)) & faint
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(joined, None, 8)
+    writing = _writing_height((mask & (runs == 0)).astype(np.uint8))
+    rows = [
+        i
+        for i in range(1, count)
+        if stats[i, cv2.CC_STAT_WIDTH] >= max(0.4 * w, 2.0 * writing)
+        and stats[i, cv2.CC_STAT_HEIGHT] <= 0.05 * stats[i, cv2.CC_STAT_WIDTH] + 6
+    ]
+    if not rows:
+        return ink, mask
+    lines = np.isin(labels, rows)
+    thick = int(stats[rows, cv2.CC_STAT_HEIGHT].max())
+    inner = [
+        int(stats[rows, cv2.CC_STAT_TOP].min() + thick),
+        int(stats[rows, cv2.CC_STAT_TOP].max()),
+    ]
+    if inner[1] - inner[0] > 8:  # a box: its sides are upright runs from one line to the other
+        reach = np.ones((inner[1] - inner[0] - 2, 1), np.uint8)
+        lines |= cv2.morphologyEx(faint, cv2.MORPH_OPEN, reach) > 0
+    lines = cv2.dilate(lines.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    rest = (mask & ~lines).astype(np.uint8)
+    mended = cv2.morphologyEx(rest, cv2.MORPH_CLOSE, np.ones((thick + 4, 1), np.uint8)) > 0
+    keep = mask & (~lines | mended)
+    return np.where(keep, ink, 0.0).astype(np.float32), keep
+
+
+def _writing_height(binary: np.ndarray) -> float:
+    """Median height of the larger marks: about the height of the handwriting."""
+    count, _, stats, _ = cv2.connectedComponentsWithStats(binary, None, 8)
+    if count < 2:
+        return 0.0
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    return float(np.median(stats[1:, cv2.CC_STAT_HEIGHT][areas >= 0.2 * areas.max()]))
+
+
+def _upright(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Shear the writer's slant out of the whole field (the median slant of its marks, from
+    their second moments) so digits stand upright for grouping and vertical cuts."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), None, 8)
+    slants, weights = [], []
+    for i in range(1, count):
+        x, y, w, h, area = stats[i]
+        if h < 8:
+            continue
+        ys, xs = np.nonzero(labels[y : y + h, x : x + w] == i)
+        var_y = float(((ys - ys.mean()) ** 2).mean())
+        slants.append(float(((xs - xs.mean()) * (ys - ys.mean())).mean()) / max(var_y, 1e-6))
+        weights.append(area)
+    h, w = mask.shape
+    if not slants:
+        return ink, mask, np.float32([[1, 0, 0], [0, 1, 0]])
+    order = np.argsort(slants)
+    cumulative = np.cumsum(np.asarray(weights)[order])
+    slant = float(np.clip(slants[order[np.searchsorted(cumulative, cumulative[-1] / 2)]], -1, 1))
+    offset = max(0.0, slant * (h - 1))
+    shear = np.float32([[1, -slant, offset], [0, 1, 0]])
+    width = int(np.ceil(w + abs(slant) * (h - 1)))
+    sheared_ink = cv2.warpAffine(ink, shear, (width, h), flags=cv2.INTER_LINEAR)
+    sheared_mask = cv2.warpAffine(mask.astype(np.uint8), shear, (width, h), flags=cv2.INTER_NEAREST)
+    return sheared_ink, sheared_mask > 0, shear
+
+
+def _groups(stats: np.ndarray) -> list[list[int]]:
+    """Indices of the marks making up each digit (or run of touching digits), left to right."""
+    if len(stats) == 0:
+        raise NoInkError("no ink found (blank or near-blank image)")
+    x, y, w, h, area = (stats[:, k].astype(float) for k in range(5))
+    big = area >= 0.2 * area.max()
+    height = float(np.median(h[big]))
+    typical = float(np.median(area[big]))
+    kept = area >= max(4.0, SPECK * typical)
+    main = np.flatnonzero(kept & (h >= MAIN * height))
+    if len(main) > MAX_MARKS:
+        raise NoInkError(f"no digit field found ({len(main)} separate marks)")
+    groups = [[int(i)] for i in main[np.argsort(x[main])]]
+
+    def extent(group: list[int]) -> tuple[float, float, float, float]:
+        return (
+            min(x[group]),
+            min(y[group]),
+            max(x[group] + w[group]),
+            max(y[group] + h[group]),
+        )
+
+    # parts of one digit stacked above each other: a broken stroke, a detached bar
+    merged = True
+    while merged:
+        merged = False
+        for a in range(len(groups) - 1):
+            ax0, _, ax1, _ = extent(groups[a])
+            bx0, _, bx1, _ = extent(groups[a + 1])
+            if min(ax1, bx1) - max(ax0, bx0) >= 0.5 * min(ax1 - ax0, bx1 - bx0):
+                groups[a] += groups.pop(a + 1)
+                merged = True
+                break
+    # smaller marks join the digit they sit over or beside; the others are specks
+    for i in np.flatnonzero(kept & (h < MAIN * height)):
+        gaps = []
+        for group in groups:
+            gx0, gy0, gx1, gy1 = extent(group)
+            dx = max(gx0 - (x[i] + w[i]), x[i] - gx1, 0.0)
+            dy = max(gy0 - (y[i] + h[i]), y[i] - gy1, 0.0)
+            gaps.append(dx + dy)
+        nearest = int(np.argmin(gaps))
+        if gaps[nearest] <= 0.25 * height:
+            groups[nearest].append(int(i))
+    # one line of writing: the digits overlap the band where most of them are, and sit near
+    # each other, from the biggest outwards
+    top = float(np.median([extent(g)[1] for g in groups]))
+    bottom = float(np.median([extent(g)[3] for g in groups]))
+    groups = [g for g in groups if extent(g)[1] < bottom and extent(g)[3] > top]
+    first = int(np.argmax([area[g].sum() for g in groups]))
+    lo = hi = first
+    while lo > 0 and extent(groups[lo])[0] - extent(groups[lo - 1])[2] <= REACH * height:
+        lo -= 1
+    while hi < len(groups) - 1 and extent(groups[hi + 1])[0] - extent(groups[hi])[2] <= (
+        REACH * height
+    ):
+        hi += 1
+    return groups[lo : hi + 1]
+
+
+def _splits(mask: np.ndarray, typical: float) -> list[list[np.ndarray]]:
+    """Ways to cut one run of ink into digits, unsplit first: when it is wide for one digit,
+    k pieces for each k its width allows, cut at the emptiest columns near the even split."""
+    xs = np.flatnonzero(mask.any(axis=0))
+    x0, x1 = int(xs.min()), int(xs.max()) + 1
+    width = x1 - x0
+    splits = [[mask]]
+    if width < WIDE * typical:
+        return splits
+    # where two digits touch, a column holds little ink or crosses few strokes
+    columns = mask[:, x0:x1]
+    ink = np.convolve(columns.sum(axis=0), np.ones(3), mode="same")
+    crossings = (np.diff(columns.astype(np.int8), axis=0) == 1).sum(axis=0)
+    for k in range(2, min(MAX_SPLIT, round(width / typical) + 1) + 1):
+        options = []
+        for j in range(1, k):
+            centre, window = j * width / k, 0.25 * width / k
+            lo, hi = int(centre - window), int(np.ceil(centre + window)) + 1
+            cuts = [round(centre)]
+            for cost in (ink[lo:hi], crossings[lo:hi] * 1000 + ink[lo:hi]):
+                best = lo + int(np.argmin(cost))
+                if all(abs(best - c) >= 3 for c in cuts):
+                    cuts.append(best)
+            options.append(sorted(cuts))
+        for cuts in _combinations(options):
+            edges = [x0, *(x0 + c for c in cuts), x1]
+            pieces = [_cut(mask, a, b) for a, b in itertools.pairwise(edges)]
+            if all(p is not None for p in pieces):
+                splits.append(pieces)
+    return splits
+
+
+def _combinations(options: list[list[int]]) -> list[list[int]]:
+    combos: list[list[int]] = [[]]
+    for choices in options:
+        combos = [[*c, v] for c in combos for v in choices if not c or v > c[-1]]
+    return combos
+
+
+def _cut(mask: np.ndarray, a: int, b: int) -> np.ndarray | None:
+    """Columns a..b of the mask, without slivers of the neighbours; None when nothing is left."""
+    piece = np.zeros_like(mask)
+    piece[:, a:b] = mask[:, a:b]
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(piece.astype(np.uint8), None, 8)
+    if count < 2:
+        return None
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    return np.isin(labels, 1 + np.flatnonzero(areas >= 0.15 * areas.max()))
+
+
+def _piece(
+    ink: np.ndarray,
+    mask: np.ndarray,
+    linear: np.ndarray,
+    at: np.ndarray,
+    limit: np.ndarray,
+) -> Piece:
+    """The digit under `mask`, framed for the classifier, with its box in scan pixels."""
+    ys, xs = np.nonzero(mask)
+    # the box in the scan holds every ink pixel (pixel corners), mapped back through the shear
+    points = np.float32([[xs, ys], [xs + 1, ys + 1]]).transpose(0, 2, 1).reshape(-1, 2)
+    points = points @ linear.T + at
+    low = np.clip(np.floor(points.min(axis=0)), 0, limit).astype(int)
+    high = np.clip(np.ceil(points.max(axis=0)), 0, limit).astype(int)
+    return Piece(to_mnist(ink, mask), (*map(int, low), *map(int, high - low)))
