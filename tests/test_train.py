@@ -46,9 +46,10 @@ def test_architectures_take_28x28_and_give_softmax(digits) -> None:
     for name in models.RECIPES:
         model = models.build(name)
         probs = model.predict(digits.x_test[:4].astype("float32") / 255, verbose=0)
-        assert probs.shape == (4, 10)
+        assert probs.shape == (4, models.RECIPES[name].classes)
         assert abs(float(probs.sum(axis=1).mean()) - 1) < 1e-4
     model, meta = train.train("cnn", digits, epochs=1, limit=3000, log=lambda _: None)
     assert meta["hyperparameters"]["schedule"] == "warmup+cosine"
     assert meta["hyperparameters"]["stroke_jitter"] is True
-    assert meta["hyperparameters"]["train_images"] == 3000 and meta["test_loss"] > 0
+    assert meta["hyperparameters"]["nondigit_images"] == 300  # 10% more: the 11th class
+    assert meta["hyperparameters"]["train_images"] == 3300 and meta["test_loss"] > 0

@@ -18,12 +18,24 @@ class Recipe:
     learning_rate: float
     cosine: bool = False  # warm up, then cosine-decay the learning rate; else keep it constant
     stroke_jitter: bool = False  # randomly thicken or thin strokes in the input pipeline
+    nondigits: int = 0  # images of touching pairs and fragments added as an 11th class
+
+    @property
+    def classes(self) -> int:
+        return 11 if self.nondigits else 10
 
 
 RECIPES = {
     # The seed model, exactly: 784 -> 512 -> 512 -> 10, Adam, 8 epochs.
     "mlp": Recipe(epochs=8, batch_size=128, learning_rate=1e-3),
-    "cnn": Recipe(epochs=12, batch_size=128, learning_rate=3e-3, cosine=True, stroke_jitter=True),
+    "cnn": Recipe(
+        epochs=12,
+        batch_size=128,
+        learning_rate=3e-3,
+        cosine=True,
+        stroke_jitter=True,
+        nondigits=6000,
+    ),
 }
 
 
@@ -58,7 +70,7 @@ def build(name: str) -> keras.Model:
                 layers.Dropout(0.3),
                 layers.Dense(128, activation="relu"),
                 layers.Dropout(0.3),
-                layers.Dense(10, activation="softmax"),
+                layers.Dense(RECIPES["cnn"].classes, activation="softmax"),
             ],
             name="cnn",
         )

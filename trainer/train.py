@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from trainer import mnist, models, registry
+from trainer import mnist, models, nondigits, registry
 from trainer.storage import Store
 
 
@@ -51,6 +51,10 @@ def train(
     batch_size = batch_size or recipe.batch_size
     keras.utils.set_random_seed(seed)
     x_train, y_train = data.x_train[:limit], data.y_train[:limit]
+    if recipe.nondigits:
+        extra = nondigits.make(x_train, y_train, recipe.nondigits * len(x_train) // 60000, seed)
+        x_train = np.concatenate([x_train, extra])
+        y_train = np.concatenate([y_train, np.full(len(extra), nondigits.NOT_A_DIGIT, np.uint8)])
     x_train = x_train.astype(np.float32) / 255.0
     x_test = data.x_test.astype(np.float32) / 255.0
     onehot = keras.utils.to_categorical
@@ -75,7 +79,7 @@ def train(
             f"accuracy {logs['accuracy']:.4f}  ({time.monotonic() - started:.0f} s)"
         )
 
-    labels = onehot(y_train, 10)
+    labels = onehot(y_train, recipe.classes)
     if recipe.stroke_jitter:
         dataset = (
             tf.data.Dataset.from_tensor_slices((x_train, labels))
@@ -94,9 +98,9 @@ def train(
         callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)],
     )
     seconds = time.monotonic() - started
-    train_loss, train_acc = model.evaluate(x_train, onehot(y_train, 10), batch_size=1024, verbose=0)
+    train_loss, train_acc = model.evaluate(x_train, labels, batch_size=1024, verbose=0)
     test_loss, test_acc = model.evaluate(
-        x_test, onehot(data.y_test, 10), batch_size=1024, verbose=0
+        x_test, onehot(data.y_test, recipe.classes), batch_size=1024, verbose=0
     )
     metadata = {
         "architecture": name,
@@ -108,6 +112,7 @@ def train(
             "learning_rate": recipe.learning_rate,
             "schedule": "warmup+cosine" if recipe.cosine else "constant",
             "stroke_jitter": recipe.stroke_jitter,
+            "nondigit_images": int((y_train == nondigits.NOT_A_DIGIT).sum()),
             "optimizer": "adam",
             "loss": "categorical_crossentropy",
             "seed": seed,

@@ -49,7 +49,7 @@ class Classifier:
         if len(images) == 0:
             return []
         probs = self._forward(np.asarray(images, np.float32)).numpy()
-        labels = probs.argmax(axis=1)
+        labels = probs[:, :10].argmax(axis=1)  # an 11th output, if any, is "not one digit"
         return [Prediction(int(k), float(p[k])) for k, p in zip(labels, probs, strict=True)]
 
 
