@@ -6,6 +6,8 @@ import csv
 import io
 import json
 import re
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,8 +74,14 @@ def test_submit_folder_and_collect_results(cluster, scans, tmp_path: Path) -> No
     for name in BAD:
         assert by_name[name]["error"] and by_name[name]["label"] is None
     good = [by_name[name] for name in labels]
-    assert all(r["error"] is None and r["label"] in range(10) for r in good)
-    assert all(r["text"] == str(r["label"]) and r["model"] == 1 for r in good)
+    assert all(r["error"] is None and r["text"] and r["model"] == 1 for r in good)
+    for r in good:
+        assert r["text"] == "".join(str(d["label"]) for d in r["digits"])
+        assert r["label"] == (r["digits"][0]["label"] if len(r["digits"]) == 1 else None)
+        assert r["confidence"] == min(d["confidence"] for d in r["digits"])
+        height, width = cv2.imread(r["source"], cv2.IMREAD_GRAYSCALE).shape
+        for x, y, w, h in (d["box"] for d in r["digits"]):
+            assert 0 <= x < x + w <= width and 0 <= y < y + h <= height
     correct = sum(by_name[name]["text"] == text for name, text in labels.items())
     assert correct / SCANS >= 0.85, f"{correct}/{SCANS} read correctly"
 
@@ -95,8 +103,8 @@ def test_submit_folder_and_collect_results(cluster, scans, tmp_path: Path) -> No
     status = json.loads(cli("status", batch, env=env).stdout)
     assert status["state"] == "done" and status["images_done"] == len(records)
     summary = json.loads(store.get(f"batches/{batch}/summary.json"))
-    assert summary["errors"] == len(BAD) and summary["labeled"] == SCANS
-    assert sum(summary["label_histogram"].values()) == SCANS
+    assert summary["errors"] == len(BAD) and summary["read"] == SCANS
+    assert sum(summary["label_histogram"].values()) == summary["digits"] >= SCANS
 
     flagged = [r for r in records if r["needs_review"]]
     assert all(by_name[name]["needs_review"] for name in BAD)
@@ -150,3 +158,38 @@ def test_tampered_model_gives_errors_not_a_stuck_batch(cluster, scans, trained) 
     records = _records(result.stdout.strip(), env)
     assert len(records) == 5
     assert all("does not match its registered sha256" in r["error"] for r in records)
+
+
+def test_worker_health_and_metrics(redis_url, trained, file_store, scans, tmp_path) -> None:
+    """/livez while running; /readyz only once a model is published; /metrics counts images."""
+    env = {"SCANDIGITS_BROKER_URL": redis_url, "SCANDIGITS_STORE": file_store.url}
+    port = local.free_port()
+    queue.connect(redis_url)
+    processes = local.start_workers(1, env, tmp_path / "logs", [port])
+
+    def get(path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
+                return reply.status, reply.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    try:
+        local.wait_ready(processes, tmp_path / "logs")
+        assert get("/livez") == (200, "ok\n")
+        status, reason = get("/readyz")
+        assert status == 503 and "no model" in reason
+        publish(file_store, trained)
+        assert get("/readyz") == (200, "ok\n")
+        folder, labels = scans
+        names = sorted(labels)[:12]
+        result = cli("submit", *(str(folder / n) for n in names), "--wait", env=env)
+        assert result.returncode == 0, result.stderr
+        status, text = get("/metrics")
+        assert status == 200
+        assert 'scandigits_images_total{outcome="read"} 12.0' in text
+        assert 'scandigits_stage_seconds_count{stage="preprocess"} 1.0' in text
+        assert "scandigits_queue_wait_seconds_count 1.0" in text
+        assert "scandigits_model_version 1.0" in text
+    finally:
+        local.stop_workers(processes)

@@ -138,8 +138,12 @@ def submit(
         "chunks": chunks,
     }
     store.put(f"{prefix(batch_id)}/manifest.json", json.dumps(manifest).encode())
+    queued = now()
     queue.enqueue(
-        [[batch_id, i, len(chunks), chunk, version, review_below] for i, chunk in enumerate(chunks)]
+        [
+            [batch_id, i, len(chunks), chunk, version, review_below, queued]
+            for i, chunk in enumerate(chunks)
+        ]
     )
     return batch_id
 

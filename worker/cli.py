@@ -11,6 +11,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -224,6 +225,10 @@ def evaluate(
         if name in report:
             part = report[name]
             typer.echo(f"{name:<6} accuracy {part['accuracy']:.4f} on {part['items']} items")
+            for kind in ("single_digit", "field"):
+                value = part.get(f"{kind}_accuracy") if name == "scans" else None
+                if value is not None:
+                    typer.echo(f"  {kind.replace('_', ' ')} accuracy {value:.4f}")
             classes = part["per_class"].items()
             typer.echo("  class     " + " ".join(f"{k:>6}" for k, _ in classes))
             for metric in ("precision", "recall"):
@@ -269,16 +274,59 @@ def worker(
         int, typer.Option(envvar="SCANDIGITS_CONCURRENCY", min=1, help="Worker processes")
     ] = os.cpu_count() or 1,
     log_level: Annotated[str, typer.Option(envvar="SCANDIGITS_LOG_LEVEL")] = "INFO",
+    time_limit: Annotated[
+        int,
+        typer.Option(
+            envvar="SCANDIGITS_TASK_TIME_LIMIT",
+            min=10,
+            help="Seconds a chunk may take before its process is killed (soft limit: 90%)",
+        ),
+    ] = 600,
+    metrics_port: Annotated[
+        int,
+        typer.Option(
+            envvar="SCANDIGITS_METRICS_PORT",
+            min=0,
+            max=65535,
+            help="Port for /metrics, /livez and /readyz (0: none)",
+        ),
+    ] = 9100,
     store: StoreUrl = DEFAULT_STORE,
     broker: BrokerUrl = DEFAULT_BROKER,
 ) -> None:
     """Run a Celery worker that reads chunks of images from the queue."""
+    # before anything imports prometheus-client: pool processes write metrics to files here
+    os.environ.setdefault(
+        "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="scandigits-metrics-")
+    )
+    from worker import metrics
     from worker.queue import app as celery
-    from worker.queue import connect
+    from worker.queue import connect, ping
 
     connect(broker)
     target = _open(store)
-    celery.conf.update(scandigits_store=target.url, worker_concurrency=concurrency)
+    celery.conf.update(
+        scandigits_store=target.url,
+        worker_concurrency=concurrency,
+        task_time_limit=time_limit,
+        task_soft_time_limit=int(0.9 * time_limit),
+    )
+
+    def ready() -> str | None:
+        from trainer import registry
+
+        try:
+            ping(broker)
+            registry.resolve(target)
+        except UserError as exc:
+            return str(exc)
+        return None
+
+    if metrics_port:
+        try:
+            metrics.serve(metrics_port, ready)
+        except OSError as exc:
+            raise UserError(f"cannot serve metrics on port {metrics_port}: {exc.strerror}") from exc
     celery.worker_main(
         [
             "worker",
@@ -299,7 +347,7 @@ def predict(
     review_threshold: ReviewBelow = REVIEW_BELOW,
     store: StoreUrl = DEFAULT_STORE,
 ) -> None:
-    """Classify local images in-process (no queue). Exit 1 if any file could not be read."""
+    """Read local images in-process (no queue). Exit 1 if any file could not be read."""
     from worker import inference, pipeline, results
 
     classifier = inference.classifier(_open(store), model)
@@ -311,9 +359,29 @@ def predict(
         elif reading.error:
             typer.echo(f"{file}\terror: {reading.error}")
         else:
-            typer.echo(f"{file}\t{reading.label}\t{reading.confidence:.3f}")
+            typer.echo(f"{file}\t{reading.text}\t{reading.confidence:.3f}")
     if any(r.error for r in readings):
         raise typer.Exit(1)
+
+
+@app.command()
+def samples(
+    out: Annotated[Path, typer.Argument(help="Folder to write the scans and labels.json to")],
+    count: Annotated[int, typer.Option(min=1, help="Scans to render")] = 2000,
+    fields: Annotated[
+        bool, typer.Option("--fields", help="Digit-string fields of 3-8 digits, not single digits")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Picks the digits and every variation")] = 0,
+    data: MnistData = None,
+) -> None:
+    """Render labelled sample scans of MNIST test digits (for evaluate, demos, benchmarks)."""
+    from trainer import mnist
+    from trainer import samples as generator
+
+    digits = mnist.load(data)
+    write = generator.write_fields if fields else generator.write_scans
+    labels = write(out, digits.x_test, digits.y_test, count, seed=seed)
+    _err(f"wrote {len(labels)} scans and labels.json to {out}/")
 
 
 @app.command()

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -88,16 +88,20 @@ def redis(workdir: Path) -> Iterator[str]:
             process.wait()
 
 
-def start_workers(count: int, env: dict[str, str], logs: Path) -> list[subprocess.Popen]:
-    """Start `count` single-process `scandigits worker`s with extra `env`, logging to files."""
+def start_workers(
+    count: int, env: dict[str, str], logs: Path, metrics_ports: Sequence[int] = ()
+) -> list[subprocess.Popen]:
+    """Start `count` single-process `scandigits worker`s with extra `env`, logging to files;
+    worker n serves metrics on metrics_ports[n] if given, else on no port."""
     logs.mkdir(parents=True, exist_ok=True)
     processes = []
     for n in range(count):
+        port = str(metrics_ports[n]) if n < len(metrics_ports) else "0"
         with open(logs / f"worker-{n}.log", "wb") as log:
             processes.append(
                 subprocess.Popen(
                     [sys.executable, "-m", "worker", "worker", "--concurrency", "1"],
-                    env={**os.environ, **env},
+                    env={**os.environ, **env, "SCANDIGITS_METRICS_PORT": port},
                     stdout=log,
                     stderr=subprocess.STDOUT,
                 )

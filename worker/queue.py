@@ -31,6 +31,12 @@ app.conf.update(
 
 def connect(broker_url: str) -> None:
     """Point the app at `broker_url` and fail fast, in one line, if Redis is not there."""
+    ping(broker_url)
+    app.conf.broker_url = broker_url
+
+
+def ping(broker_url: str) -> None:
+    """Raise a one-line UserError unless Redis at `broker_url` answers."""
     shown = maybe_sanitize_url(broker_url)
     try:
         redis.Redis.from_url(broker_url, socket_connect_timeout=3, socket_timeout=3).ping()
@@ -41,7 +47,6 @@ def connect(broker_url: str) -> None:
             f"cannot reach Redis at {shown} ({exc}); start redis-server "
             "or set SCANDIGITS_BROKER_URL"
         ) from exc
-    app.conf.broker_url = broker_url
 
 
 def enqueue(tasks: list[list[Any]]) -> None:

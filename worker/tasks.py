@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import time
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -15,7 +16,7 @@ from celery import signals
 from trainer.errors import UserError
 from trainer.registry import RegistryError
 from trainer.storage import Store, StoreError, open_store
-from worker import batches, inference, pipeline, results
+from worker import batches, inference, metrics, pipeline, results
 from worker.queue import TASK, app
 
 log = logging.getLogger(__name__)
@@ -56,9 +57,12 @@ def process_chunk(
     items: list[dict[str, str]],
     model: int,
     review_below: float,
+    queued: str,
 ) -> None:
     """Read one chunk of images in one batched forward pass and write its results at once."""
     started, begin = batches.now(), time.perf_counter()
+    wait = datetime.fromisoformat(started) - datetime.fromisoformat(queued)
+    metrics.QUEUE_WAIT.observe(max(0.0, wait.total_seconds()))
     target = store()
     try:
         classifier = inference.classifier(target, model)
@@ -66,6 +70,7 @@ def process_chunk(
         log.error("batch %s chunk %d: %s", batch_id, index, exc)
         readings, seconds = [pipeline.Reading(error=f"model unavailable: {exc}")] * len(items), {}
     else:
+        metrics.MODEL_VERSION.set(classifier.version)
         readings, seconds = pipeline.read(items, lambda item: target.get(item["key"]), classifier)
     records = [
         results.record(item["source"], item["key"], reading, model, review_below)
@@ -80,7 +85,15 @@ def process_chunk(
         "seconds": dict(seconds),
         "records": records,
     }
+    write = time.perf_counter()
     target.put(batches.chunk_key(batch_id, index), json.dumps(document).encode())
+    seconds["write"] = time.perf_counter() - write
+    failed = sum(1 for r in readings if r.error)
+    metrics.IMAGES.labels("error").inc(failed)
+    metrics.IMAGES.labels("read").inc(len(readings) - failed)
+    for stage, spent in seconds.items():
+        metrics.STAGE_SECONDS.labels(stage).observe(spent)
+    metrics.CHUNK_SECONDS.observe(time.perf_counter() - begin)
     log.info(
         "batch %s chunk %d/%d: %d images in %.2f s",
         batch_id,
