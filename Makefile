@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 SCANDIGITS_MNIST_DIR ?= $(abspath $(wildcard ../shared/data/mnist))
 export SCANDIGITS_MNIST_DIR
 
-.PHONY: install demo lint test clean
+.PHONY: install demo lint test images images-push clean
 
 install: $(STAMP)
 
@@ -27,6 +27,19 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+
+IMAGE ?= scandigits
+TAG ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
+
+images:
+	@test -n "$(ENGINE)" || { echo "make images needs docker or podman" >&2; exit 1; }
+	$(ENGINE) build -f docker/Dockerfile --build-arg IMAGE_VERSION=$(TAG) \
+		--build-arg IMAGE_REVISION=$(shell git rev-parse HEAD) \
+		-t $(IMAGE):$(TAG) -t $(IMAGE):latest .
+
+images-push: images
+	$(ENGINE) push $(IMAGE):$(TAG)
 
 clean:
 	rm -rf $(VENV) scandigits-demo .pytest_cache .ruff_cache

