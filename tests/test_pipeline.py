@@ -16,6 +16,7 @@ class Shapes:
     class would have it."""
 
     version = 1
+    judges_cuts = True
 
     def predict(self, images: np.ndarray) -> list[Prediction]:
         tall = [np.count_nonzero(image.max(axis=1) > 0.1) >= 19 for image in images]
@@ -26,16 +27,27 @@ def png(ink: np.ndarray) -> bytes:
     return cv2.imencode(".png", (255 - 200 * ink).astype(np.uint8))[1].tobytes()
 
 
-def test_touching_pair_reads_as_two_digits() -> None:
+def touching_sevens() -> bytes:
     ink = np.zeros((120, 200), np.float32)
     for x in (40, 84):  # two 7s whose bars touch
         points = np.int32([[x, 30], [x + 46, 30], [x + 16, 90]])
         cv2.polylines(ink, [points], False, 1.0, 5, cv2.LINE_AA)
-    (reading,), seconds = pipeline.read([png(ink)], lambda data: data, Shapes())
+    return png(ink)
+
+
+def test_touching_pair_reads_as_two_digits() -> None:
+    (reading,), seconds = pipeline.read([touching_sevens()], lambda data: data, Shapes())
     assert reading.text == "77" and reading.label is None and reading.error is None
     assert reading.confidence == 0.99 and len(reading.digits) == 2
     assert reading.digits[0].box[0] < reading.digits[1].box[0]
     assert set(seconds) >= {"fetch", "decode", "preprocess", "infer"}
+
+
+def test_no_cuts_for_a_model_that_cannot_judge_them() -> None:
+    classifier = Shapes()
+    classifier.judges_cuts = False  # a 10-class model reads any piece as some digit
+    (reading,), _ = pipeline.read([touching_sevens()], lambda data: data, classifier)
+    assert reading.text == "0" and reading.confidence == 0.3
 
 
 def test_one_digit_has_a_label_and_errors_are_per_image() -> None:

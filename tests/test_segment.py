@@ -37,18 +37,19 @@ def field(glyphs: str, gap: int = 20, size: tuple[int, int] = (140, 420)) -> np.
     return ink
 
 
-def unsplit(groups: list) -> list:
-    return [group[0] for group in groups]
+def whole(groups: list) -> list:
+    """Each group's first reading: its ink as it lies, nothing cut or joined."""
+    return [group[0].pieces for group in groups]
 
 
 def test_separate_digits_come_left_to_right_with_boxes() -> None:
-    groups = segment(scan(field("707")))
-    assert len(groups) == 3 and all(len(g[0]) == 1 for g in groups)
-    lefts = [g[0][0].box[0] for g in groups]
+    digits = whole(segment(scan(field("707"))))
+    assert len(digits) == 3 and all(len(pieces) == 1 for pieces in digits)
+    lefts = [pieces[0].box[0] for pieces in digits]
     assert lefts == sorted(lefts)
-    x, y, w, h = groups[0][0][0].box
+    x, y, w, h = digits[0][0].box
     assert abs(x - 30) <= 4 and abs(y - 40) <= 4 and abs(h - HEIGHT) <= 6 and abs(w - 36) <= 6
-    assert all(g[0][0].image.shape == (28, 28) for g in groups)
+    assert all(pieces[0].image.shape == (28, 28) for pieces in digits)
 
 
 def test_touching_pair_is_offered_split_at_the_joint() -> None:
@@ -56,10 +57,10 @@ def test_touching_pair_is_offered_split_at_the_joint() -> None:
     draw(ink, "0", 30)
     draw(ink, "0", 30 + 34)  # overlaps the first by 2 px
     (group,) = segment(scan(ink))
-    assert len(group[0]) == 1  # unsplit first
-    pairs = [split for split in group if len(split) == 2]
-    assert pairs
-    cuts = [split[0].box[0] + split[0].box[2] for split in pairs]
+    assert len(group[0].pieces) == 1  # as it lies first
+    pairs = [option.pieces for option in group if len(option.pieces) == 2]
+    assert pairs and all(option.joins == 0 for option in group)
+    cuts = [pieces[0].box[0] + pieces[0].box[2] for pieces in pairs]
     assert min(abs(c - 65) for c in cuts) <= 4
 
 
@@ -75,19 +76,19 @@ def test_broken_digit_is_one_group() -> None:
 def test_box_lines_are_removed() -> None:
     ink = field("707")
     cv2.rectangle(ink, (10, 25), (400, 115), 1.0, 3)
-    groups = segment(scan(ink))
-    assert len(groups) == 3
-    for group in groups:
-        _, _, w, h = group[0][0].box
+    digits = whole(segment(scan(ink)))
+    assert len(digits) == 3
+    for (piece,) in digits:
+        _, _, w, h = piece.box
         assert w < 50 and h < 70  # no piece of the box joined any digit
 
 
 def test_underline_touching_the_digits_is_removed() -> None:
     ink = field("1707")
     cv2.line(ink, (10, 101), (410, 101), 1.0, 3)  # touches the digits' feet
-    groups = segment(scan(ink))
-    assert len(groups) == 4
-    assert all(group[0][0].box[3] < 70 for group in groups)
+    digits = whole(segment(scan(ink)))
+    assert len(digits) == 4
+    assert all(piece.box[3] < 70 for (piece,) in digits)
 
 
 def test_noise_specks_are_ignored() -> None:
@@ -97,9 +98,9 @@ def test_noise_specks_are_ignored() -> None:
         y, x = rng.integers(3, 137), rng.integers(3, 417)
         cv2.circle(ink, (int(x), int(y)), 1, 1.0, -1)
     gray = scan(ink) + rng.normal(0, 0.03, ink.shape).astype(np.float32)
-    groups = segment(np.clip(gray, 0, 1))
-    assert len(groups) == 2
-    assert [g[0][0].box[2] > 25 for g in groups] == [True, True]
+    digits = whole(segment(np.clip(gray, 0, 1)))
+    assert len(digits) == 2
+    assert [piece.box[2] > 25 for (piece,) in digits] == [True, True]
 
 
 def test_broken_zero_is_offered_whole() -> None:
@@ -108,7 +109,7 @@ def test_broken_zero_is_offered_whole() -> None:
     cv2.ellipse(ink, centre, axes, 0, 100, 260, 1.0, 5, cv2.LINE_AA)  # left half
     cv2.ellipse(ink, centre, axes, 0, -75, 75, 1.0, 5, cv2.LINE_AA)  # right half, apart
     (group,) = segment(scan(ink))
-    assert sorted(len(reading) for reading in group)[:2] == [1, 2]
-    (whole,) = next(reading for reading in group if len(reading) == 1)
-    x, _, w, h = whole.box
+    assert [(len(o.pieces), o.joins) for o in group] == [(2, 0), (1, 1)]
+    (joined,) = group[-1].pieces
+    x, _, w, h = joined.box
     assert abs(x - 46) <= 4 and abs(w - 48) <= 6 and abs(h - 62) <= 6

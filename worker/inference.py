@@ -40,6 +40,8 @@ class Classifier:
         import tensorflow as tf
 
         self.version = version
+        # an 11th output, "not one digit", lets the model tell a wrong cut from a right one
+        self.judges_cuts = model.output_shape[-1] == 11
         spec = tf.TensorSpec([None, 28, 28], tf.float32)
         self._forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
         self.predict(np.zeros((1, 28, 28), np.float32))

@@ -21,9 +21,10 @@ from trainer.storage import ObjectMissing
 from worker.decode import DecodeError, decode
 from worker.inference import Classifier, Prediction
 from worker.preprocess import NoInkError
-from worker.segment import Group, Piece, segment
+from worker.segment import Group, Option, segment
 
 T = TypeVar("T")
+JOIN_COST = 0.1  # log-likelihood a reading pays per separate mark it joins into one digit
 _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fetch-decode")
 
 
@@ -58,7 +59,9 @@ class Reading:
         return min((d.confidence for d in self.digits), default=0.0)
 
 
-def _load(item: T, fetch: Callable[[T], bytes]) -> tuple[list[Group] | str, Counter[str]]:
+def _load(
+    item: T, fetch: Callable[[T], bytes], cuts: bool
+) -> tuple[list[Group] | str, Counter[str]]:
     """Fetch, decode and segment one image; return its digit candidates or an error string."""
     spent: Counter[str] = Counter()
 
@@ -70,7 +73,8 @@ def _load(item: T, fetch: Callable[[T], bytes]) -> tuple[list[Group] | str, Coun
             spent[stage] += time.perf_counter() - start
 
     try:
-        groups = timed("preprocess", segment, timed("decode", decode, timed("fetch", fetch, item)))
+        gray = timed("decode", decode, timed("fetch", fetch, item))
+        groups = timed("preprocess", lambda image: segment(image, cuts), gray)
         return groups, spent
     except ObjectMissing:
         return "input object not found in the store", spent
@@ -90,15 +94,16 @@ def read(
     items: Sequence[T], fetch: Callable[[T], bytes], classifier: Classifier
 ) -> tuple[list[Reading], Counter[str]]:
     """Read every item; return one Reading per item and seconds spent per stage."""
-    loaded = list(_pool.map(lambda item: _load(item, fetch), items))
+    cuts = classifier.judges_cuts
+    loaded = list(_pool.map(lambda item: _load(item, fetch, cuts), items))
     spent: Counter[str] = sum((stage for _, stage in loaded), Counter())
     images = [
         piece.image
         for value, _ in loaded
         if not isinstance(value, str)
         for group in value
-        for split in group
-        for piece in split
+        for option in group
+        for piece in option.pieces
     ]
     start = time.perf_counter()
     predictions = iter(classifier.predict(np.stack(images) if images else np.empty((0, 28, 28))))
@@ -110,14 +115,18 @@ def read(
             continue
         digits = []
         for group in value:
-            options = [[(piece, next(predictions)) for piece in split] for split in group]
-            best = max(options, key=_fit)
-            digits += [Digit(p.label, p.confidence, piece.box) for piece, p in best]
+            scored = [(option, [next(predictions) for _ in option.pieces]) for option in group]
+            option, best = max(scored, key=lambda pair: _fit(*pair))
+            digits += [
+                Digit(p.label, p.confidence, piece.box)
+                for piece, p in zip(option.pieces, best, strict=True)
+            ]
         readings.append(Reading(digits))
     return readings, spent
 
 
-def _fit(split: list[tuple[Piece, Prediction]]) -> float:
-    """How likely a reading is, in logs: the product of its digits' confidences. A model with
-    a "not one digit" class gives a wrong cut's pieces low confidence."""
-    return sum(math.log(max(p.confidence, 1e-12)) for _, p in split)
+def _fit(option: Option, predictions: list[Prediction]) -> float:
+    """How likely a reading is, in logs: the product of its digits' confidences (a model with a
+    "not one digit" class gives a wrong cut's pieces low confidence), less a little for each
+    join, so that on a tie separate marks stay separate digits."""
+    return sum(math.log(max(p.confidence, 1e-12)) for p in predictions) - JOIN_COST * option.joins

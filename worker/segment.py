@@ -7,6 +7,7 @@ A scan of one digit and a field of several take the same path: one group or many
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from worker.preprocess import NoInkError, prepare, to_mnist
 
+WRITING = 96  # px: writing taller than this is scaled down first
 MAX_MARKS = 40  # more separate marks than this is not a digit field (noise, text, a photo)
 MAX_SPLIT = 4  # touching digits considered per run of ink
 MAX_JOIN = 3  # marks considered as parts of one digit
@@ -25,6 +27,7 @@ MAIN = 0.4  # marks at least this share of the digit height are digits (or large
 REACH = 1.5  # a digit further than this many digit heights from the others is not in the field
 ASPECT = 0.8  # MNIST's median width / height: a typical digit's width from the field's height
 WIDE = 1.0  # runs of ink at least this many typical digit widths wide may hold several digits
+WINDOW = 0.45  # cuts are sought this share of a digit's width either side of an even split
 BROAD = 1.5  # one digit is rarely wider than this many typical widths (MNIST: 95% are)
 
 
@@ -36,12 +39,22 @@ class Piece:
     box: tuple[int, int, int, int]
 
 
-Group = list[list[Piece]]  # alternative readings of one run of ink, each a list of digits
+@dataclass(frozen=True)
+class Option:
+    """One way to read a run of ink: its digits, and how many separate marks it joins into one
+    digit (a guess against what the ink itself shows)."""
+
+    pieces: list[Piece]
+    joins: int
 
 
-def segment(gray: np.ndarray) -> list[Group]:
-    """Digit candidates of a 2-D float32 gray scan in [0, 1], left to right."""
-    ink, mask, scale = prepare(gray)
+Group = list[Option]  # the alternative readings of one run of ink
+
+
+def segment(gray: np.ndarray, cuts: bool = True) -> list[Group]:
+    """Digit candidates of a 2-D float32 gray scan in [0, 1], left to right; `cuts`: offer
+    touching digits cut apart (only worth it with a model that can tell a bad cut)."""
+    ink, mask, scale = _small(*prepare(gray))
     ink, mask = _without_lines(ink, mask)
     ink, mask, shear = _upright(ink, mask)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), None, 8)
@@ -60,25 +73,19 @@ def segment(gray: np.ndarray) -> list[Group]:
         x, y, w, h = _box(stats[members])
         crop = np.isin(labels[y : y + h, x : x + w], members)
         at = back @ np.float32([x, y, 1])  # scan position of the crop's origin
-        splits = _splits(crop, typical[0]) if first == last else [[crop]]
+        splits = _splits(crop, typical[0]) if cuts and first == last else [[crop]]
         return [
             [_piece(ink[y : y + h, x : x + w], part, back[:, :2], at, limit) for part in split]
             for split in splits
         ]
 
-    found = []
-    for run in _runs(boxes, typical):
-        combos = itertools.chain.from_iterable(
-            itertools.product(*(readings(a, b) for a, b in partition))
-            for partition in _partitions(run)
-        )
-        found.append(
-            [
-                [piece for pieces in combo for piece in pieces]
-                for combo in itertools.islice(combos, MAX_READINGS)
-            ]
-        )
-    return found
+    def options(run: list[int]) -> Iterator[Option]:
+        for partition in _partitions(run):
+            joins = sum(last - first for first, last in partition)
+            for combo in itertools.product(*(readings(a, b) for a, b in partition)):
+                yield Option([piece for pieces in combo for piece in pieces], joins)
+
+    return [list(itertools.islice(options(run), MAX_READINGS)) for run in _runs(boxes, typical)]
 
 
 def _runs(boxes: list[tuple[int, int, int, int]], typical: tuple[float, float]) -> list[list[int]]:
@@ -105,6 +112,17 @@ def _partitions(run: list[int]) -> list[list[tuple[int, int]]]:
         rest = run[end + 1 :]
         ways += [[head, *tail] for tail in _partitions(rest)] if rest else [[head]]
     return ways
+
+
+def _small(ink: np.ndarray, mask: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """Scale down so the writing is at most WRITING px tall: plenty for a 20×20 digit, and the
+    cost of everything after grows with the pixel count."""
+    factor = WRITING / max(_writing_height(mask.astype(np.uint8)), 1.0)
+    if factor >= 1.0:
+        return ink, mask, scale
+    size = (max(1, round(mask.shape[1] * factor)), max(1, round(mask.shape[0] * factor)))
+    small = cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA) >= 0.5
+    return cv2.resize(ink, size, interpolation=cv2.INTER_AREA), small, scale * factor
 
 
 def _box(stats: np.ndarray) -> tuple[int, int, int, int]:
@@ -262,7 +280,7 @@ def _splits(mask: np.ndarray, typical: float) -> list[list[np.ndarray]]:
     for k in range(2, min(MAX_SPLIT, round(width / typical) + 1) + 1):
         options = []
         for j in range(1, k):
-            centre, window = j * width / k, 0.25 * width / k
+            centre, window = j * width / k, WINDOW * width / k
             lo, hi = int(centre - window), int(np.ceil(centre + window)) + 1
             cuts = [round(centre)]
             for cost in (ink[lo:hi], crossings[lo:hi] * 1000 + ink[lo:hi]):
