@@ -113,3 +113,16 @@ def test_broken_zero_is_offered_whole() -> None:
     (joined,) = group[-1].pieces
     x, _, w, h = joined.box
     assert abs(x - 46) <= 4 and abs(w - 48) <= 6 and abs(h - 62) <= 6
+
+
+def test_bent_cut_slips_between_leaning_digits() -> None:
+    from worker.segment import _path
+
+    mask = np.zeros((60, 80), np.uint8)
+    cv2.line(mask, (10, 59), (40, 0), 1, 4)  # a stroke leaning right
+    cv2.line(mask, (35, 59), (65, 0), 1, 4)  # its neighbour, leaning into its columns
+    cv2.line(mask, (33, 30), (40, 30), 1, 2)  # where they touch
+    path = _path(mask.astype(bool), 37, 15)
+    crossed = mask[np.arange(60), path].sum()
+    assert crossed <= 4 < mask[:, 37].sum()
+    assert np.abs(np.diff(path)).max() <= 1

@@ -289,11 +289,43 @@ def _splits(mask: np.ndarray, typical: float) -> list[list[np.ndarray]]:
                     cuts.append(best)
             options.append(sorted(cuts))
         for cuts in _combinations(options):
-            edges = [x0, *(x0 + c for c in cuts), x1]
-            pieces = [_cut(mask, a, b) for a, b in itertools.pairwise(edges)]
-            if all(p is not None for p in pieces):
-                splits.append(pieces)
+            for bent in (False, True):
+                edges = [
+                    None,
+                    *(
+                        _path(mask, x0 + c, round(WINDOW * typical))
+                        if bent
+                        else np.full(len(mask), x0 + c)
+                        for c in cuts
+                    ),
+                    None,
+                ]
+                pieces = [_cut(mask, a, b) for a, b in itertools.pairwise(edges)]
+                if all(p is not None for p in pieces):
+                    splits.append(pieces)
     return splits
+
+
+def _path(mask: np.ndarray, column: int, reach: int) -> np.ndarray:
+    """The cut, one column per row, from top to bottom within `reach` of `column` that crosses
+    the least ink (steps of at most one column per row): it slips between digits that lean
+    into each other where a straight cut would slice one of them."""
+    h, w = mask.shape
+    lo, hi = max(0, column - reach), min(w, column + reach + 1)
+    cost = 1.0 + 20.0 * mask[:, lo:hi] + 0.05 * np.abs(np.arange(lo, hi) - column)
+    total = cost[0].copy()
+    steps = np.zeros((h, hi - lo), np.int8)
+    for y in range(1, h):
+        left = np.concatenate([[np.inf], total[:-1]])
+        right = np.concatenate([total[1:], [np.inf]])
+        choice = np.argmin(np.stack([left, total, right]), axis=0)
+        steps[y] = choice - 1
+        total = np.choose(choice, [left, total, right]) + cost[y]
+    path = np.empty(h, int)
+    path[-1] = int(np.argmin(total))
+    for y in range(h - 1, 0, -1):
+        path[y - 1] = path[y] + steps[y, path[y]]
+    return lo + path
 
 
 def _combinations(options: list[list[int]]) -> list[list[int]]:
@@ -303,10 +335,15 @@ def _combinations(options: list[list[int]]) -> list[list[int]]:
     return combos
 
 
-def _cut(mask: np.ndarray, a: int, b: int) -> np.ndarray | None:
-    """Columns a..b of the mask, without slivers of the neighbours; None when nothing is left."""
-    piece = np.zeros_like(mask)
-    piece[:, a:b] = mask[:, a:b]
+def _cut(mask: np.ndarray, left: np.ndarray | None, right: np.ndarray | None) -> np.ndarray | None:
+    """The mask between two cuts (None: the edge), without slivers of the neighbours; None when
+    nothing is left."""
+    columns = np.arange(mask.shape[1])[None, :]
+    piece = mask.copy()
+    if left is not None:
+        piece &= columns >= left[:, None]
+    if right is not None:
+        piece &= columns < right[:, None]
     count, labels, stats, _ = cv2.connectedComponentsWithStats(piece.astype(np.uint8), None, 8)
     if count < 2:
         return None
