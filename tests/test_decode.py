@@ -1,12 +1,18 @@
-"""Decoding of common formats, depths and alpha into one gray plane; junk is a DecodeError."""
+"""Decoding of common and unusual formats, depths and alpha into one gray plane; junk, bombs
+and oversized files are one-line DecodeErrors."""
 
 from __future__ import annotations
+
+import io
+import struct
+import zlib
 
 import cv2
 import numpy as np
 import pytest
 
-from worker.decode import DecodeError, decode
+from worker import decode as decode_module
+from worker.decode import DecodeError, decode, dimensions
 
 
 def encode(image: np.ndarray, ext: str) -> bytes:
@@ -49,3 +55,82 @@ def test_colour_sixteen_bit_and_alpha() -> None:
 def test_junk(data: bytes, message: str) -> None:
     with pytest.raises(DecodeError, match=message):
         decode(data)
+
+
+def pil(image: np.ndarray, fmt: str, mode: str = "L", frames: int = 1) -> bytes:
+    """Formats OpenCV cannot write: CMYK JPEG, palette PNG, animated GIF, multi-page TIFF."""
+    from PIL import Image
+
+    picture = Image.fromarray(image).convert(mode)
+    out = io.BytesIO()
+    extra = {"save_all": True, "append_images": [picture] * (frames - 1)} if frames > 1 else {}
+    picture.save(out, fmt, **extra)
+    return out.getvalue()
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A small, valid-looking PNG whose header declares width × height pixels."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    body = zlib.compress(bytes(1000))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body)
+
+
+def jpeg_declaring(width: int, height: int) -> bytes:
+    frame = b"\xff\xc0" + struct.pack(">HBHHB", 11, 8, height, width, 1) + b"\x01\x11\x00"
+    return b"\xff\xd8" + frame + bytes(64) + b"\xff\xd9"
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("cmyk.jpg", pil(GRAY, "JPEG", "CMYK")),
+        ("palette.png", pil(GRAY, "PNG", "P")),
+        ("animated.gif", pil(GRAY, "GIF", "P", frames=3)),
+        ("pages.tif", pil(GRAY, "TIFF", frames=2)),
+        ("one.png", encode(np.zeros((1, 1), np.uint8), ".png")),
+    ],
+)
+def test_unusual_but_valid_images_decode(name: str, data: bytes) -> None:
+    out = decode(data)
+    assert out.ndim == 2 and out.dtype == np.float32 and 0 <= out.min() <= out.max() <= 1
+    if name != "one.png":
+        assert out.shape == (40, 60) and out[5, 5] == pytest.approx(200 / 255, abs=0.02)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (encode(GRAY, ".jpg")[: len(encode(GRAY, ".jpg")) // 2], "not a readable image"),
+        (b"%PDF-1.7\n1 0 obj << >> endobj\n", "not a readable image"),
+        (b"PK\x03\x04" + bytes(100), "not a readable image"),
+        (b"hello, this is text named .png", "not a readable image"),
+        (png_declaring(50_000, 50_000), r"image too large \(50000×50000 pixels"),
+        (jpeg_declaring(60_000, 40_000), r"image too large \(60000×40000 pixels"),
+    ],
+)
+def test_hostile_files_are_one_line_errors(data: bytes, message: str) -> None:
+    with pytest.raises(DecodeError, match=message) as caught:
+        decode(data)
+    assert "\n" not in str(caught.value)
+
+
+def test_byte_and_pixel_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    big = encode(np.zeros((1200, 1000), np.uint8), ".png")
+    assert dimensions(big) == (1000, 1200)
+    monkeypatch.setattr(decode_module, "MAX_PIXELS", 1_000_000)
+    with pytest.raises(DecodeError, match=r"1000×1200 pixels; limit 1,000,000"):
+        decode(big)
+    monkeypatch.setattr(decode_module, "MAX_BYTES", len(big) - 1)
+    with pytest.raises(DecodeError, match="file too large"):
+        decode(big)
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".bmp", ".tiff", ".webp", ".gif", ".pgm"])
+def test_dimensions_from_headers(ext: str) -> None:
+    data = encode(GRAY, ext) if ext != ".gif" else pil(GRAY, "GIF", "P")
+    assert dimensions(data) == (60, 40)

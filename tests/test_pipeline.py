@@ -56,3 +56,20 @@ def test_one_digit_has_a_label_and_errors_are_per_image() -> None:
     readings, _ = pipeline.read([png(ink), b"not an image"], lambda data: data, Shapes())
     assert readings[0].label == 7 and readings[0].text == "7"
     assert readings[1].error and readings[1].text == "" and readings[1].confidence == 0.0
+
+
+def test_hostile_pages_get_a_one_line_error_or_a_reading() -> None:
+    rng = np.random.default_rng(0)
+    pages = {
+        "white": np.full((300, 400), 255, np.uint8),
+        "black": np.zeros((300, 400), np.uint8),
+        "noise": rng.integers(0, 256, (400, 400), dtype=np.uint8),
+        "speckles": np.where(rng.random((600, 600)) < 0.02, 0, 255).astype(np.uint8),
+        "one pixel": np.zeros((1, 1), np.uint8),
+    }
+    files = [cv2.imencode(".png", page)[1].tobytes() for page in pages.values()]
+    readings, _ = pipeline.read(files, lambda data: data, Shapes())
+    for name, reading in zip(pages, readings, strict=True):
+        assert reading.error or reading.digits, name
+        assert reading.error is None or "\n" not in reading.error
+    assert "no ink" in readings[0].error and "no ink" in readings[1].error

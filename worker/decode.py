@@ -1,11 +1,23 @@
-"""Decode image bytes (PNG, JPEG, BMP, TIFF, ...) into one grayscale float32 plane in [0, 1]."""
+"""Decode image bytes (PNG, JPEG, BMP, TIFF, ...) into one grayscale float32 plane in [0, 1].
+
+Files come from outside: the size is checked against byte and pixel limits before anything is
+decoded, reading the dimensions from the file's header, so a small file declaring a huge image
+(a decompression bomb) costs nothing. OpenCV's own header check is set to the same limit.
+"""
 
 from __future__ import annotations
+
+import os
+import re
+import struct
 
 import cv2
 import numpy as np
 
 JPEG_MAGIC = b"\xff\xd8\xff"
+MAX_BYTES = int(os.environ.get("SCANDIGITS_MAX_BYTES", 50_000_000))
+MAX_PIXELS = int(os.environ.get("SCANDIGITS_MAX_PIXELS", 40_000_000))
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
 
 
 class DecodeError(ValueError):
@@ -16,13 +28,26 @@ def decode(data: bytes) -> np.ndarray:
     """Return the image as 2-D float32 gray, with alpha composited over white paper."""
     if not data:
         raise DecodeError("empty file")
+    if len(data) > MAX_BYTES:
+        raise DecodeError(f"file too large ({len(data):,} bytes; limit {MAX_BYTES:,})")
+    size = dimensions(data)
+    if size is not None and size[0] * size[1] > MAX_PIXELS:
+        raise DecodeError(
+            f"image too large ({size[0]}×{size[1]} pixels; limit {MAX_PIXELS:,} pixels)"
+        )
     # JPEGs decode straight to gray (EXIF orientation applied); others keep alpha and depth.
     flags = cv2.IMREAD_GRAYSCALE if data.startswith(JPEG_MAGIC) else cv2.IMREAD_UNCHANGED
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    except cv2.error as exc:
+        limit = "CV_IO_MAX_IMAGE_PIXELS" in str(exc)
+        raise DecodeError(
+            f"image too large (limit {MAX_PIXELS:,} pixels)" if limit else "not a readable image"
+        ) from exc
     if image is None or image.size == 0:
-        raise DecodeError("not a readable image (expected PNG, JPEG, BMP, TIFF, WebP)")
+        raise DecodeError("not a readable image (expected PNG, JPEG, BMP, TIFF, WebP, GIF)")
     scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(image.dtype, 1.0)
-    image = np.clip(image.astype(np.float32) / scale, 0.0, 1.0)
+    image = np.clip(np.nan_to_num(image.astype(np.float32) / scale), 0.0, 1.0)
     if image.ndim == 2:
         return image
     if image.shape[2] == 4:
@@ -31,3 +56,72 @@ def decode(data: bytes) -> np.ndarray:
     if image.shape[2] == 1:
         return image[:, :, 0]
     return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+
+
+def dimensions(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the header of a PNG, JPEG, GIF, BMP, WebP, TIFF or PNM file;
+    None when the format is not one of these or the header is cut short."""
+    try:
+        if data.startswith(b"\x89PNG\r\n\x1a\n"):
+            return struct.unpack(">II", data[16:24])
+        if data.startswith(JPEG_MAGIC):
+            return _jpeg(data)
+        if data[:6] in (b"GIF87a", b"GIF89a"):
+            return struct.unpack("<HH", data[6:10])
+        if data.startswith(b"BM"):
+            width, height = struct.unpack("<ii", data[18:26])
+            return abs(width), abs(height)
+        if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
+            return _webp(data)
+        if data[:4] in (b"II*\x00", b"MM\x00*"):
+            return _tiff(data)
+        if match := re.match(rb"P[1-6]\s+(?:#[^\n]*\s+)*(\d+)\s+(?:#[^\n]*\s+)*(\d+)", data):
+            return int(match[1]), int(match[2])
+    except struct.error:
+        return None
+    return None
+
+
+def _jpeg(data: bytes) -> tuple[int, int] | None:
+    """Size from the first start-of-frame marker."""
+    at = 2
+    while at + 9 < len(data):
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            at += 2
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height, width = struct.unpack(">HH", data[at + 5 : at + 9])
+            return width, height
+        at += 2 + struct.unpack(">H", data[at + 2 : at + 4])[0]
+    return None
+
+
+def _webp(data: bytes) -> tuple[int, int] | None:
+    kind = data[12:16]
+    if kind == b"VP8 ":
+        width, height = struct.unpack("<HH", data[26:30])
+        return width & 0x3FFF, height & 0x3FFF
+    if kind == b"VP8L":
+        bits = int.from_bytes(data[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if kind == b"VP8X":
+        return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
+    return None
+
+
+def _tiff(data: bytes) -> tuple[int, int] | None:
+    """Size from the first image file directory (tags 256 and 257)."""
+    order = "<" if data.startswith(b"II") else ">"
+    (offset,) = struct.unpack(order + "I", data[4:8])
+    (count,) = struct.unpack(order + "H", data[offset : offset + 2])
+    size = {}
+    for n in range(count):
+        entry = data[offset + 2 + 12 * n : offset + 14 + 12 * n]
+        tag, kind = struct.unpack(order + "HH", entry[:4])
+        if tag in (256, 257):
+            fmt = order + ("H" if kind == 3 else "I")
+            size[tag] = struct.unpack(fmt, entry[8 : 8 + struct.calcsize(fmt)])[0]
+    return (size[256], size[257]) if len(size) == 2 else None
