@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import re
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import cv2
 import pytest
+import redis
 
 from tests.conftest import cli, publish
 from trainer import mnist, samples
@@ -193,3 +195,40 @@ def test_worker_health_and_metrics(redis_url, trained, file_store, scans, tmp_pa
         assert "scandigits_model_version 1.0" in text
     finally:
         local.stop_workers(processes)
+
+
+def test_lost_messages_are_found_and_resumed(redis_url, trained, file_store, scans, tmp_path):
+    """The store is the source of truth: chunks Redis lost are reported and re-queued."""
+    publish(file_store, trained)
+    env = {"SCANDIGITS_BROKER_URL": redis_url, "SCANDIGITS_STORE": file_store.url}
+    folder, labels = scans
+    names = sorted(labels)[:10]
+    submitted = cli("submit", *(str(folder / n) for n in names), "--chunk-size", "4", env=env)
+    assert submitted.returncode == 0, submitted.stderr
+    batch = submitted.stdout.strip()
+
+    def status() -> dict:
+        result = cli("status", batch, env=env)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    assert status()["state"] == "queued" and "lost_chunks" not in status()
+    redis.Redis.from_url(redis_url).delete(queue.app.conf.task_default_queue)  # Redis loses them
+    report = status()
+    assert report["state"] == "stalled" and report["lost_chunks"] == [0, 1, 2]
+    resumed = cli("resume", batch, env=env)
+    assert resumed.returncode == 0 and "re-queued 3 chunks" in resumed.stderr
+    assert status()["state"] == "queued"
+    assert "nothing to re-queue" in cli("resume", batch, env=env).stderr  # all queued again
+
+    queue.connect(redis_url)
+    processes = local.start_workers(1, env, tmp_path / "logs")
+    try:
+        deadline = time.monotonic() + 120
+        while status()["state"] != "done":
+            assert time.monotonic() < deadline, "resumed batch did not finish"
+            time.sleep(0.5)
+    finally:
+        local.stop_workers(processes)
+    records = _records(batch, env)
+    assert sorted(Path(r["source"]).name for r in records) == names  # each image exactly once

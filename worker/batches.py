@@ -11,7 +11,7 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -138,14 +138,34 @@ def submit(
         "chunks": chunks,
     }
     store.put(f"{prefix(batch_id)}/manifest.json", json.dumps(manifest).encode())
-    queued = now()
-    queue.enqueue(
-        [
-            [batch_id, i, len(chunks), chunk, version, review_below, queued]
-            for i, chunk in enumerate(chunks)
-        ]
-    )
+    _enqueue(manifest, range(len(chunks)))
     return batch_id
+
+
+def _enqueue(batch: dict[str, Any], indexes: Iterable[int]) -> None:
+    """One task per chunk: batch, chunk index and count, items, model, threshold, queued at."""
+    queued, chunks = now(), batch["chunks"]
+    model, below = batch["model"], batch["review_below"]
+    queue.enqueue(
+        [[batch["batch"], i, len(chunks), chunks[i], model, below, queued] for i in indexes]
+    )
+
+
+def resume(store: Store, batch_id: str) -> list[int]:
+    """Re-queue the chunks that have no results in the store and that the broker no longer
+    holds (lost messages, a flushed or restarted Redis), and finish a batch whose finalising
+    worker died; return the re-queued indexes. A chunk that runs twice overwrites its own
+    results and finalising twice writes the same files, so resuming is always safe."""
+    batch = manifest(store, batch_id)
+    lost = _lost(store, batch)
+    _enqueue(batch, lost)
+    finalize_if_complete(store, batch_id, len(batch["chunks"]))
+    return lost
+
+
+def _lost(store: Store, batch: dict[str, Any]) -> list[int]:
+    missing = set(range(len(batch["chunks"]))) - done_chunks(store, batch["batch"])
+    return sorted(missing - queue.pending(batch["batch"])) if missing else []
 
 
 def _safe_name(name: str) -> str:
@@ -166,8 +186,9 @@ def done_chunks(store: Store, batch_id: str) -> set[int]:
     return {int(name[:-5]) for name in names if re.fullmatch(r"\d+\.json", name)}
 
 
-def status(store: Store, batch: dict[str, Any]) -> dict[str, Any]:
-    """Progress of a batch from the store alone: queued, running or done."""
+def status(store: Store, batch: dict[str, Any], broker: bool = False) -> dict[str, Any]:
+    """Progress of a batch from the store: queued, running or done; with `broker`, also
+    "stalled" when chunks without results are no longer in the broker (see `resume`)."""
     batch_id = batch["batch"]
     done = done_chunks(store, batch_id)
     try:
@@ -175,6 +196,9 @@ def status(store: Store, batch: dict[str, Any]) -> dict[str, Any]:
     except ObjectMissing:
         summary = None
     state = "done" if summary else "running" if done else "queued"
+    lost = _lost(store, batch) if broker and not summary else []
+    if lost:
+        state = "stalled"
     report = {
         "batch": batch_id,
         "state": state,
@@ -185,6 +209,8 @@ def status(store: Store, batch: dict[str, Any]) -> dict[str, Any]:
         "chunks_done": len(done),
         "submitted": batch["created"],
     }
+    if lost:
+        report["lost_chunks"] = lost
     if summary:
         report.update(
             errors=summary["errors"],

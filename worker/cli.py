@@ -185,12 +185,29 @@ def _wait(store: Store, batch_id: str, timeout: float = 0) -> int:
 
 
 @app.command()
-def status(batch: str, store: StoreUrl = DEFAULT_STORE) -> None:
-    """Print a batch's progress as JSON."""
-    from worker import batches
+def status(batch: str, store: StoreUrl = DEFAULT_STORE, broker: BrokerUrl = DEFAULT_BROKER) -> None:
+    """Print a batch's progress as JSON; "stalled" lists chunks the queue has lost."""
+    from worker import batches, queue
 
     target = _open(store)
-    typer.echo(json.dumps(batches.status(target, batches.manifest(target, batch)), indent=2))
+    manifest = batches.manifest(target, batch)
+    try:
+        queue.connect(broker)
+    except UserError as exc:  # the store alone still tells the progress
+        report = {**batches.status(target, manifest), "broker": f"not checked: {exc}"}
+    else:
+        report = batches.status(target, manifest, broker=True)
+    typer.echo(json.dumps(report, indent=2))
+
+
+@app.command()
+def resume(batch: str, store: StoreUrl = DEFAULT_STORE, broker: BrokerUrl = DEFAULT_BROKER) -> None:
+    """Re-queue a batch's chunks that have no results and are no longer in the queue."""
+    from worker import batches, queue
+
+    queue.connect(broker)
+    lost = batches.resume(_open(store), batch)
+    _err(f"re-queued {len(lost)} chunks: {lost}" if lost else "nothing to re-queue")
 
 
 @app.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import redis
@@ -50,7 +51,30 @@ def ping(broker_url: str) -> None:
 
 
 def enqueue(tasks: list[list[Any]]) -> None:
-    """Publish one chunk task per argument list over a single broker connection."""
+    """Publish one chunk task per argument list (batch id and chunk index first) over a single
+    broker connection; the task id, "<batch>:<chunk>", lets `pending` find it again."""
     with app.connection_for_write() as connection:
         for args in tasks:
-            app.send_task(TASK, args=args, connection=connection)
+            app.send_task(TASK, args=args, task_id=f"{args[0]}:{args[1]}", connection=connection)
+
+
+def pending(batch_id: str) -> set[int]:
+    """Chunks of a batch the broker still holds: waiting in the queue or delivered to a worker
+    and not yet acknowledged (Redis keeps those in the "unacked" hash until the ack)."""
+    client = redis.Redis.from_url(app.conf.broker_url, socket_timeout=10)
+    queue = app.conf.task_default_queue
+    messages = list(client.hvals("unacked"))
+    # kombu keeps one list per priority step: the queue itself and "<queue>\x06\x16<n>"
+    for key in [queue.encode(), *client.scan_iter(match=f"{queue}\x06\x16*".encode())]:
+        messages += client.lrange(key, 0, -1)
+    found = set()
+    for raw in messages:
+        try:
+            message = json.loads(raw)
+            task_id = (message[0] if isinstance(message, list) else message)["headers"]["id"]
+        except (ValueError, TypeError, KeyError, IndexError):
+            continue
+        batch, _, index = str(task_id).rpartition(":")
+        if batch == batch_id and index.isdigit():
+            found.add(int(index))
+    return found
