@@ -19,7 +19,7 @@ import redis
 from tests.conftest import cli, publish
 from trainer import mnist, samples
 from trainer.storage import Store
-from worker import local, queue
+from worker import batches, local, queue
 
 SCANS = 96
 BAD = {"broken.png": b"\x89PNG\r\n\x1a\n" + bytes(200), "empty.jpg": b"", "notes.png": b"hello"}
@@ -232,3 +232,46 @@ def test_lost_messages_are_found_and_resumed(redis_url, trained, file_store, sca
         local.stop_workers(processes)
     records = _records(batch, env)
     assert sorted(Path(r["source"]).name for r in records) == names  # each image exactly once
+
+
+def test_chunk_of_a_killed_worker_is_resumed(redis_url, trained, file_store, scans, tmp_path):
+    """A worker SIGKILLed mid-chunk leaves the chunk unacknowledged in Redis; once it is older
+    than the time limit, status calls the batch stalled and resume re-queues that chunk."""
+    publish(file_store, trained)
+    env = {
+        "SCANDIGITS_BROKER_URL": redis_url,
+        "SCANDIGITS_STORE": file_store.url,
+        "SCANDIGITS_TASK_TIME_LIMIT": "10",
+    }
+    folder, labels = scans
+    names = sorted(labels)
+    queue.connect(redis_url)
+    client = redis.Redis.from_url(redis_url)
+    processes = local.start_workers(1, env, tmp_path / "logs")
+    local.wait_ready(processes, tmp_path / "logs")
+    submitted = cli("submit", *(str(folder / n) for n in names), "--chunk-size", "1000", env=env)
+    assert submitted.returncode == 0, submitted.stderr
+    batch = submitted.stdout.strip()
+    deadline = time.monotonic() + 30
+    while client.llen(queue.app.conf.task_default_queue):  # until the worker takes the chunk
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    local.kill(processes[0])
+    assert not file_store.exists(batches.chunk_key(batch, 0))
+
+    report = json.loads(cli("status", batch, env=env).stdout)
+    assert report["state"] == "queued"  # delivered less than 10 s ago: maybe still running
+    time.sleep(10)
+    report = json.loads(cli("status", batch, env=env).stdout)
+    assert report["state"] == "stalled" and report["lost_chunks"] == [0]
+    assert "re-queued 1 chunks" in cli("resume", batch, env=env).stderr
+    processes = local.start_workers(1, env, tmp_path / "logs2")
+    try:
+        deadline = time.monotonic() + 120
+        while json.loads(cli("status", batch, env=env).stdout)["state"] != "done":
+            assert time.monotonic() < deadline, "resumed batch did not finish"
+            time.sleep(0.5)
+    finally:
+        local.stop_workers(processes)
+    records = _records(batch, env)
+    assert sorted(Path(r["source"]).name for r in records) == names

@@ -151,21 +151,22 @@ def _enqueue(batch: dict[str, Any], indexes: Iterable[int]) -> None:
     )
 
 
-def resume(store: Store, batch_id: str) -> list[int]:
+def resume(store: Store, batch_id: str, time_limit: float) -> list[int]:
     """Re-queue the chunks that have no results in the store and that the broker no longer
     holds (lost messages, a flushed or restarted Redis), and finish a batch whose finalising
     worker died; return the re-queued indexes. A chunk that runs twice overwrites its own
     results and finalising twice writes the same files, so resuming is always safe."""
     batch = manifest(store, batch_id)
-    lost = _lost(store, batch)
+    lost = _lost(store, batch, time_limit)
     _enqueue(batch, lost)
     finalize_if_complete(store, batch_id, len(batch["chunks"]))
     return lost
 
 
-def _lost(store: Store, batch: dict[str, Any]) -> list[int]:
+def _lost(store: Store, batch: dict[str, Any], time_limit: float) -> list[int]:
+    """Chunks with no results that the broker no longer holds for a live worker."""
     missing = set(range(len(batch["chunks"]))) - done_chunks(store, batch["batch"])
-    return sorted(missing - queue.pending(batch["batch"])) if missing else []
+    return sorted(missing - queue.pending(batch["batch"], time_limit)) if missing else []
 
 
 def _safe_name(name: str) -> str:
@@ -186,9 +187,10 @@ def done_chunks(store: Store, batch_id: str) -> set[int]:
     return {int(name[:-5]) for name in names if re.fullmatch(r"\d+\.json", name)}
 
 
-def status(store: Store, batch: dict[str, Any], broker: bool = False) -> dict[str, Any]:
-    """Progress of a batch from the store: queued, running or done; with `broker`, also
-    "stalled" when chunks without results are no longer in the broker (see `resume`)."""
+def status(store: Store, batch: dict[str, Any], time_limit: float | None = None) -> dict[str, Any]:
+    """Progress of a batch from the store: queued, running or done; given the workers'
+    `time_limit`, also "stalled" when chunks without results are lost to the broker (see
+    `resume`)."""
     batch_id = batch["batch"]
     done = done_chunks(store, batch_id)
     try:
@@ -196,7 +198,7 @@ def status(store: Store, batch: dict[str, Any], broker: bool = False) -> dict[st
     except ObjectMissing:
         summary = None
     state = "done" if summary else "running" if done else "queued"
-    lost = _lost(store, batch) if broker and not summary else []
+    lost = _lost(store, batch, time_limit) if time_limit and not summary else []
     if lost:
         state = "stalled"
     report = {

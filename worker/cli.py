@@ -39,6 +39,15 @@ BrokerUrl = Annotated[
 ModelVersion = Annotated[
     str | None, typer.Option("--model", help="Model version (default: current)")
 ]
+TimeLimit = Annotated[
+    int,
+    typer.Option(
+        envvar="SCANDIGITS_TASK_TIME_LIMIT",
+        min=10,
+        help="Seconds a chunk may run before its worker process is killed (soft limit: 90%); "
+        "a chunk delivered longer ago than this without results belongs to a dead worker",
+    ),
+]
 MnistData = Annotated[
     str | None,
     typer.Option(envvar="SCANDIGITS_MNIST_DIR", help="MNIST folder (IDX .gz) or mnist.npz"),
@@ -185,7 +194,12 @@ def _wait(store: Store, batch_id: str, timeout: float = 0) -> int:
 
 
 @app.command()
-def status(batch: str, store: StoreUrl = DEFAULT_STORE, broker: BrokerUrl = DEFAULT_BROKER) -> None:
+def status(
+    batch: str,
+    time_limit: TimeLimit = 600,
+    store: StoreUrl = DEFAULT_STORE,
+    broker: BrokerUrl = DEFAULT_BROKER,
+) -> None:
     """Print a batch's progress as JSON; "stalled" lists chunks the queue has lost."""
     from worker import batches, queue
 
@@ -196,17 +210,22 @@ def status(batch: str, store: StoreUrl = DEFAULT_STORE, broker: BrokerUrl = DEFA
     except UserError as exc:  # the store alone still tells the progress
         report = {**batches.status(target, manifest), "broker": f"not checked: {exc}"}
     else:
-        report = batches.status(target, manifest, broker=True)
+        report = batches.status(target, manifest, time_limit)
     typer.echo(json.dumps(report, indent=2))
 
 
 @app.command()
-def resume(batch: str, store: StoreUrl = DEFAULT_STORE, broker: BrokerUrl = DEFAULT_BROKER) -> None:
+def resume(
+    batch: str,
+    time_limit: TimeLimit = 600,
+    store: StoreUrl = DEFAULT_STORE,
+    broker: BrokerUrl = DEFAULT_BROKER,
+) -> None:
     """Re-queue a batch's chunks that have no results and are no longer in the queue."""
     from worker import batches, queue
 
     queue.connect(broker)
-    lost = batches.resume(_open(store), batch)
+    lost = batches.resume(_open(store), batch, time_limit)
     _err(f"re-queued {len(lost)} chunks: {lost}" if lost else "nothing to re-queue")
 
 
@@ -291,14 +310,7 @@ def worker(
         int, typer.Option(envvar="SCANDIGITS_CONCURRENCY", min=1, help="Worker processes")
     ] = os.cpu_count() or 1,
     log_level: Annotated[str, typer.Option(envvar="SCANDIGITS_LOG_LEVEL")] = "INFO",
-    time_limit: Annotated[
-        int,
-        typer.Option(
-            envvar="SCANDIGITS_TASK_TIME_LIMIT",
-            min=10,
-            help="Seconds a chunk may take before its process is killed (soft limit: 90%)",
-        ),
-    ] = 600,
+    time_limit: TimeLimit = 600,
     metrics_port: Annotated[
         int,
         typer.Option(

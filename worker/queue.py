@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import redis
@@ -58,12 +59,17 @@ def enqueue(tasks: list[list[Any]]) -> None:
             app.send_task(TASK, args=args, task_id=f"{args[0]}:{args[1]}", connection=connection)
 
 
-def pending(batch_id: str) -> set[int]:
-    """Chunks of a batch the broker still holds: waiting in the queue or delivered to a worker
-    and not yet acknowledged (Redis keeps those in the "unacked" hash until the ack)."""
+def pending(batch_id: str, running_for: float) -> set[int]:
+    """Chunks of a batch the broker still holds: waiting in the queue, or delivered to a worker
+    less than `running_for` seconds ago and not yet acknowledged (Redis keeps those in the
+    "unacked" hash, with delivery times in "unacked_index"). Older deliveries belong to a
+    worker that died: a live one finishes or abandons a chunk within its time limit."""
     client = redis.Redis.from_url(app.conf.broker_url, socket_timeout=10)
     queue = app.conf.task_default_queue
-    messages = list(client.hvals("unacked"))
+    since = time.time() - running_for
+    delivered = client.zrange("unacked_index", 0, -1, withscores=True)
+    fresh = {tag for tag, at in delivered if at > since}
+    messages = [raw for tag, raw in client.hgetall("unacked").items() if tag in fresh]
     # kombu keeps one list per priority step: the queue itself and "<queue>\x06\x16<n>"
     for key in [queue.encode(), *client.scan_iter(match=f"{queue}\x06\x16*".encode())]:
         messages += client.lrange(key, 0, -1)
