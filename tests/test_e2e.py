@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -275,3 +277,47 @@ def test_chunk_of_a_killed_worker_is_resumed(redis_url, trained, file_store, sca
         local.stop_workers(processes)
     records = _records(batch, env)
     assert sorted(Path(r["source"]).name for r in records) == names
+
+
+def test_poison_chunk_is_marked_failed_and_the_batch_completes(
+    redis_url, trained, file_store, scans, tmp_path
+):
+    """A chunk that crashes the worker process on every delivery (here a SIGSEGV, as from a
+    decoder bug) is retried MAX_ATTEMPTS times, then its images get an error; the rest of the
+    batch is read and the worker lives on."""
+    from worker.tasks import MAX_ATTEMPTS
+
+    publish(file_store, trained)
+    env = {"SCANDIGITS_BROKER_URL": redis_url, "SCANDIGITS_STORE": file_store.url}
+    folder, labels = scans
+    names = sorted(labels)[:48]
+    queue.connect(redis_url)
+    client = redis.Redis.from_url(redis_url)
+    processes = local.start_workers(1, env, tmp_path / "logs")
+    worker = processes[0]
+    try:
+        local.wait_ready(processes, tmp_path / "logs")
+        submitted = cli("submit", *(str(folder / n) for n in names), "--chunk-size", "24", env=env)
+        assert submitted.returncode == 0, submitted.stderr
+        batch = submitted.stdout.strip()
+        attempts = f"scandigits:attempts:{batch}:0"
+        for crash in range(1, MAX_ATTEMPTS + 1):
+            deadline = time.monotonic() + 60
+            while int(client.get(attempts) or 0) < crash:  # chunk 0 has started again
+                assert time.monotonic() < deadline, f"chunk 0 was not redelivered ({crash})"
+                time.sleep(0.01)
+            children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
+            for child in children:
+                os.kill(int(child), signal.SIGSEGV)
+            assert not file_store.exists(batches.chunk_key(batch, 0)), "killed too late"
+        deadline = time.monotonic() + 120
+        while json.loads(cli("status", batch, env=env).stdout)["state"] != "done":
+            assert time.monotonic() < deadline, "batch with a poison chunk did not finish"
+            time.sleep(0.5)
+        assert worker.poll() is None, "the worker survives its pool process crashing"
+    finally:
+        local.stop_workers(processes)
+    records = _records(batch, env)
+    assert [Path(r["source"]).name for r in records] == names
+    assert all("crashed or stalled a worker 3 times" in r["error"] for r in records[:24])
+    assert all(r["error"] is None for r in records[24:])

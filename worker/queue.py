@@ -59,6 +59,16 @@ def enqueue(tasks: list[list[Any]]) -> None:
             app.send_task(TASK, args=args, task_id=f"{args[0]}:{args[1]}", connection=connection)
 
 
+def starts(task_id: str, step: int = 1) -> int:
+    """Count a start of a task outside its message (step -1 takes one back); return the count,
+    1 on the first delivery."""
+    client = redis.Redis.from_url(app.conf.broker_url, socket_timeout=10)
+    key = f"scandigits:attempts:{task_id}"
+    with client.pipeline() as pipe:
+        count, _ = pipe.incrby(key, step).expire(key, 7 * 24 * 3600).execute()
+    return int(count)
+
+
 def pending(batch_id: str, running_for: float) -> set[int]:
     """Chunks of a batch the broker still holds: waiting in the queue, or delivered to a worker
     less than `running_for` seconds ago and not yet acknowledged (Redis keeps those in the

@@ -12,14 +12,18 @@ from functools import cache
 from typing import Any
 
 from celery import signals
+from celery.exceptions import SoftTimeLimitExceeded
 
 from trainer.errors import UserError
 from trainer.registry import RegistryError
 from trainer.storage import Store, StoreError, open_store
-from worker import batches, inference, metrics, pipeline, results
+from worker import batches, inference, metrics, pipeline, queue, results
 from worker.queue import TASK, app
 
 log = logging.getLogger(__name__)
+# Deliveries of one chunk before its images are marked failed: a chunk whose processing kills
+# the worker process (a decoder crash, memory) comes back through task_reject_on_worker_lost.
+MAX_ATTEMPTS = 3
 
 
 @cache
@@ -60,18 +64,52 @@ def process_chunk(
     queued: str,
 ) -> None:
     """Read one chunk of images in one batched forward pass and write its results at once."""
+    task_id = f"{batch_id}:{index}"
+    starts = queue.starts(task_id)
+    try:
+        _process(batch_id, index, chunk_count, items, model, review_below, queued, starts)
+    except StoreError:
+        queue.starts(task_id, -1)  # retried with backoff: not a start that crashed
+        raise
+
+
+def _readings(
+    items: list[dict[str, str]], model: int, starts: int
+) -> tuple[list[pipeline.Reading], dict[str, float]]:
+    """Read the chunk's images, or give each the reason they could not be read."""
+    target = store()
+    reason = None
+    if starts > MAX_ATTEMPTS:
+        reason = f"not read: its chunk crashed or stalled a worker {starts - 1} times"
+    else:
+        try:
+            classifier = inference.classifier(target, model)
+            metrics.MODEL_VERSION.set(classifier.version)
+            return pipeline.read(items, lambda item: target.get(item["key"]), classifier)
+        except RegistryError as exc:
+            reason = f"model unavailable: {exc}"
+        except SoftTimeLimitExceeded:
+            reason = "not read: its chunk ran over the time limit"
+    log.error("chunk of %d images: %s", len(items), reason)
+    return [pipeline.Reading(error=reason)] * len(items), {}
+
+
+def _process(
+    batch_id: str,
+    index: int,
+    chunk_count: int,
+    items: list[dict[str, str]],
+    model: int,
+    review_below: float,
+    queued: str,
+    starts: int,
+) -> None:
+    """Read the chunk, write its results in one put, record metrics, finalize if it is last."""
     started, begin = batches.now(), time.perf_counter()
     wait = datetime.fromisoformat(started) - datetime.fromisoformat(queued)
     metrics.QUEUE_WAIT.observe(max(0.0, wait.total_seconds()))
     target = store()
-    try:
-        classifier = inference.classifier(target, model)
-    except RegistryError as exc:
-        log.error("batch %s chunk %d: %s", batch_id, index, exc)
-        readings, seconds = [pipeline.Reading(error=f"model unavailable: {exc}")] * len(items), {}
-    else:
-        metrics.MODEL_VERSION.set(classifier.version)
-        readings, seconds = pipeline.read(items, lambda item: target.get(item["key"]), classifier)
+    readings, seconds = _readings(items, model, starts)
     records = [
         results.record(item["source"], item["key"], reading, model, review_below)
         for item, reading in zip(items, readings, strict=True)
