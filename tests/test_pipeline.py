@@ -73,3 +73,16 @@ def test_hostile_pages_get_a_one_line_error_or_a_reading() -> None:
         assert reading.error or reading.digits, name
         assert reading.error is None or "\n" not in reading.error
     assert "no ink" in readings[0].error and "no ink" in readings[1].error
+
+
+def test_store_refusals_are_per_image_errors(tmp_path) -> None:
+    from trainer.storage import open_store
+
+    (tmp_path / "secret.png").write_bytes(touching_sevens())
+    store = open_store(f"file://{tmp_path / 'store'}")
+    store.check()
+    (tmp_path / "store" / "link.png").symlink_to(tmp_path / "secret.png")
+    (reading,), _ = pipeline.read(["link.png"], store.get, Shapes())
+    assert reading.error.startswith("cannot fetch the input") and "leads out of the store" in (
+        reading.error
+    )

@@ -73,3 +73,17 @@ def test_bad_urls() -> None:
     for url in ("ftp://x/y", "s3://", "scans/"):
         with pytest.raises(StoreError):
             open_store(url)
+
+
+def test_file_store_does_not_follow_symlinks_out(tmp_path: Path) -> None:
+    (tmp_path / "secret.txt").write_text("not yours")
+    (tmp_path / "outside").mkdir()
+    store = open_store(f"file://{tmp_path / 'store'}")
+    store.check()
+    (tmp_path / "store" / "link.png").symlink_to(tmp_path / "secret.txt")
+    (tmp_path / "store" / "dir").symlink_to(tmp_path / "outside")
+    with pytest.raises(StoreError, match="leads out of the store"):
+        store.get("link.png")
+    with pytest.raises(StoreError, match="leads out of the store"):
+        store.put("dir/planted.txt", b"x")
+    assert not (tmp_path / "outside" / "planted.txt").exists()

@@ -76,7 +76,10 @@ class FileStore:
         self.url = f"file://{self.root}"
 
     def _path(self, key: str) -> Path:
-        return self.root / validate_key(key)
+        path = self.root / validate_key(key)
+        if not path.resolve().is_relative_to(self.root.resolve()):
+            raise StoreError(f"object key {key!r} leads out of the store (through a symlink)")
+        return path
 
     def check(self) -> None:
         try:

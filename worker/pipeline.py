@@ -17,7 +17,7 @@ from typing import TypeVar
 import cv2
 import numpy as np
 
-from trainer.storage import ObjectMissing
+from trainer.storage import ObjectMissing, StoreError
 from worker.decode import DecodeError, decode
 from worker.inference import Classifier, Prediction
 from worker.preprocess import NoInkError
@@ -78,6 +78,8 @@ def _load(
         return groups, spent
     except ObjectMissing:
         return "input object not found in the store", spent
+    except StoreError as exc:
+        return f"cannot fetch the input: {exc}", spent
     except FileNotFoundError:
         return "file not found", spent
     except IsADirectoryError:
