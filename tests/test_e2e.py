@@ -321,3 +321,29 @@ def test_poison_chunk_is_marked_failed_and_the_batch_completes(
     assert [Path(r["source"]).name for r in records] == names
     assert all("crashed or stalled a worker 3 times" in r["error"] for r in records[:24])
     assert all(r["error"] is None for r in records[24:])
+
+
+def test_sigterm_finishes_the_chunk_in_hand_and_takes_no_more(
+    redis_url, trained, file_store, scans, tmp_path
+):
+    publish(file_store, trained)
+    env = {"SCANDIGITS_BROKER_URL": redis_url, "SCANDIGITS_STORE": file_store.url}
+    folder, labels = scans
+    names = sorted(labels)
+    queue.connect(redis_url)
+    client = redis.Redis.from_url(redis_url)
+    processes = local.start_workers(1, env, tmp_path / "logs")
+    local.wait_ready(processes, tmp_path / "logs")
+    submitted = cli("submit", *(str(folder / n) for n in names), "--chunk-size", "48", env=env)
+    assert submitted.returncode == 0, submitted.stderr
+    batch = submitted.stdout.strip()
+    deadline = time.monotonic() + 30
+    while not client.get(f"scandigits:attempts:{batch}:0"):  # chunk 0 has started
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    processes[0].terminate()
+    assert processes[0].wait(timeout=60) == 0
+    assert file_store.exists(batches.chunk_key(batch, 0)), "the chunk in hand was finished"
+    assert not file_store.exists(batches.chunk_key(batch, 1)), "no new chunk was taken"
+    assert queue.pending(batch, 600) == {1}
+    client.delete(queue.app.conf.task_default_queue)  # leave no work to later tests' workers
