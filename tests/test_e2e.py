@@ -368,3 +368,42 @@ def test_sigterm_finishes_the_chunk_in_hand_and_takes_no_more(
     assert not file_store.exists(batches.chunk_key(batch, 1)), "no new chunk was taken"
     assert queue.pending(batch, 600) == {1}
     client.delete(queue.app.conf.task_default_queue)  # leave no work to later tests' workers
+
+
+def test_redis_wiped_mid_batch_is_stalled_then_resumed(trained, file_store, scans, tmp_path):
+    """Redis stopped mid-batch and started again empty: the workers reconnect, status shows
+    the batch stalled, resume completes it with every input exactly once."""
+    publish(file_store, trained)
+    folder, labels = scans
+    names = sorted(labels)
+    port = local.free_port()
+    with local.redis(tmp_path / "redis-1", port) as url:
+        env = {"SCANDIGITS_BROKER_URL": url, "SCANDIGITS_STORE": file_store.url}
+        processes = local.start_workers(1, env, tmp_path / "logs")
+        try:  # the chunks wait in the queue while the worker starts
+            submitted = cli(
+                "submit", *(str(folder / n) for n in names), "--chunk-size", "12", env=env
+            )
+            assert submitted.returncode == 0, submitted.stderr
+            batch = submitted.stdout.strip()
+            deadline = time.monotonic() + 60
+            while not file_store.exists(batches.chunk_key(batch, 0)):
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+        except BaseException:
+            local.stop_workers(processes)
+            raise
+    try:
+        with local.redis(tmp_path / "redis-2", port):  # same address, nothing in it
+            report = json.loads(cli("status", batch, env=env).stdout)
+            assert report["state"] == "stalled" and report["lost_chunks"]
+            assert report["chunks_done"] + len(report["lost_chunks"]) == 8
+            assert cli("resume", batch, env=env).returncode == 0
+            deadline = time.monotonic() + 120
+            while json.loads(cli("status", batch, env=env).stdout)["state"] != "done":
+                assert time.monotonic() < deadline, "the worker did not come back to Redis"
+                time.sleep(0.5)
+    finally:
+        local.stop_workers(processes)
+    records = _records(batch, env)
+    assert sorted(Path(r["source"]).name for r in records) == names

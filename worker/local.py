@@ -43,9 +43,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def redis(workdir: Path) -> Iterator[str]:
-    """Run redis-server on a free loopback port (no persistence) for the duration; yield its URL."""
-    port = free_port()
+def redis(workdir: Path, port: int | None = None) -> Iterator[str]:
+    """Run redis-server on `port` (default: a free one) on loopback, without persistence, for
+    the duration; yield its URL."""
+    port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
         [
