@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import csv
+import http.client
+import http.server
 import io
 import json
 import os
+import random
 import re
 import signal
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,10 +24,10 @@ import numpy as np
 import pytest
 import redis
 
-from tests.conftest import cli, publish
+from tests.conftest import cli, make_bucket, publish
 from tests.test_decode import jpeg_declaring, png_declaring
 from trainer import mnist, samples
-from trainer.storage import Store
+from trainer.storage import Store, open_store
 from worker import batches, local, queue
 
 SCANS = 96
@@ -407,3 +412,83 @@ def test_redis_wiped_mid_batch_is_stalled_then_resumed(trained, file_store, scan
         local.stop_workers(processes)
     records = _records(batch, env)
     assert sorted(Path(r["source"]).name for r in records) == names
+
+
+class FlakyProxy(http.server.ThreadingHTTPServer):
+    """An HTTP proxy in front of the S3 server that answers a share of requests with 503 and
+    delays the rest, as an overloaded or distant object store would."""
+
+    def __init__(self, upstream: str, fail: float, delay: float) -> None:
+        self.upstream = urllib.parse.urlsplit(upstream)
+        self.fail, self.delay = fail, delay
+        self.random = random.Random(0)
+        self.failed = self.forwarded = 0
+        super().__init__(("127.0.0.1", 0), _FlakyHandler)
+
+
+class _FlakyHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: FlakyProxy
+
+    def _forward(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        if self.server.random.random() < self.server.fail:
+            self.server.failed += 1
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        time.sleep(self.server.delay)
+        self.server.forwarded += 1
+        upstream = http.client.HTTPConnection(
+            self.server.upstream.hostname, self.server.upstream.port, timeout=30
+        )
+        upstream.request(self.command, self.path, body, dict(self.headers))
+        reply = upstream.getresponse()
+        data = reply.read()
+        self.send_response(reply.status)
+        for name, value in reply.getheaders():
+            if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
+
+    def log_message(self, *_: object) -> None:
+        """Quiet."""
+
+
+def test_batch_completes_through_a_flaky_store(s3_endpoint, trained, redis_url, scans, tmp_path):
+    """A fifth of all S3 requests fail with 503 and the rest come 20 ms late: uploads, reads,
+    writes and the merge are retried, and the results are complete and right."""
+    make_bucket("flaky")
+    proxy = FlakyProxy(s3_endpoint, fail=0.2, delay=0.02)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{proxy.server_address[1]}"
+    store_url = "s3://flaky/data"
+    publish(open_store(store_url), trained)  # straight to the server
+    env = {
+        "SCANDIGITS_BROKER_URL": redis_url,
+        "SCANDIGITS_STORE": store_url,
+        "AWS_ENDPOINT_URL": endpoint,
+    }
+    folder, labels = scans
+    names = sorted(labels)[:40]
+    queue.connect(redis_url)
+    processes = local.start_workers(2, env, tmp_path / "logs")
+    try:
+        submitted = cli(
+            "submit", *(str(folder / n) for n in names), "--chunk-size", "8", "--wait", env=env
+        )
+        assert submitted.returncode == 0, submitted.stderr
+        records = _records(submitted.stdout.strip(), env)
+    finally:
+        local.stop_workers(processes)
+        proxy.shutdown()
+    assert proxy.failed > 10 and proxy.forwarded > 100
+    assert sorted(Path(r["source"]).name for r in records) == names
+    assert all(r["error"] is None for r in records)
