@@ -75,6 +75,33 @@ def cluster(
     assert all(p.returncode == 0 for p in processes), "workers must shut down cleanly"
 
 
+def _status(batch: str, env: dict[str, str]) -> dict:
+    result = cli("status", batch, env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _wait_done(batch: str, env: dict[str, str], why: str) -> None:
+    deadline = time.monotonic() + 120
+    while _status(batch, env)["state"] != "done":
+        assert time.monotonic() < deadline, why
+        time.sleep(0.5)
+
+
+def _submit(folder: Path, names: list[str], env: dict[str, str], *options: str) -> str:
+    submitted = cli("submit", *(str(folder / n) for n in names), *options, env=env)
+    assert submitted.returncode == 0, submitted.stderr
+    return submitted.stdout.strip()
+
+
+def _wait_started(client: redis.Redis, batch: str, chunk: int) -> None:
+    """Until a worker has started the chunk (its start is counted in Redis)."""
+    deadline = time.monotonic() + 60
+    while not client.get(f"scandigits:attempts:{batch}:{chunk}"):
+        assert time.monotonic() < deadline, f"chunk {chunk} did not start"
+        time.sleep(0.01)
+
+
 def _records(batch: str, env: dict[str, str]) -> list[dict]:
     result = cli("results", batch, env=env)
     assert result.returncode == 0, result.stderr
@@ -225,14 +252,10 @@ def test_lost_messages_are_found_and_resumed(redis_url, trained, file_store, sca
     env = {"SCANDIGITS_BROKER_URL": redis_url, "SCANDIGITS_STORE": file_store.url}
     folder, labels = scans
     names = sorted(labels)[:10]
-    submitted = cli("submit", *(str(folder / n) for n in names), "--chunk-size", "4", env=env)
-    assert submitted.returncode == 0, submitted.stderr
-    batch = submitted.stdout.strip()
+    batch = _submit(folder, names, env, "--chunk-size", "4")
 
     def status() -> dict:
-        result = cli("status", batch, env=env)
-        assert result.returncode == 0, result.stderr
-        return json.loads(result.stdout)
+        return _status(batch, env)
 
     assert status()["state"] == "queued" and "lost_chunks" not in status()
     redis.Redis.from_url(redis_url).delete(queue.app.conf.task_default_queue)  # Redis loses them
@@ -246,10 +269,7 @@ def test_lost_messages_are_found_and_resumed(redis_url, trained, file_store, sca
     queue.connect(redis_url)
     processes = local.start_workers(1, env, tmp_path / "logs")
     try:
-        deadline = time.monotonic() + 120
-        while status()["state"] != "done":
-            assert time.monotonic() < deadline, "resumed batch did not finish"
-            time.sleep(0.5)
+        _wait_done(batch, env, "resumed batch did not finish")
     finally:
         local.stop_workers(processes)
     records = _records(batch, env)
@@ -275,18 +295,13 @@ def test_chunk_of_a_killed_worker_is_resumed(
     client = redis.Redis.from_url(redis_url)
     processes = local.start_workers(1, env, tmp_path / "logs")
     local.wait_ready(processes, tmp_path / "logs")
-    submitted = cli("submit", *(str(folder / n) for n in names), "--chunk-size", "24", env=env)
-    assert submitted.returncode == 0, submitted.stderr
-    batch = submitted.stdout.strip()
-    deadline = time.monotonic() + 60
-    while not client.get(f"scandigits:attempts:{batch}:{chunks_before}"):  # that chunk started
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    batch = _submit(folder, names, env, "--chunk-size", "24")
+    _wait_started(client, batch, chunks_before)
     local.kill(processes[0])
     assert not file_store.exists(batches.chunk_key(batch, chunks_before)), "killed too late"
 
     def status() -> dict:
-        return json.loads(cli("status", batch, env=env).stdout)
+        return _status(batch, env)
 
     assert status()["state"] in ("queued", "running")  # delivered < 10 s ago: may be running
     time.sleep(10)
@@ -295,10 +310,7 @@ def test_chunk_of_a_killed_worker_is_resumed(
     assert "re-queued 1 chunks" in cli("resume", batch, env=env).stderr
     processes = local.start_workers(1, env, tmp_path / "logs2")
     try:
-        deadline = time.monotonic() + 120
-        while status()["state"] != "done":
-            assert time.monotonic() < deadline, "resumed batch did not finish"
-            time.sleep(0.5)
+        _wait_done(batch, env, "resumed batch did not finish")
     finally:
         local.stop_workers(processes)
     records = _records(batch, env)
@@ -323,9 +335,7 @@ def test_poison_chunk_is_marked_failed_and_the_batch_completes(
     worker = processes[0]
     try:
         local.wait_ready(processes, tmp_path / "logs")
-        submitted = cli("submit", *(str(folder / n) for n in names), "--chunk-size", "24", env=env)
-        assert submitted.returncode == 0, submitted.stderr
-        batch = submitted.stdout.strip()
+        batch = _submit(folder, names, env, "--chunk-size", "24")
         attempts = f"scandigits:attempts:{batch}:0"
         for crash in range(1, MAX_ATTEMPTS + 1):
             deadline = time.monotonic() + 60
@@ -336,10 +346,7 @@ def test_poison_chunk_is_marked_failed_and_the_batch_completes(
             for child in children:
                 os.kill(int(child), signal.SIGSEGV)
             assert not file_store.exists(batches.chunk_key(batch, 0)), "killed too late"
-        deadline = time.monotonic() + 120
-        while json.loads(cli("status", batch, env=env).stdout)["state"] != "done":
-            assert time.monotonic() < deadline, "batch with a poison chunk did not finish"
-            time.sleep(0.5)
+        _wait_done(batch, env, "batch with a poison chunk did not finish")
         assert worker.poll() is None, "the worker survives its pool process crashing"
     finally:
         local.stop_workers(processes)
@@ -360,13 +367,8 @@ def test_sigterm_finishes_the_chunk_in_hand_and_takes_no_more(
     client = redis.Redis.from_url(redis_url)
     processes = local.start_workers(1, env, tmp_path / "logs")
     local.wait_ready(processes, tmp_path / "logs")
-    submitted = cli("submit", *(str(folder / n) for n in names), "--chunk-size", "48", env=env)
-    assert submitted.returncode == 0, submitted.stderr
-    batch = submitted.stdout.strip()
-    deadline = time.monotonic() + 30
-    while not client.get(f"scandigits:attempts:{batch}:0"):  # chunk 0 has started
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    batch = _submit(folder, names, env, "--chunk-size", "48")
+    _wait_started(client, batch, 0)
     processes[0].terminate()
     assert processes[0].wait(timeout=60) == 0
     assert file_store.exists(batches.chunk_key(batch, 0)), "the chunk in hand was finished"
@@ -400,14 +402,11 @@ def test_redis_wiped_mid_batch_is_stalled_then_resumed(trained, file_store, scan
             raise
     try:
         with local.redis(tmp_path / "redis-2", port):  # same address, nothing in it
-            report = json.loads(cli("status", batch, env=env).stdout)
+            report = _status(batch, env)
             assert report["state"] == "stalled" and report["lost_chunks"]
             assert report["chunks_done"] + len(report["lost_chunks"]) == 8
             assert cli("resume", batch, env=env).returncode == 0
-            deadline = time.monotonic() + 120
-            while json.loads(cli("status", batch, env=env).stdout)["state"] != "done":
-                assert time.monotonic() < deadline, "the worker did not come back to Redis"
-                time.sleep(0.5)
+            _wait_done(batch, env, "the worker did not come back to Redis")
     finally:
         local.stop_workers(processes)
     records = _records(batch, env)

@@ -7,6 +7,8 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -47,6 +49,18 @@ def _warm(**_: Any) -> None:
         log.warning("no model loaded at start: %s", exc)
 
 
+@contextmanager
+def _counted(task_id: str) -> Iterator[int]:
+    """Count this start of a task (outside its message); a store error sends the task to a
+    retry with backoff, which is not a start that crashed, so it is taken back."""
+    starts = queue.starts(task_id)
+    try:
+        yield starts
+    except StoreError:
+        queue.starts(task_id, -1)
+        raise
+
+
 @app.task(
     name=TASK,
     autoretry_for=(StoreError,),
@@ -64,13 +78,44 @@ def process_chunk(
     queued: str,
 ) -> None:
     """Read one chunk of images in one batched forward pass and write its results at once."""
-    task_id = f"{batch_id}:{index}"
-    starts = queue.starts(task_id)
-    try:
-        _process(batch_id, index, chunk_count, items, model, review_below, queued, starts)
-    except StoreError:
-        queue.starts(task_id, -1)  # retried with backoff: not a start that crashed
-        raise
+    with _counted(f"{batch_id}:{index}") as starts:
+        started, begin = batches.now(), time.perf_counter()
+        wait = datetime.fromisoformat(started) - datetime.fromisoformat(queued)
+        metrics.QUEUE_WAIT.observe(max(0.0, wait.total_seconds()))
+        target = store()
+        readings, seconds = _readings(items, model, starts)
+        records = [
+            results.record(item["source"], item["key"], reading, model, review_below)
+            for item, reading in zip(items, readings, strict=True)
+        ]
+        document = {
+            "batch": batch_id,
+            "chunk": index,
+            "worker": f"{socket.gethostname()}:{os.getpid()}",
+            "started": started,
+            "finished": batches.now(),
+            "seconds": dict(seconds),
+            "records": records,
+        }
+        write = time.perf_counter()
+        target.put(batches.chunk_key(batch_id, index), json.dumps(document).encode())
+        seconds["write"] = time.perf_counter() - write
+        failed = sum(1 for r in readings if r.error)
+        metrics.IMAGES.labels("error").inc(failed)
+        metrics.IMAGES.labels("read").inc(len(readings) - failed)
+        for stage, spent in seconds.items():
+            metrics.STAGE_SECONDS.labels(stage).observe(spent)
+        metrics.CHUNK_SECONDS.observe(time.perf_counter() - begin)
+        log.info(
+            "batch %s chunk %d/%d: %d images in %.2f s",
+            batch_id,
+            index + 1,
+            chunk_count,
+            len(items),
+            time.perf_counter() - begin,
+        )
+        if batches.finalize_if_complete(target, batch_id, chunk_count):
+            log.info("batch %s finished", batch_id)
 
 
 def _readings(
@@ -92,53 +137,3 @@ def _readings(
             reason = "not read: its chunk ran over the time limit"
     log.error("chunk of %d images: %s", len(items), reason)
     return [pipeline.Reading(error=reason)] * len(items), {}
-
-
-def _process(
-    batch_id: str,
-    index: int,
-    chunk_count: int,
-    items: list[dict[str, str]],
-    model: int,
-    review_below: float,
-    queued: str,
-    starts: int,
-) -> None:
-    """Read the chunk, write its results in one put, record metrics, finalize if it is last."""
-    started, begin = batches.now(), time.perf_counter()
-    wait = datetime.fromisoformat(started) - datetime.fromisoformat(queued)
-    metrics.QUEUE_WAIT.observe(max(0.0, wait.total_seconds()))
-    target = store()
-    readings, seconds = _readings(items, model, starts)
-    records = [
-        results.record(item["source"], item["key"], reading, model, review_below)
-        for item, reading in zip(items, readings, strict=True)
-    ]
-    document = {
-        "batch": batch_id,
-        "chunk": index,
-        "worker": f"{socket.gethostname()}:{os.getpid()}",
-        "started": started,
-        "finished": batches.now(),
-        "seconds": dict(seconds),
-        "records": records,
-    }
-    write = time.perf_counter()
-    target.put(batches.chunk_key(batch_id, index), json.dumps(document).encode())
-    seconds["write"] = time.perf_counter() - write
-    failed = sum(1 for r in readings if r.error)
-    metrics.IMAGES.labels("error").inc(failed)
-    metrics.IMAGES.labels("read").inc(len(readings) - failed)
-    for stage, spent in seconds.items():
-        metrics.STAGE_SECONDS.labels(stage).observe(spent)
-    metrics.CHUNK_SECONDS.observe(time.perf_counter() - begin)
-    log.info(
-        "batch %s chunk %d/%d: %d images in %.2f s",
-        batch_id,
-        index + 1,
-        chunk_count,
-        len(items),
-        time.perf_counter() - begin,
-    )
-    if batches.finalize_if_complete(target, batch_id, chunk_count):
-        log.info("batch %s finished", batch_id)
