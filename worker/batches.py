@@ -222,17 +222,28 @@ def status(store: Store, batch: dict[str, Any], time_limit: float | None = None)
     return report
 
 
+FINALIZE_AFTER = 10.0  # s with every chunk in and no summary before a waiting client merges
+
+
 def wait(
     store: Store, batch_id: str, timeout: float = 0, on_progress: Callable[[int], None] = print
 ) -> dict[str, Any]:
     """Poll the store until the batch is done; report images done; TimeoutError after timeout."""
     batch = manifest(store, batch_id)
     deadline = time.monotonic() + timeout if timeout else float("inf")
+    complete_since = None
     while True:
         report = status(store, batch)
         on_progress(report["images_done"])
         if report["state"] == "done":
             return report
+        if report["chunks_done"] < report["chunks"]:
+            complete_since = None
+        elif complete_since is None:
+            complete_since = time.monotonic()
+        elif time.monotonic() - complete_since > FINALIZE_AFTER:
+            # every chunk landed but the worker that should merge them died: merge here
+            finalize_if_complete(store, batch_id, report["chunks"])
         if time.monotonic() > deadline:
             raise TimeoutError(batch_id)
         time.sleep(0.3)
