@@ -157,16 +157,16 @@ def resume(store: Store, batch_id: str, time_limit: float) -> list[int]:
     worker died; return the re-queued indexes. A chunk that runs twice overwrites its own
     results and finalising twice writes the same files, so resuming is always safe."""
     batch = manifest(store, batch_id)
-    lost = _lost(store, batch, time_limit)
+    lost = _lost(batch, done_chunks(store, batch_id), time_limit)
     _enqueue(batch, lost)
     finalize_if_complete(store, batch_id, len(batch["chunks"]))
     return lost
 
 
-def _lost(store: Store, batch: dict[str, Any], time_limit: float) -> list[int]:
-    """Chunks with no results that the broker no longer holds for a live worker."""
-    missing = set(range(len(batch["chunks"]))) - done_chunks(store, batch["batch"])
-    return sorted(missing - queue.pending(batch["batch"], time_limit)) if missing else []
+def _lost(batch: dict[str, Any], done: set[int], time_limit: float) -> list[int]:
+    """Chunks not `done` that the broker no longer holds for a live worker."""
+    missing = set(range(len(batch["chunks"]))) - done
+    return sorted(missing - queue.pending(batch["batch"], missing, time_limit)) if missing else []
 
 
 def _safe_name(name: str) -> str:
@@ -198,7 +198,7 @@ def status(store: Store, batch: dict[str, Any], time_limit: float | None = None)
     except ObjectMissing:
         summary = None
     state = "done" if summary else "running" if done else "queued"
-    lost = _lost(store, batch, time_limit) if time_limit and not summary else []
+    lost = _lost(batch, done, time_limit) if time_limit and not summary else []
     if lost:
         state = "stalled"
     report = {

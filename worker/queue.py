@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
+from functools import cache
 from typing import Any
 
 import redis
@@ -51,30 +53,40 @@ def ping(broker_url: str) -> None:
         ) from exc
 
 
+def task_id(batch_id: str, index: int) -> str:
+    """The id of a chunk's task, "<batch>:<chunk>": how the broker's holdings are matched."""
+    return f"{batch_id}:{index}"
+
+
 def enqueue(tasks: list[list[Any]]) -> None:
     """Publish one chunk task per argument list (batch id and chunk index first) over a single
-    broker connection; the task id, "<batch>:<chunk>", lets `pending` find it again."""
+    broker connection."""
     with app.connection_for_write() as connection:
         for args in tasks:
-            app.send_task(TASK, args=args, task_id=f"{args[0]}:{args[1]}", connection=connection)
+            app.send_task(TASK, args=args, task_id=task_id(args[0], args[1]), connection=connection)
 
 
-def starts(task_id: str, step: int = 1) -> int:
+@cache
+def _client(url: str) -> redis.Redis:
+    """One client (and connection pool) per broker URL, not one per call."""
+    return redis.Redis.from_url(url, socket_timeout=10)
+
+
+def starts(task: str, step: int = 1) -> int:
     """Count a start of a task outside its message (step -1 takes one back); return the count,
     1 on the first delivery."""
-    client = redis.Redis.from_url(app.conf.broker_url, socket_timeout=10)
-    key = f"scandigits:attempts:{task_id}"
-    with client.pipeline() as pipe:
+    key = f"scandigits:attempts:{task}"
+    with _client(app.conf.broker_url).pipeline() as pipe:
         count, _ = pipe.incrby(key, step).expire(key, 7 * 24 * 3600).execute()
     return int(count)
 
 
-def pending(batch_id: str, running_for: float) -> set[int]:
-    """Chunks of a batch the broker still holds: waiting in the queue, or delivered to a worker
-    less than `running_for` seconds ago and not yet acknowledged (Redis keeps those in the
-    "unacked" hash, with delivery times in "unacked_index"). Older deliveries belong to a
-    worker that died: a live one finishes or abandons a chunk within its time limit."""
-    client = redis.Redis.from_url(app.conf.broker_url, socket_timeout=10)
+def pending(batch_id: str, chunks: Iterable[int], running_for: float) -> set[int]:
+    """Those of a batch's `chunks` the broker still holds: waiting in the queue, or delivered
+    to a worker less than `running_for` seconds ago and not yet acknowledged (Redis keeps those
+    in the "unacked" hash, with delivery times in "unacked_index"). Older deliveries belong to
+    a worker that died: a live one finishes or abandons a chunk within its time limit."""
+    client = _client(app.conf.broker_url)
     queue = app.conf.task_default_queue
     since = time.time() - running_for
     delivered = client.zrange("unacked_index", 0, -1, withscores=True)
@@ -83,14 +95,11 @@ def pending(batch_id: str, running_for: float) -> set[int]:
     # kombu keeps one list per priority step: the queue itself and "<queue>\x06\x16<n>"
     for key in [queue.encode(), *client.scan_iter(match=f"{queue}\x06\x16*".encode())]:
         messages += client.lrange(key, 0, -1)
-    found = set()
+    ids = set()
     for raw in messages:
         try:
             message = json.loads(raw)
-            task_id = (message[0] if isinstance(message, list) else message)["headers"]["id"]
+            ids.add((message[0] if isinstance(message, list) else message)["headers"]["id"])
         except (ValueError, TypeError, KeyError, IndexError):
             continue
-        batch, _, index = str(task_id).rpartition(":")
-        if batch == batch_id and index.isdigit():
-            found.add(int(index))
-    return found
+    return {index for index in chunks if task_id(batch_id, index) in ids}

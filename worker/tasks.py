@@ -78,7 +78,7 @@ def process_chunk(
     queued: str,
 ) -> None:
     """Read one chunk of images in one batched forward pass and write its results at once."""
-    with _counted(f"{batch_id}:{index}") as starts:
+    with _counted(queue.task_id(batch_id, index)) as starts:
         started, begin = batches.now(), time.perf_counter()
         wait = datetime.fromisoformat(started) - datetime.fromisoformat(queued)
         metrics.QUEUE_WAIT.observe(max(0.0, wait.total_seconds()))
