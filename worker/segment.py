@@ -288,18 +288,14 @@ def _splits(mask: np.ndarray, typical: float) -> list[list[np.ndarray]]:
                 if all(abs(best - c) >= 3 for c in cuts):
                     cuts.append(best)
             options.append(sorted(cuts))
+        # each cut column straight down, and bent along the least-ink path near it
+        shapes = {
+            c: (np.full(len(mask), x0 + c), _path(mask, x0 + c, round(WINDOW * typical)))
+            for c in {c for cuts in options for c in cuts}
+        }
         for cuts in _combinations(options):
-            for bent in (False, True):
-                edges = [
-                    None,
-                    *(
-                        _path(mask, x0 + c, round(WINDOW * typical))
-                        if bent
-                        else np.full(len(mask), x0 + c)
-                        for c in cuts
-                    ),
-                    None,
-                ]
+            for bent in (0, 1):
+                edges = [None, *(shapes[c][bent] for c in cuts), None]
                 pieces = [_cut(mask, a, b) for a, b in itertools.pairwise(edges)]
                 if all(p is not None for p in pieces):
                     splits.append(pieces)
