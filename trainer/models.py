@@ -9,6 +9,9 @@ if TYPE_CHECKING:
     import keras
 
 
+NOT_A_DIGIT = 10  # class index of the images that are not one digit (trainer/nondigits.py)
+
+
 @dataclass(frozen=True)
 class Recipe:
     """How an architecture is trained (Adam, categorical crossentropy); kept in the metadata."""
@@ -22,7 +25,7 @@ class Recipe:
 
     @property
     def classes(self) -> int:
-        return 11 if self.nondigits else 10
+        return NOT_A_DIGIT + 1 if self.nondigits else 10
 
 
 RECIPES = {

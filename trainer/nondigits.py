@@ -2,7 +2,8 @@
 
 A classifier that has only seen single digits reads two touching digits, or half of one, as
 some digit with high confidence, so it cannot tell a segmenter which cut is right. Models
-trained with these images as an eleventh class can: a good cut yields pieces it calls digits.
+trained with these images as an eleventh class (`models.NOT_A_DIGIT`) can: a good cut yields
+pieces it calls digits.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ import cv2
 import numpy as np
 
 from trainer import mnist
-
-NOT_A_DIGIT = 10  # the class index of these images
 
 
 def make(digits: np.ndarray, labels: np.ndarray, count: int, seed: int = 0) -> np.ndarray:

@@ -54,7 +54,7 @@ def train(
     if recipe.nondigits:
         extra = nondigits.make(x_train, y_train, recipe.nondigits * len(x_train) // 60000, seed)
         x_train = np.concatenate([x_train, extra])
-        y_train = np.concatenate([y_train, np.full(len(extra), nondigits.NOT_A_DIGIT, np.uint8)])
+        y_train = np.concatenate([y_train, np.full(len(extra), models.NOT_A_DIGIT, np.uint8)])
     x_train = x_train.astype(np.float32) / 255.0
     x_test = data.x_test.astype(np.float32) / 255.0
     onehot = keras.utils.to_categorical
@@ -112,7 +112,7 @@ def train(
             "learning_rate": recipe.learning_rate,
             "schedule": "warmup+cosine" if recipe.cosine else "constant",
             "stroke_jitter": recipe.stroke_jitter,
-            "nondigit_images": int((y_train == nondigits.NOT_A_DIGIT).sum()),
+            "nondigit_images": int((y_train == models.NOT_A_DIGIT).sum()),
             "optimizer": "adam",
             "loss": "categorical_crossentropy",
             "seed": seed,

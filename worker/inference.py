@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from trainer import registry
+from trainer.models import NOT_A_DIGIT
 from trainer.storage import Store
 
 _cache: dict[int, Classifier] = {}
@@ -40,8 +41,8 @@ class Classifier:
         import tensorflow as tf
 
         self.version = version
-        # an 11th output, "not one digit", lets the model tell a wrong cut from a right one
-        self.judges_cuts = model.output_shape[-1] == 11
+        # an output past the ten digits, "not one digit", lets the model tell a wrong cut
+        self.judges_cuts = model.output_shape[-1] > NOT_A_DIGIT
         spec = tf.TensorSpec([None, 28, 28], tf.float32)
         self._forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
         self.predict(np.zeros((1, 28, 28), np.float32))
@@ -51,7 +52,7 @@ class Classifier:
         if len(images) == 0:
             return []
         probs = self._forward(np.asarray(images, np.float32)).numpy()
-        labels = probs[:, :10].argmax(axis=1)  # an 11th output, if any, is "not one digit"
+        labels = probs[:, :NOT_A_DIGIT].argmax(axis=1)  # the digits, never "not one digit"
         return [Prediction(int(k), float(p[k])) for k, p in zip(labels, probs, strict=True)]
 
 
