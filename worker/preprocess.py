@@ -60,7 +60,7 @@ def _bounded(gray: np.ndarray) -> tuple[np.ndarray, float]:
 def _bright_ink(gray: np.ndarray) -> np.ndarray:
     """Invert dark-on-light scans so ink is bright: paper is the median, ink the farther tail."""
     smooth = cv2.blur(gray, (3, 3))
-    paper = float(np.median(smooth))
+    paper = float(np.median(smooth[::2, ::2]))  # every fourth pixel: plenty for the paper's level
     return 1.0 - gray if paper - smooth.min() > smooth.max() - paper else gray
 
 

@@ -309,14 +309,18 @@ def _path(mask: np.ndarray, column: int, reach: int) -> np.ndarray:
     h, w = mask.shape
     lo, hi = max(0, column - reach), min(w, column + reach + 1)
     cost = 1.0 + 20.0 * mask[:, lo:hi] + 0.05 * np.abs(np.arange(lo, hi) - column)
-    total = cost[0].copy()
+    # each column's total, with an impassable column either side: row y looks at the three
+    # columns above it (left, straight, right) through a sliding window
+    padded = np.full(hi - lo + 2, np.inf)
+    padded[1:-1] = cost[0]
+    above = np.lib.stride_tricks.sliding_window_view(padded, 3)
+    columns = np.arange(hi - lo)
     steps = np.zeros((h, hi - lo), np.int8)
     for y in range(1, h):
-        left = np.concatenate([[np.inf], total[:-1]])
-        right = np.concatenate([total[1:], [np.inf]])
-        choice = np.argmin(np.stack([left, total, right]), axis=0)
+        choice = above.argmin(axis=1)
         steps[y] = choice - 1
-        total = np.choose(choice, [left, total, right]) + cost[y]
+        padded[1:-1] = above[columns, choice] + cost[y]
+    total = padded[1:-1]
     path = np.empty(h, int)
     path[-1] = int(np.argmin(total))
     for y in range(h - 1, 0, -1):
