@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from worker import decode as decode_module
-from worker.decode import DecodeError, decode, dimensions
+from worker.decode import DecodeError, decode, decode_reduced, dimensions
 
 
 def encode(image: np.ndarray, ext: str) -> bytes:
@@ -134,3 +134,26 @@ def test_byte_and_pixel_limits(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_dimensions_from_headers(ext: str) -> None:
     data = encode(GRAY, ext) if ext != ".gif" else pil(GRAY, "GIF", "P")
     assert dimensions(data) == (60, 40)
+
+
+def test_large_jpegs_can_be_decoded_at_reduced_scale() -> None:
+    page = np.full((1700, 900), 200, np.uint8)
+    page[400:1300, 300:500] = 20
+    gray, factor = decode_reduced(encode(page, ".jpg"))
+    assert factor == 4 and gray.shape == (425, 225)  # 1/8 would leave a short side under 200
+    assert gray[212, 100] < 0.2 and gray[25, 25] > 0.7
+    assert decode(encode(page, ".jpg")).shape == (1700, 900), "decode keeps the full size"
+    assert decode_reduced(encode(page, ".png"))[0].shape == (1700, 900)
+    assert decode_reduced(encode(GRAY, ".jpg"))[1] == 1
+
+
+def test_reduced_jpeg_keeps_exif_orientation() -> None:
+    from PIL import Image
+
+    picture = Image.fromarray(np.full((800, 400), 200, np.uint8))
+    exif = picture.getexif()
+    exif[0x0112] = 6  # rotated 90° clockwise
+    out = io.BytesIO()
+    picture.save(out, "JPEG", exif=exif)
+    assert decode(out.getvalue()).shape == (400, 800)
+    assert decode_reduced(out.getvalue())[0].shape == (200, 400)

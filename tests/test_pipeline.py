@@ -50,6 +50,21 @@ def test_no_cuts_for_a_model_that_cannot_judge_them() -> None:
     assert reading.text == "0" and reading.confidence == 0.3
 
 
+def test_a_sure_reading_is_not_offered_cut() -> None:
+    class Sure(Shapes):
+        """Reads anything as a sure 0, and counts what it is shown."""
+
+        shown = 0
+
+        def predict(self, images: np.ndarray) -> list[Prediction]:
+            self.shown += len(images)
+            return [Prediction(0, 1.0)] * len(images)
+
+    classifier = Sure()
+    (reading,), _ = pipeline.read([touching_sevens()], lambda data: data, classifier)
+    assert reading.text == "0" and classifier.shown == 1  # no cut piece was even framed
+
+
 def test_one_digit_has_a_label_and_errors_are_per_image() -> None:
     ink = np.zeros((120, 120), np.float32)
     cv2.polylines(ink, [np.int32([[40, 30], [80, 30], [55, 90]])], False, 1.0, 5, cv2.LINE_AA)

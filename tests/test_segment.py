@@ -6,7 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from worker.segment import segment
+from worker.segment import Run, segment
 
 HEIGHT = 60  # digit height in the hand-made fields, pixels
 
@@ -37,9 +37,9 @@ def field(glyphs: str, gap: int = 20, size: tuple[int, int] = (140, 420)) -> np.
     return ink
 
 
-def whole(groups: list) -> list:
-    """Each group's first reading: its ink as it lies, nothing cut or joined."""
-    return [group[0].pieces for group in groups]
+def whole(runs: list[Run]) -> list:
+    """Each run's first reading: its ink as it lies, nothing cut or joined."""
+    return [run.options()[0].pieces for run in runs]
 
 
 def test_separate_digits_come_left_to_right_with_boxes() -> None:
@@ -56,7 +56,9 @@ def test_touching_pair_is_offered_split_at_the_joint() -> None:
     ink = np.zeros((140, 300), np.float32)
     draw(ink, "0", 30)
     draw(ink, "0", 30 + 34)  # overlaps the first by 2 px
-    (group,) = segment(scan(ink))
+    (run,) = segment(scan(ink))
+    assert [len(option.pieces) for option in run.options()] == [1]  # not cut unless asked
+    group = run.options(cut=run.marks)
     assert len(group[0].pieces) == 1  # as it lies first
     pairs = [option.pieces for option in group if len(option.pieces) == 2]
     assert pairs and all(option.joins == 0 for option in group)
@@ -108,7 +110,8 @@ def test_broken_zero_is_offered_whole() -> None:
     centre, axes = (70, 70), (22, 30)
     cv2.ellipse(ink, centre, axes, 0, 100, 260, 1.0, 5, cv2.LINE_AA)  # left half
     cv2.ellipse(ink, centre, axes, 0, -75, 75, 1.0, 5, cv2.LINE_AA)  # right half, apart
-    (group,) = segment(scan(ink))
+    (run,) = segment(scan(ink))
+    group = run.options()
     assert [(len(o.pieces), o.joins) for o in group] == [(2, 0), (1, 1)]
     (joined,) = group[-1].pieces
     x, _, w, h = joined.box

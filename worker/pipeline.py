@@ -1,5 +1,6 @@
-"""Read a list of images: fetch, decode and segment concurrently, then one batched inference
-over every digit candidate of every image, and the most likely split of each run of ink.
+"""Read a list of images: fetch, decode and segment concurrently, then two batched forward
+passes over the digit candidates of all of them (each span of marks read whole, then cuts of
+the marks that are not surely one digit), and the most likely reading of each run of ink.
 
 OpenCV and I/O release the GIL, so a thread pool overlaps fetching with decoding.
 """
@@ -11,19 +12,20 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from typing import TypeVar
 
 import cv2
 import numpy as np
 
 from trainer.storage import ObjectMissing, StoreError
-from worker.decode import DecodeError, decode
+from worker.decode import DecodeError, decode_reduced
 from worker.inference import Classifier, Prediction
 from worker.preprocess import NoInkError
-from worker.segment import Group, Option, segment
+from worker.segment import Option, Piece, Run, segment
 
 T = TypeVar("T")
+SURE = 0.9999  # a mark read alone this surely is not offered cut into touching digits
 JOIN_COST = 0.1  # log-likelihood a reading pays per separate mark it joins into one digit
 _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fetch-decode")
 
@@ -59,10 +61,8 @@ class Reading:
         return min((d.confidence for d in self.digits), default=0.0)
 
 
-def _load(
-    item: T, fetch: Callable[[T], bytes], cuts: bool
-) -> tuple[list[Group] | str, Counter[str]]:
-    """Fetch, decode and segment one image; return its digit candidates or an error string."""
+def _load(item: T, fetch: Callable[[T], bytes]) -> tuple[list[Run] | str, Counter[str]]:
+    """Fetch, decode and segment one image; return its runs of ink or an error string."""
     spent: Counter[str] = Counter()
 
     def timed(stage: str, step: Callable, value: object) -> object:
@@ -73,9 +73,9 @@ def _load(
             spent[stage] += time.perf_counter() - start
 
     try:
-        gray = timed("decode", decode, timed("fetch", fetch, item))
-        groups = timed("preprocess", lambda image: segment(image, cuts), gray)
-        return groups, spent
+        gray, reduced = timed("decode", decode_reduced, timed("fetch", fetch, item))
+        runs = timed("preprocess", lambda image: segment(image, reduced), gray)
+        return runs, spent
     except ObjectMissing:
         return "input object not found in the store", spent
     except StoreError as exc:
@@ -96,35 +96,49 @@ def read(
     items: Sequence[T], fetch: Callable[[T], bytes], classifier: Classifier
 ) -> tuple[list[Reading], Counter[str]]:
     """Read every item; return one Reading per item and seconds spent per stage."""
-    cuts = classifier.judges_cuts
-    loaded = list(_pool.map(lambda item: _load(item, fetch, cuts), items))
+    loaded = list(_pool.map(lambda item: _load(item, fetch), items))
     spent: Counter[str] = sum((stage for _, stage in loaded), Counter())
-    images = [
-        piece.image
-        for value, _ in loaded
-        if not isinstance(value, str)
-        for group in value
-        for option in group
-        for piece in option.pieces
-    ]
+    runs = [run for value, _ in loaded if not isinstance(value, str) for run in value]
+    predictions: dict[Piece, Prediction] = {}
+    _predict(classifier, [piece for run in runs for piece in run.spans()], predictions, spent)
     start = time.perf_counter()
-    predictions = iter(classifier.predict(np.stack(images) if images else np.empty((0, 28, 28))))
-    spent["infer"] = time.perf_counter() - start
+    options = [run.options(_unsure(run, predictions, classifier)) for run in runs]
+    spent["preprocess"] += time.perf_counter() - start
+    pieces = dict.fromkeys(p for group in options for option in group for p in option.pieces)
+    _predict(classifier, [p for p in pieces if p not in predictions], predictions, spent)
+    best = iter(
+        max(group, key=lambda option: _fit(option, [predictions[p] for p in option.pieces]))
+        for group in options
+    )
     readings = []
     for value, _ in loaded:
         if isinstance(value, str):
             readings.append(Reading(error=value))
             continue
-        digits = []
-        for group in value:
-            scored = [(option, [next(predictions) for _ in option.pieces]) for option in group]
-            option, best = max(scored, key=lambda pair: _fit(*pair))
-            digits += [
-                Digit(p.label, p.confidence, piece.box)
-                for piece, p in zip(option.pieces, best, strict=True)
-            ]
-        readings.append(Reading(digits))
+        pieces = [piece for _ in value for piece in next(best).pieces]
+        readings.append(Reading([Digit(*astuple(predictions[p]), p.box) for p in pieces]))
     return readings, spent
+
+
+def _predict(
+    classifier: Classifier,
+    pieces: list[Piece],
+    into: dict[Piece, Prediction],
+    spent: Counter[str],
+) -> None:
+    """Classify `pieces` in one batched call, adding their predictions to `into`."""
+    start = time.perf_counter()
+    images = np.stack([piece.image for piece in pieces]) if pieces else np.empty((0, 28, 28))
+    into.update(zip(pieces, classifier.predict(images), strict=True))
+    spent["infer"] += time.perf_counter() - start
+
+
+def _unsure(run: Run, predictions: dict[Piece, Prediction], classifier: Classifier) -> list[int]:
+    """The marks of `run` to offer cut into touching digits: those that, read alone, are not a
+    sure digit (a cut could hardly beat a sure reading), if the model can tell a bad cut."""
+    if not classifier.judges_cuts:
+        return []
+    return [i for i in run.marks if predictions[run.whole(i, i)].confidence < SURE]
 
 
 def _fit(option: Option, predictions: list[Prediction]) -> float:

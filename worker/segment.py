@@ -7,7 +7,7 @@ A scan of one digit and a field of several take the same path: one group or many
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from functools import cache
 
@@ -31,9 +31,10 @@ WINDOW = 0.45  # cuts are sought this share of a digit's width either side of an
 BROAD = 1.5  # one digit is rarely wider than this many typical widths (MNIST: 95% are)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Piece:
-    """One digit candidate: its 28×28 MNIST-style image and its box (x, y, w, h) in the scan."""
+    """One digit candidate: its 28×28 MNIST-style image and its box (x, y, w, h) in the scan.
+    Pieces compare by identity, so a reading's predictions can be looked up by piece."""
 
     image: np.ndarray
     box: tuple[int, int, int, int]
@@ -48,18 +49,46 @@ class Option:
     joins: int
 
 
-Group = list[Option]  # the alternative readings of one run of ink
+@dataclass(frozen=True)
+class Run:
+    """Consecutive marks that may be one digit or several: each reading splits them into spans
+    of marks read as one digit; a span of one mark may also be cut into touching digits."""
+
+    marks: list[int]
+    whole: Callable[[int, int], Piece]  # marks first..last read as one digit
+    cut: Callable[[int], list[list[Piece]]]  # one mark cut into 2+ digits, each way
+
+    def options(self, cut: Collection[int] = ()) -> list[Option]:
+        """The readings of the run, the marks in `cut` also cut apart; at most MAX_READINGS."""
+
+        def readings(first: int, last: int) -> list[list[Piece]]:
+            whole = [[self.whole(first, last)]]
+            return whole + self.cut(first) if first == last and first in cut else whole
+
+        def options() -> Iterator[Option]:
+            for partition in _partitions(self.marks):
+                joins = sum(last - first for first, last in partition)
+                for combo in itertools.product(*(readings(a, b) for a, b in partition)):
+                    yield Option([piece for pieces in combo for piece in pieces], joins)
+
+        return list(itertools.islice(options(), MAX_READINGS))
+
+    def spans(self) -> list[Piece]:
+        """Each span of marks any reading has, read as one digit."""
+        return [
+            self.whole(*span) for span in sorted({s for p in _partitions(self.marks) for s in p})
+        ]
 
 
-def segment(gray: np.ndarray, cuts: bool = True) -> list[Group]:
-    """Digit candidates of a 2-D float32 gray scan in [0, 1], left to right; `cuts`: offer
-    touching digits cut apart (only worth it with a model that can tell a bad cut)."""
+def segment(gray: np.ndarray, reduced: int = 1) -> list[Run]:
+    """Digit candidates of a 2-D float32 gray scan in [0, 1], left to right; `reduced`: scan
+    pixels per pixel of `gray` (a scan decoded at reduced size), for the boxes."""
     ink, mask, scale = _small(*prepare(gray))
     ink, mask = _without_lines(ink, mask)
     ink, mask, shear = _upright(ink, mask)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), None, 8)
-    back = cv2.invertAffineTransform(shear) / scale
-    limit = np.array(gray.shape[::-1])
+    back = cv2.invertAffineTransform(shear) * (reduced / scale)
+    limit = np.array(gray.shape[::-1]) * reduced
     groups = _groups(stats[1:count])
     boxes = [_box(stats[[i + 1 for i in members]]) for members in groups]
     # a typical digit: the field's median height, and MNIST's median aspect (0.8) for its width
@@ -67,25 +96,27 @@ def segment(gray: np.ndarray, cuts: bool = True) -> list[Group]:
     typical = (ASPECT * height, height)
 
     @cache
-    def readings(first: int, last: int) -> list[list[Piece]]:
-        """Ways to read groups first..last merged into one run of ink: whole, or split."""
+    def crop(first: int, last: int) -> tuple[np.ndarray, int, int]:
+        """The ink mask of groups first..last and its origin (x, y)."""
         members = [i + 1 for g in groups[first : last + 1] for i in g]
         x, y, w, h = _box(stats[members])
-        crop = np.isin(labels[y : y + h, x : x + w], members)
+        return np.isin(labels[y : y + h, x : x + w], members), x, y
+
+    def piece(part: np.ndarray, x: int, y: int) -> Piece:
+        h, w = part.shape
         at = back @ np.float32([x, y, 1])  # scan position of the crop's origin
-        splits = _splits(crop, typical[0]) if cuts and first == last else [[crop]]
-        return [
-            [_piece(ink[y : y + h, x : x + w], part, back[:, :2], at, limit) for part in split]
-            for split in splits
-        ]
+        return _piece(ink[y : y + h, x : x + w], part, back[:, :2], at, limit)
 
-    def options(run: list[int]) -> Iterator[Option]:
-        for partition in _partitions(run):
-            joins = sum(last - first for first, last in partition)
-            for combo in itertools.product(*(readings(a, b) for a, b in partition)):
-                yield Option([piece for pieces in combo for piece in pieces], joins)
+    @cache
+    def whole(first: int, last: int) -> Piece:
+        return piece(*crop(first, last))
 
-    return [list(itertools.islice(options(run), MAX_READINGS)) for run in _runs(boxes, typical)]
+    @cache
+    def cut(index: int) -> list[list[Piece]]:
+        part, x, y = crop(index, index)
+        return [[piece(p, x, y) for p in split] for split in _splits(part, typical[0])]
+
+    return [Run(marks, whole, cut) for marks in _runs(boxes, typical)]
 
 
 def _runs(boxes: list[tuple[int, int, int, int]], typical: tuple[float, float]) -> list[list[int]]:
@@ -265,12 +296,12 @@ def _groups(stats: np.ndarray) -> list[list[int]]:
 
 
 def _splits(mask: np.ndarray, typical: float) -> list[list[np.ndarray]]:
-    """Ways to cut one run of ink into digits, unsplit first: when it is wide for one digit,
-    k pieces for each k its width allows, cut at the emptiest columns near the even split."""
+    """Ways to cut one mark into digits: when it is wide for one digit, k pieces for each k its
+    width allows, cut at the emptiest columns near the even split."""
     xs = np.flatnonzero(mask.any(axis=0))
     x0, x1 = int(xs.min()), int(xs.max()) + 1
     width = x1 - x0
-    splits = [[mask]]
+    splits: list[list[np.ndarray]] = []
     if width < WIDE * typical:
         return splits
     # where two digits touch, a column holds little ink or crosses few strokes
