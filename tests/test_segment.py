@@ -85,6 +85,13 @@ def test_box_lines_are_removed() -> None:
         assert w < 50 and h < 70  # no piece of the box joined any digit
 
 
+def test_writing_lighter_than_its_box_is_found() -> None:
+    ink = 0.4 * field("707")  # pencil-grey digits in a black printed box
+    cv2.rectangle(ink, (10, 25), (400, 115), 1.0, 3)
+    digits = whole(segment(scan(ink)))
+    assert len(digits) == 3 and all(piece.box[3] > 50 for (piece,) in digits)
+
+
 def test_underline_touching_the_digits_is_removed() -> None:
     ink = field("1707")
     cv2.line(ink, (10, 101), (410, 101), 1.0, 3)  # touches the digits' feet

@@ -32,12 +32,17 @@ def prepare(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     and the scale from scan to working pixels."""
     work, scale = _bounded(gray)
     ink = _flatten(_bright_ink(work))
+    return ink, locate(ink), scale
+
+
+def locate(ink: np.ndarray) -> np.ndarray:
+    """The ink mask of a flattened bright-ink image: Otsu, relative to its strongest ink."""
     peak = float(cv2.blur(ink, (3, 3)).max())  # the blur keeps lone noise pixels from counting
     if peak < MIN_CONTRAST:
         raise NoInkError("no ink found (blank or near-blank image)")
     scaled = np.round(ink / peak * 255).clip(0, 255).astype(np.uint8)
     otsu, _ = cv2.threshold(scaled, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    return ink, scaled > max(otsu, 64), scale
+    return scaled > max(otsu, 64)
 
 
 def to_mnist(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ from functools import cache
 import cv2
 import numpy as np
 
-from worker.preprocess import NoInkError, prepare, to_mnist
+from worker.preprocess import NoInkError, locate, prepare, to_mnist
 
 WRITING = 96  # px: writing taller than this is scaled down first
 MAX_MARKS = 40  # more separate marks than this is not a digit field (noise, text, a photo)
@@ -193,6 +193,8 @@ def _without_lines(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.nd
         reach = np.ones((inner[1] - inner[0] - 2, 1), np.uint8)
         lines |= cv2.morphologyEx(faint, cv2.MORPH_OPEN, reach) > 0
     lines = cv2.dilate(lines.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    # print darker than the writing set the threshold: find the writing's own without it
+    mask = mask | locate(np.where(lines, 0.0, ink).astype(np.float32))
     rest = (mask & ~lines).astype(np.uint8)
     mended = cv2.morphologyEx(rest, cv2.MORPH_CLOSE, np.ones((thick + 4, 1), np.uint8)) > 0
     keep = mask & (~lines | mended)
@@ -247,6 +249,8 @@ def _groups(stats: np.ndarray) -> list[list[int]]:
     main = np.flatnonzero(kept & (h >= MAIN * height))
     if len(main) > MAX_MARKS:
         raise NoInkError(f"no digit field found ({len(main)} separate marks)")
+    if not len(main):
+        raise NoInkError("no ink found (only specks)")
     groups = [[int(i)] for i in main[np.argsort(x[main])]]
 
     def extent(group: list[int]) -> tuple[float, float, float, float]:
@@ -283,7 +287,9 @@ def _groups(stats: np.ndarray) -> list[list[int]]:
     # each other, from the biggest outwards
     top = float(np.median([extent(g)[1] for g in groups]))
     bottom = float(np.median([extent(g)[3] for g in groups]))
-    groups = [g for g in groups if extent(g)[1] < bottom and extent(g)[3] > top]
+    on_line = [g for g in groups if extent(g)[1] < bottom and extent(g)[3] > top]
+    # (two marks far apart vertically leave the band between them: keep the bigger)
+    groups = on_line or [max(groups, key=lambda g: area[g].sum())]
     first = int(np.argmax([area[g].sum() for g in groups]))
     lo = hi = first
     while lo > 0 and extent(groups[lo])[0] - extent(groups[lo - 1])[2] <= REACH * height:
