@@ -50,12 +50,15 @@ _INKS = (
 )
 
 
-def render_scan(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def render_scan(
+    digit: np.ndarray, rng: np.random.Generator, sides: tuple[int, int] = _SIZE_RANGE
+) -> np.ndarray:
     """Render a 28x28 uint8 MNIST digit (white on black) as dark ink on paper, every choice drawn
-    from `rng`; returns an HxW uint8 grayscale or HxWx3 uint8 BGR image."""
+    from `rng`, on a canvas whose sides lie in `sides` (px); returns an HxW uint8 grayscale or
+    HxWx3 uint8 BGR image."""
     if digit.shape != (28, 28):
         raise ValueError(f"expected a 28x28 MNIST digit, got shape {digit.shape}")
-    height, width = (int(v) for v in rng.integers(_SIZE_RANGE[0], _SIZE_RANGE[1] + 1, size=2))
+    height, width = (int(v) for v in rng.integers(sides[0], sides[1] + 1, size=2))
     colour = rng.random() < _COLOUR_SHARE
     paper, texture = _paper(height, width, rng)
     coverage, stroke = _coverage(digit, height, width, rng)

@@ -1,0 +1,47 @@
+"""The throughput benchmark's smoke run (`--quick`): every design measured, every field there;
+no timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import ROOT, publish
+
+
+def test_quick_throughput_run_reports_every_design(trained, file_store, mnist_dir, tmp_path):
+    publish(file_store, trained)
+    out = tmp_path / "throughput.json"
+    command = [sys.executable, "-m", "benchmarks.throughput", "--quick"]
+    result = subprocess.run(
+        [*command, "--model-store", file_store.url, "--workdir", str(tmp_path), "--out", str(out)],
+        cwd=ROOT,
+        env={**os.environ, "SCANDIGITS_MNIST_DIR": str(mnist_dir)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["input"]["images"] == 20 and report["model"]["architecture"] == "mlp"
+    rows = report["rows"]
+    assert list(rows) == ["naive", "file", "s3", "compute"]
+    for row in rows.values():
+        assert row["images"] == 20 and row["seconds"] > 0 and row["images_per_second"] > 0
+        assert row["accuracy"] > 0.5, "every design reads the same scans"
+        assert all(mib > 0 for mib in row["peak_rss_mib"].values())
+    stages = {"fetch", "decode", "preprocess", "infer", "chunk"}
+    assert set(rows["compute"]["stages"]) == stages
+    for name in ("file", "s3"):
+        assert set(rows[name]["stages"]) == stages | {"write", "queue_wait"}
+        assert rows[name]["stages"]["queue_wait"]["chunks"] == 5
+        latency = rows[name]["latency"]
+        assert latency["runs"] == 3 and 0 < latency["p50_seconds"] <= latency["p95_seconds"]
+        assert set(rows[name]["peak_rss_mib"]) == {"main", "pool_process", "worker"}
+    assert set(report["ratios"]) == {"file/compute", "s3/compute", "file/naive"}
+    assert [point["chunk_size"] for point in report["chunk_curve"]] == [2, 8]
+    for title in ("a. naive", "b. pipeline, file store", "b. pipeline, S3", "c. compute only"):
+        assert title in result.stdout
+    assert "p50" in result.stdout and "whole chunk" in result.stdout
