@@ -115,8 +115,8 @@ def read(
         if isinstance(value, str):
             readings.append(Reading(error=value))
             continue
-        pieces = [piece for _ in value for piece in next(best).pieces]
-        readings.append(Reading([Digit(*astuple(predictions[p]), p.box) for p in pieces]))
+        chosen = [piece for _ in value for piece in next(best).pieces]
+        readings.append(Reading([Digit(*astuple(predictions[p]), p.box) for p in chosen]))
     return readings, spent
 
 
