@@ -209,8 +209,8 @@ def measure(
         naive_worker = _start_naive(stores["file"], brokers["naive"], run, stack)
         compute = Compute(stores["file"].url, files, args.chunk_size, WORKERS)
         for cluster in clusters.values():
-            _wait_ready(cluster["broker"], cluster["processes"], WORKERS)
-        _wait_ready(brokers["naive"], [naive_worker], 1)
+            local.wait_ready(cluster["processes"], cluster["logs"], cluster["broker"], 300)
+        local.wait_ready([naive_worker], run, brokers["naive"], 300)
         for name, cluster in clusters.items():
             rows[name] = pipeline_row(cluster, files, labels, args)
             if name == "file":
@@ -412,19 +412,6 @@ def _start_naive(store: Store, broker: str, logs: Path, stack: ExitStack) -> sub
         )
     stack.callback(local.stop_workers, [process])
     return process
-
-
-def _wait_ready(broker: str, processes: list[subprocess.Popen], workers: int) -> None:
-    """Until `workers` Celery workers on `broker` answer a ping: their pool processes have loaded
-    the model by then. A throwaway app, as `worker.queue.app` keeps its first broker for pings."""
-    from celery import Celery
-
-    app = Celery(broker=broker, set_as_current=False)
-    deadline = time.monotonic() + 300
-    with app.connection_for_write() as connection:
-        while len(app.control.ping(timeout=0.5, connection=connection)) < workers:
-            if any(p.poll() is not None for p in processes) or time.monotonic() > deadline:
-                raise RuntimeError(f"workers on {broker} did not start; see the logs in --workdir")
 
 
 def naive_row(

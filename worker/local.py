@@ -113,15 +113,22 @@ def start_workers(
     return processes
 
 
-def wait_ready(processes: list[subprocess.Popen], logs: Path, timeout: float = 180) -> None:
-    """Block until every worker answers a Celery ping (their models are loaded by then)."""
+def wait_ready(
+    processes: list[subprocess.Popen], logs: Path, broker: str | None = None, timeout: float = 180
+) -> None:
+    """Block until every worker on `broker` (default: the app's) answers a Celery ping (their
+    models are loaded by then). Pings go through a throwaway app: the app's control channel
+    stays on the first broker it used, whatever `queue.connect` chose since."""
+    from celery import Celery
+
     from worker import queue
 
+    app = Celery(broker=broker or queue.app.conf.broker_url, set_as_current=False)
     deadline = time.monotonic() + timeout
-    with queue.app.connection_for_write() as connection:
-        while len(queue.app.control.ping(timeout=0.5, connection=connection)) < len(processes):
+    with app.connection_for_write() as connection:
+        while len(app.control.ping(timeout=0.5, connection=connection)) < len(processes):
             if any(p.poll() is not None for p in processes) or time.monotonic() > deadline:
-                raise UserError(f"workers failed to start; see {logs}/worker-*.log")
+                raise UserError(f"workers failed to start; see the logs in {logs}")
 
 
 def stop_workers(processes: list[subprocess.Popen]) -> None:
