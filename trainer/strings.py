@@ -1,0 +1,133 @@
+"""Digit strings for the string reader: how a line of writing is framed, and training lines
+made of MNIST digits set side by side, apart, touching and overlapping as people write them.
+
+A classifier of single digits needs the digits cut apart first, and digits that overlap or
+cross cannot always be cut. The reader takes the whole line and emits its digits in order
+(CTC), so it reads what a segmenter could not separate.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+HEIGHT, WIDTH = 32, 256  # a framed line; the reader's time steps are WIDTH / 4 columns
+DIGIT = 20  # a typical digit's height in the frame, as in MNIST's 20×20 box
+LONGEST = 10  # digits in a line, at most
+
+
+def frame(ink: np.ndarray, height: float) -> tuple[np.ndarray, float]:
+    """A line's cropped ink (float, bright on black) whose typical digit is `height` px tall,
+    scaled so that digit is DIGIT px, squeezed sideways if too long, centred vertically;
+    returns the framed line and its horizontal scale (its column c is ink column (c - 2) / scale).
+    """
+    h, w = ink.shape
+    scale = min(DIGIT / max(height, 1.0), (HEIGHT - 2) / h)
+    size = (max(1, min(WIDTH - 4, round(w * scale))), max(1, round(h * scale)))
+    line = cv2.resize(ink.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+    line /= max(float(line.max()), 1e-6)
+    out = np.zeros((HEIGHT, WIDTH), np.float32)
+    top = (HEIGHT - size[1]) // 2
+    out[top : top + size[1], 2 : 2 + size[0]] = line
+    return out, size[0] / w
+
+
+def make(
+    digits: np.ndarray, labels: np.ndarray, count: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """`count` framed lines (uint8, HEIGHT×WIDTH) of 1 to LONGEST MNIST `digits`, and their
+    labels as digit + 1 padded with 0 (the CTC blank) to LONGEST."""
+    rng = np.random.default_rng(seed)
+    lines = np.empty((count, HEIGHT, WIDTH), np.uint8)
+    targets = np.zeros((count, LONGEST), np.int32)
+    lengths = rng.choice(np.arange(1, LONGEST + 1), size=count, p=_LENGTHS)
+    for n, length in enumerate(lengths):
+        chosen = rng.integers(len(digits), size=length)
+        ink, height = _line([_crop(digits[i]) for i in chosen], rng)
+        lines[n] = np.round(frame(ink, height)[0] * 255).astype(np.uint8)
+        targets[n, :length] = labels[chosen] + 1
+    return lines, targets
+
+
+# fields of 3-8 digits are the common case; single digits and long numbers also occur
+_LENGTHS = np.array([4, 4, 10, 10, 10, 10, 10, 10, 6, 6], float) / 80
+
+
+def _crop(digit: np.ndarray) -> np.ndarray:
+    ys, xs = np.nonzero(digit > 25)
+    return digit[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+
+
+def _line(crops: list[np.ndarray], rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """Digits written on one line with varied size, height, spacing and pen; returns the ink
+    cropped to the line and the median digit height."""
+    scaled = []
+    for crop in crops:
+        factor = rng.uniform(0.8, 1.2)
+        size = (max(1, round(crop.shape[1] * factor)), max(1, round(crop.shape[0] * factor)))
+        scaled.append(cv2.resize(crop, size, interpolation=cv2.INTER_AREA))
+    tallest = max(c.shape[0] for c in scaled)
+    canvas = np.zeros((tallest + 12, sum(c.shape[1] for c in scaled) + 12 * len(scaled)), np.uint8)
+    x, drift = 2, 0.0
+    for crop in scaled:
+        drift = float(np.clip(drift + rng.normal(0, 1.2), -3, 3))
+        y = round(6 + (tallest - crop.shape[0]) * rng.uniform(0.3, 1.0) + drift)
+        view = canvas[y : y + crop.shape[0], x : x + crop.shape[1]]
+        np.maximum(view, crop, out=view)
+        # most digits stand apart; about one pair in three touches or overlaps, by up to
+        # half a typical digit's width (so a narrow 1 may sit inside its neighbour)
+        apart = rng.random() < 0.7
+        gap = rng.uniform(0, 0.5) * DIGIT if apart else -rng.uniform(0, 0.4) * DIGIT
+        x = max(x + 1, x + crop.shape[1] + round(gap))
+    pen = rng.random()
+    if pen < 0.15:
+        canvas = cv2.dilate(canvas, np.ones((2, 2), np.uint8))
+    elif pen > 0.9:
+        thin = cv2.erode(canvas, np.ones((2, 2), np.uint8))
+        canvas = thin if (thin > 25).sum() >= 0.4 * (canvas > 25).sum() else canvas
+    ys, xs = np.nonzero(canvas > 25)
+    ink = canvas[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].astype(np.float32) / 255
+    return ink, float(np.median([c.shape[0] for c in scaled]))
+
+
+STEP = WIDTH // 64  # line columns per reader time step
+
+
+def decode(logits: np.ndarray) -> list[tuple[int, tuple[int, int], float]]:
+    """Best-path CTC reading of one line's logits (steps × 11, blank first): each digit with
+    its span of line columns and its probability at its most certain step."""
+    probs = _softmax(logits)
+    best = probs.argmax(axis=1)
+    digits: list[tuple[int, tuple[int, int], float]] = []
+    for step, k in enumerate(best):
+        if k and step and best[step - 1] == k:
+            digit, (first, _), p = digits[-1]
+            digits[-1] = (digit, (first, (step + 1) * STEP), max(p, float(probs[step, k])))
+        elif k:
+            digits.append((int(k) - 1, (step * STEP, (step + 1) * STEP), float(probs[step, k])))
+    return digits
+
+
+def likelihood(logits: np.ndarray, text: str) -> float:
+    """Log-probability the reader gives `text` for one line (CTC forward algorithm)."""
+    logp = np.log(np.maximum(_softmax(logits), 1e-30))
+    if not text:
+        return float(logp[:, 0].sum())
+    path = np.zeros(2 * len(text) + 1, int)  # blank, d1, blank, d2, ..., blank
+    path[1::2] = [int(c) + 1 for c in text]
+    # a step may skip a blank between two different digits
+    skip = np.zeros(len(path), bool)
+    skip[3::2] = path[3::2] != path[1:-2:2]
+    alpha = np.full(len(path), -np.inf)
+    alpha[:2] = logp[0, path[:2]]
+    for row in logp[1:]:
+        stay = alpha
+        step = np.concatenate([[-np.inf], alpha[:-1]])
+        jump = np.where(skip, np.concatenate([[-np.inf, -np.inf], alpha[:-2]]), -np.inf)
+        alpha = np.logaddexp(np.logaddexp(stay, step), jump) + row[path]
+    return float(np.logaddexp(alpha[-1], alpha[-2]))
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
