@@ -53,3 +53,7 @@ def test_architectures_take_28x28_and_give_softmax(digits) -> None:
     assert meta["hyperparameters"]["stroke_jitter"] is True
     assert meta["hyperparameters"]["nondigit_images"] == 300  # 10% more: the 11th class
     assert meta["hyperparameters"]["train_images"] == 3300 and meta["test_loss"] > 0
+    # the CNN comes with a string reader in the same model file
+    assert meta["reader"]["lines"] == 3000 and meta["reader"]["epochs"] == 1
+    classifier, reader = models.parts(model)
+    assert classifier.output_shape == (None, 11) and reader.output_shape[-1] == 11

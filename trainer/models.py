@@ -1,4 +1,5 @@
-"""Model architectures, each a list of layers on 28×28 inputs in [0, 1], plus its recipe."""
+"""Model architectures, each a list of layers on 28×28 inputs in [0, 1], plus its recipe; and
+the string reader, a model of whole lines of digits trained alongside the CNN."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ class Recipe:
     cosine: bool = False  # warm up, then cosine-decay the learning rate; else keep it constant
     stroke_jitter: bool = False  # randomly thicken or thin strokes in the input pipeline
     nondigits: int = 0  # images of touching pairs and fragments added as an 11th class
+    lines: int = 0  # lines of digits (trainer/strings.py) to train a string reader on, if any
 
     @property
     def classes(self) -> int:
@@ -38,8 +40,10 @@ RECIPES = {
         cosine=True,
         stroke_jitter=True,
         nondigits=6000,
+        lines=60000,
     ),
 }
+READER = Recipe(epochs=6, batch_size=64, learning_rate=3e-3, cosine=True)
 
 
 def build(name: str) -> keras.Model:
@@ -78,6 +82,44 @@ def build(name: str) -> keras.Model:
             name="cnn",
         )
     raise ValueError(f"unknown model {name!r}; choose from {', '.join(RECIPES)}")
+
+
+def build_reader() -> keras.Model:
+    """The string reader: convolutions over a framed line (trainer/strings.py) down to one
+    column of features per 4 pixels, a bidirectional LSTM along the line, and per column the
+    logits of blank (0) and digits 0-9 (1-10), for CTC."""
+    import keras
+    from keras import layers
+
+    from trainer import strings
+
+    line = keras.Input(shape=(strings.HEIGHT, strings.WIDTH), name="line")
+    x = layers.Reshape((strings.HEIGHT, strings.WIDTH, 1))(line)
+    for filters, pool in ((16, (2, 2)), (32, (2, 2)), (64, (2, 1)), (96, (4, 1))):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.Activation("relu")(x)
+        x = layers.MaxPooling2D(pool)(x)
+    x = layers.Reshape((strings.WIDTH // 4, 96))(x)
+    x = layers.Bidirectional(layers.LSTM(64, return_sequences=True))(x)
+    return keras.Model(line, layers.Dense(11)(x), name="reader")
+
+
+def together(classifier: keras.Model, reader: keras.Model) -> keras.Model:
+    """One model file holding the digit classifier and the string reader side by side."""
+    import keras
+
+    inputs = {"image": classifier.inputs[0], "line": reader.inputs[0]}
+    outputs = {"digit": classifier(inputs["image"]), "line": reader(inputs["line"])}
+    return keras.Model(inputs, outputs, name=f"{classifier.name}+reader")
+
+
+def parts(model: keras.Model) -> tuple[keras.Model, keras.Model | None]:
+    """The digit classifier and string reader (None if it has none) of a published model."""
+    names = {layer.name for layer in model.layers}
+    if "reader" not in names:
+        return model, None
+    return model.get_layer(model.name.split("+")[0]), model.get_layer("reader")
 
 
 def _conv_block(filters: int) -> list:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from trainer import mnist, models, nondigits, registry
+from trainer import mnist, models, nondigits, registry, strings
 from trainer.storage import Store
 
 
@@ -33,6 +33,69 @@ def _stroke_jitter(images: Any, labels: Any) -> tuple[Any, Any]:
     return out[..., 0], labels
 
 
+def _fit(
+    model: Any,
+    inputs: dict[str, Any],
+    recipe: models.Recipe,
+    epochs: int,
+    steps: int,
+    loss: Any,
+    log: Callable[[str], None],
+) -> None:
+    """Compile `model` with Adam (and the recipe's schedule) and fit it, logging each epoch."""
+    import keras
+
+    rate = recipe.learning_rate
+    if recipe.cosine:
+        total = epochs * max(1, steps)
+        rate = keras.optimizers.schedules.CosineDecay(
+            rate / 3, total, warmup_target=rate, warmup_steps=total // 10
+        )
+    model.compile(optimizer=keras.optimizers.Adam(rate), loss=loss)
+    started = time.monotonic()
+
+    def on_epoch_end(epoch: int, logs: dict[str, float]) -> None:
+        log(
+            f"{model.name} epoch {epoch + 1}/{epochs}  loss {logs['loss']:.4f}  "
+            f"({time.monotonic() - started:.0f} s)"
+        )
+
+    callback = keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)
+    model.fit(**inputs, epochs=epochs, verbose=0, callbacks=[callback])
+
+
+def _reader(
+    data: mnist.Mnist,
+    limit: int | None,
+    count: int,
+    epochs: int | None,
+    seed: int,
+    log: Callable[[str], None],
+) -> tuple[Any, dict[str, Any]]:
+    """Train the string reader on `count` lines of MNIST training digits; score it on lines of
+    test digits (whole lines read exactly)."""
+    import keras
+
+    recipe = models.READER
+    epochs = epochs or recipe.epochs
+    lines, targets = strings.make(data.x_train[:limit], data.y_train[:limit], count, seed)
+    reader = models.build_reader()
+    inputs = {"x": lines.astype(np.float32) / 255.0, "y": targets, "batch_size": recipe.batch_size}
+    started = time.monotonic()
+    _fit(reader, inputs, recipe, epochs, -(-count // recipe.batch_size), keras.losses.CTC(), log)
+    seconds = time.monotonic() - started
+    test, truth = strings.make(data.x_test, data.y_test, max(100, count // 20), seed + 1)
+    logits = reader.predict(test.astype(np.float32) / 255.0, batch_size=256, verbose=0)
+    read = [[digit for digit, _, _ in strings.decode(row)] for row in logits]
+    right = sum(r == [k - 1 for k in t if k] for r, t in zip(read, truth.tolist(), strict=True))
+    return reader, {
+        "lines": count,
+        "epochs": epochs,
+        "line_accuracy": round(right / len(read), 5),
+        "training_seconds": round(seconds, 1),
+    }
+
+
 def train(
     name: str,
     data: mnist.Mnist,
@@ -47,7 +110,7 @@ def train(
     import tensorflow as tf
 
     recipe = models.RECIPES[name]
-    epochs = epochs or recipe.epochs
+    given, epochs = epochs, epochs or recipe.epochs  # `given` also sets the reader's
     batch_size = batch_size or recipe.batch_size
     keras.utils.set_random_seed(seed)
     x_train, y_train = data.x_train[:limit], data.y_train[:limit]
@@ -60,25 +123,6 @@ def train(
     onehot = keras.utils.to_categorical
 
     model = models.build(name)
-    steps = epochs * -(-len(x_train) // batch_size)
-    rate = recipe.learning_rate
-    if recipe.cosine:
-        rate = keras.optimizers.schedules.CosineDecay(
-            rate / 3, steps, warmup_target=rate, warmup_steps=steps // 10
-        )
-    model.compile(
-        optimizer=keras.optimizers.Adam(rate),
-        loss="categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    started = time.monotonic()
-
-    def on_epoch_end(epoch: int, logs: dict[str, float]) -> None:
-        log(
-            f"epoch {epoch + 1}/{epochs}  loss {logs['loss']:.4f}  "
-            f"accuracy {logs['accuracy']:.4f}  ({time.monotonic() - started:.0f} s)"
-        )
-
     labels = onehot(y_train, recipe.classes)
     if recipe.stroke_jitter:
         dataset = (
@@ -91,13 +135,18 @@ def train(
         inputs = {"x": dataset, "shuffle": False}  # the dataset shuffles itself
     else:
         inputs = {"x": x_train, "y": labels, "batch_size": batch_size, "shuffle": True}
-    model.fit(
-        **inputs,
-        epochs=epochs,
-        verbose=0,
-        callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)],
+    started = time.monotonic()
+    _fit(
+        model,
+        inputs,
+        recipe,
+        epochs,
+        -(-len(x_train) // batch_size),
+        "categorical_crossentropy",
+        log,
     )
     seconds = time.monotonic() - started
+    model.compile(optimizer=model.optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
     train_loss, train_acc = model.evaluate(x_train, labels, batch_size=1024, verbose=0)
     test_loss, test_acc = model.evaluate(
         x_test, onehot(data.y_test, recipe.classes), batch_size=1024, verbose=0
@@ -132,6 +181,10 @@ def train(
         },
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if recipe.lines:
+        count = max(200, recipe.lines * len(data.x_train[:limit]) // 60000)
+        reader, metadata["reader"] = _reader(data, limit, count, given, seed, log)
+        model = models.together(model, reader)
     return model, metadata
 
 
