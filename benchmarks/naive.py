@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from celery import Celery, signals
 
-from trainer import registry
+from trainer import models, registry
 from trainer.models import NOT_A_DIGIT
 from trainer.storage import Store, open_store
 from worker import inference, pipeline, results
@@ -36,11 +36,14 @@ app.conf.update(
 
 
 class OneByOne:
-    """A Keras model behind `pipeline.read`'s classifier interface, predicting one image a call."""
+    """A Keras model behind `pipeline.read`'s classifier interface, predicting one image (and
+    one line, with its string reader) a call."""
 
     def __init__(self, model: Any, version: int) -> None:
-        self.model, self.version = model, version
-        self.judges_cuts = model.output_shape[-1] > NOT_A_DIGIT
+        self.version = version
+        self.model, self.reader = models.parts(model)
+        self.judges_cuts = self.model.output_shape[-1] > NOT_A_DIGIT
+        self.reads_lines = self.reader is not None
 
     def predict(self, images: np.ndarray) -> list[inference.Prediction]:
         """`model.predict` on a batch of one, for each image."""
@@ -50,6 +53,10 @@ class OneByOne:
             label = int(probs[:NOT_A_DIGIT].argmax())
             found.append(inference.Prediction(label, float(probs[label])))
         return found
+
+    def read_lines(self, lines: np.ndarray) -> np.ndarray:
+        """`reader.predict` on a batch of one, for each line."""
+        return np.stack([self.reader.predict(line[None], verbose=0)[0] for line in lines])
 
 
 @cache

@@ -1,11 +1,12 @@
-"""Choosing among a field's readings: the most likely wins; the record's text, label and
-confidence follow from its digits."""
+"""Choosing among a field's readings: the most likely wins, by the classifier and the string
+reader together; the record's text, label and confidence follow from its digits."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
+from trainer import strings
 from worker import pipeline
 from worker.inference import Prediction
 
@@ -17,6 +18,7 @@ class Shapes:
 
     version = 1
     judges_cuts = True
+    reads_lines = False
 
     def predict(self, images: np.ndarray) -> list[Prediction]:
         tall = [np.count_nonzero(image.max(axis=1) > 0.1) >= 19 for image in images]
@@ -41,6 +43,35 @@ def test_touching_pair_reads_as_two_digits() -> None:
     assert reading.confidence == 0.99 and len(reading.digits) == 2
     assert reading.digits[0].box[0] < reading.digits[1].box[0]
     assert set(seconds) >= {"fetch", "decode", "preprocess", "infer"}
+
+
+class Spelling(Shapes):
+    """Shapes, with a string reader that reads every line as `text`, surely."""
+
+    reads_lines = True
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def read_lines(self, lines: np.ndarray) -> np.ndarray:
+        logits = np.zeros((len(lines), strings.WIDTH // strings.STEP, 11), np.float32)
+        logits[:, :, 0] = 20.0  # blank everywhere but one step per digit, spread out
+        for i, digit in enumerate(self.text):
+            step = 4 + i * 8
+            logits[:, step, 0], logits[:, step, int(digit) + 1] = 0.0, 20.0
+        return logits
+
+
+def test_a_reading_both_models_agree_on_keeps_its_confidence() -> None:
+    (reading,), _ = pipeline.read([touching_sevens()], lambda data: data, Spelling("77"))
+    assert reading.text == "77" and reading.confidence == 0.99
+
+
+def test_the_string_reader_overrules_a_doubtful_segmentation() -> None:
+    (reading,), _ = pipeline.read([touching_sevens()], lambda data: data, Spelling("717"))
+    assert reading.text == "717" and len(reading.digits) == 3
+    lefts = [digit.box[0] for digit in reading.digits]
+    assert lefts == sorted(lefts) and all(digit.box[2] > 0 for digit in reading.digits)
 
 
 def test_no_cuts_for_a_model_that_cannot_judge_them() -> None:

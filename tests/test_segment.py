@@ -43,7 +43,7 @@ def whole(runs: list[Run]) -> list:
 
 
 def test_separate_digits_come_left_to_right_with_boxes() -> None:
-    digits = whole(segment(scan(field("707"))))
+    digits = whole(segment(scan(field("707"))).runs)
     assert len(digits) == 3 and all(len(pieces) == 1 for pieces in digits)
     lefts = [pieces[0].box[0] for pieces in digits]
     assert lefts == sorted(lefts)
@@ -56,7 +56,7 @@ def test_touching_pair_is_offered_split_at_the_joint() -> None:
     ink = np.zeros((140, 300), np.float32)
     draw(ink, "0", 30)
     draw(ink, "0", 30 + 34)  # overlaps the first by 2 px
-    (run,) = segment(scan(ink))
+    (run,) = segment(scan(ink)).runs
     assert [len(option.pieces) for option in run.options()] == [1]  # not cut unless asked
     group = run.options(cut=run.marks)
     assert len(group[0].pieces) == 1  # as it lies first
@@ -71,14 +71,14 @@ def test_broken_digit_is_one_group() -> None:
     ink[:, 30:80][ink[:, 30:80] > 0] = 0  # erase nothing yet
     cv2.line(ink, (48, 60), (62, 60), 0.0, 9)  # break the stem of the 7 across
     ink[40:48, 40:50] = 0  # and a gap in its bar
-    groups = segment(scan(ink))
+    groups = segment(scan(ink)).runs
     assert len(groups) == 1
 
 
 def test_box_lines_are_removed() -> None:
     ink = field("707")
     cv2.rectangle(ink, (10, 25), (400, 115), 1.0, 3)
-    digits = whole(segment(scan(ink)))
+    digits = whole(segment(scan(ink)).runs)
     assert len(digits) == 3
     for (piece,) in digits:
         _, _, w, h = piece.box
@@ -88,14 +88,14 @@ def test_box_lines_are_removed() -> None:
 def test_writing_lighter_than_its_box_is_found() -> None:
     ink = 0.4 * field("707")  # pencil-grey digits in a black printed box
     cv2.rectangle(ink, (10, 25), (400, 115), 1.0, 3)
-    digits = whole(segment(scan(ink)))
+    digits = whole(segment(scan(ink)).runs)
     assert len(digits) == 3 and all(piece.box[3] > 50 for (piece,) in digits)
 
 
 def test_underline_touching_the_digits_is_removed() -> None:
     ink = field("1707")
     cv2.line(ink, (10, 101), (410, 101), 1.0, 3)  # touches the digits' feet
-    digits = whole(segment(scan(ink)))
+    digits = whole(segment(scan(ink)).runs)
     assert len(digits) == 4
     assert all(piece.box[3] < 70 for (piece,) in digits)
 
@@ -107,7 +107,7 @@ def test_noise_specks_are_ignored() -> None:
         y, x = rng.integers(3, 137), rng.integers(3, 417)
         cv2.circle(ink, (int(x), int(y)), 1, 1.0, -1)
     gray = scan(ink) + rng.normal(0, 0.03, ink.shape).astype(np.float32)
-    digits = whole(segment(np.clip(gray, 0, 1)))
+    digits = whole(segment(np.clip(gray, 0, 1)).runs)
     assert len(digits) == 2
     assert [piece.box[2] > 25 for (piece,) in digits] == [True, True]
 
@@ -117,7 +117,7 @@ def test_broken_zero_is_offered_whole() -> None:
     centre, axes = (70, 70), (22, 30)
     cv2.ellipse(ink, centre, axes, 0, 100, 260, 1.0, 5, cv2.LINE_AA)  # left half
     cv2.ellipse(ink, centre, axes, 0, -75, 75, 1.0, 5, cv2.LINE_AA)  # right half, apart
-    (run,) = segment(scan(ink))
+    (run,) = segment(scan(ink)).runs
     group = run.options()
     assert [(len(o.pieces), o.joins) for o in group] == [(2, 0), (1, 1)]
     (joined,) = group[-1].pieces

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from trainer import registry
+from trainer import models, registry, strings
 from trainer.models import NOT_A_DIGIT
 from trainer.storage import Store
 
@@ -40,40 +40,61 @@ class Prediction:
 
 
 class Classifier:
-    """A registered model version wrapped in a traced function over (N, 28, 28) float32."""
+    """A registered model version: its digit classifier, traced over (N, 28, 28) float32, and
+    its string reader if it has one, traced over framed lines."""
 
     def __init__(self, model: Any, version: int) -> None:
-        import tensorflow as tf
-
         self.version = version
+        digits, reader = models.parts(model)
         # an output past the ten digits, "not one digit", lets the model tell a wrong cut
-        self.judges_cuts = model.output_shape[-1] > NOT_A_DIGIT
-        forward = tf.function(lambda x: model(x, training=False))
-        self._forward = {
-            size: forward.get_concrete_function(tf.TensorSpec([size, 28, 28], tf.float32))
-            for size in SHAPES
-        }
-        for size in SHAPES:
-            self._probabilities(np.zeros((size, 28, 28), np.float32))
+        self.judges_cuts = digits.output_shape[-1] > NOT_A_DIGIT
+        self._digits = _traced(digits, (28, 28))
+        self._reader = _traced(reader, (strings.HEIGHT, strings.WIDTH)) if reader else None
+
+    @property
+    def reads_lines(self) -> bool:
+        return self._reader is not None
 
     def predict(self, images: np.ndarray) -> list[Prediction]:
         """Classify a batch of normalised digits, SHAPES[-1] at a time."""
         if len(images) == 0:
             return []
-        step = SHAPES[-1]
-        images = np.asarray(images, np.float32)
-        probs = np.concatenate(
-            [self._probabilities(images[at : at + step]) for at in range(0, len(images), step)]
-        )
+        probs = _run(self._digits, np.asarray(images, np.float32))
         labels = probs[:, :NOT_A_DIGIT].argmax(axis=1)  # the digits, never "not one digit"
         return [Prediction(int(k), float(p[k])) for k, p in zip(labels, probs, strict=True)]
 
-    def _probabilities(self, batch: np.ndarray) -> np.ndarray:
-        """Softmax outputs of up to SHAPES[-1] images, padded with blanks to a traced shape."""
+    def read_lines(self, lines: np.ndarray) -> np.ndarray:
+        """The string reader's logits (N, steps, 11) for a batch of framed lines."""
+        if self._reader is None:
+            raise ValueError("this model has no string reader")
+        return _run(self._reader, np.asarray(lines, np.float32))
+
+
+def _traced(model: Any, shape: tuple[int, int]) -> dict[int, Any]:
+    """`model`'s forward pass traced for each batch size in SHAPES, and run once."""
+    import tensorflow as tf
+
+    forward = tf.function(lambda x: model(x, training=False))
+    traced = {
+        size: forward.get_concrete_function(tf.TensorSpec([size, *shape], tf.float32))
+        for size in SHAPES
+    }
+    for size, function in traced.items():
+        function(np.zeros((size, *shape), np.float32))
+    return traced
+
+
+def _run(traced: dict[int, Any], inputs: np.ndarray) -> np.ndarray:
+    """Outputs of a traced model, SHAPES[-1] inputs at a time, the last batch padded with
+    blanks up to a traced size."""
+    outputs = []
+    for at in range(0, len(inputs), SHAPES[-1]):
+        batch = inputs[at : at + SHAPES[-1]]
         size = next(s for s in SHAPES if s >= len(batch))
-        padded = np.zeros((size, 28, 28), np.float32)
+        padded = np.zeros((size, *batch.shape[1:]), np.float32)
         padded[: len(batch)] = batch
-        return self._forward[size](padded).numpy()[: len(batch)]
+        outputs.append(traced[size](padded).numpy()[: len(batch)])
+    return np.concatenate(outputs)
 
 
 def classifier(store: Store, version: int | str | None = None) -> Classifier:

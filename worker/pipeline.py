@@ -1,12 +1,14 @@
 """Read a list of images: fetch, decode and segment concurrently, then two batched forward
 passes over the digit candidates of all of them (each span of marks read whole, then cuts of
-the marks that are not surely one digit), and the most likely reading of each run of ink.
+the marks that are not surely one digit), one of the string reader over their whole lines of
+writing, and for each image the string both models find likeliest.
 
 OpenCV and I/O release the GIL, so a thread pool overlaps fetching with decoding.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections import Counter
@@ -18,15 +20,18 @@ from typing import TypeVar
 import cv2
 import numpy as np
 
+from trainer import strings
 from trainer.storage import ObjectMissing, StoreError
 from worker.decode import DecodeError, decode_reduced
 from worker.inference import Classifier, Prediction
 from worker.preprocess import NoInkError
-from worker.segment import Option, Piece, Run, segment
+from worker.segment import Field, Option, Piece, Run, segment
 
 T = TypeVar("T")
 SURE = 0.9999  # a mark read alone this surely is not offered cut into touching digits
 JOIN_COST = 0.1  # log-likelihood a reading pays per separate mark it joins into one digit
+TEXTS = 16  # strings kept per field from the segmenter's readings, likeliest first
+UNSEEN = -4.0  # log-likelihood of the segmenter for a string only the string reader offers
 _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fetch-decode")
 
 
@@ -61,8 +66,8 @@ class Reading:
         return min((d.confidence for d in self.digits), default=0.0)
 
 
-def _load(item: T, fetch: Callable[[T], bytes]) -> tuple[list[Run] | str, Counter[str]]:
-    """Fetch, decode and segment one image; return its runs of ink or an error string."""
+def _load(item: T, fetch: Callable[[T], bytes]) -> tuple[Field | str, Counter[str]]:
+    """Fetch, decode and segment one image; return its field of writing or an error string."""
     spent: Counter[str] = Counter()
 
     def timed(stage: str, step: Callable, value: object) -> object:
@@ -74,8 +79,7 @@ def _load(item: T, fetch: Callable[[T], bytes]) -> tuple[list[Run] | str, Counte
 
     try:
         gray, reduced = timed("decode", decode_reduced, timed("fetch", fetch, item))
-        runs = timed("preprocess", lambda image: segment(image, reduced), gray)
-        return runs, spent
+        return timed("preprocess", lambda image: segment(image, reduced), gray), spent
     except ObjectMissing:
         return "input object not found in the store", spent
     except StoreError as exc:
@@ -98,25 +102,27 @@ def read(
     """Read every item; return one Reading per item and seconds spent per stage."""
     loaded = list(_pool.map(lambda item: _load(item, fetch), items))
     spent: Counter[str] = sum((stage for _, stage in loaded), Counter())
-    runs = [run for value, _ in loaded if not isinstance(value, str) for run in value]
+    fields = [value for value, _ in loaded if not isinstance(value, str)]
+    runs = [run for found in fields for run in found.runs]
     predictions: dict[Piece, Prediction] = {}
     _predict(classifier, [piece for run in runs for piece in run.spans()], predictions, spent)
     start = time.perf_counter()
-    options = [run.options(_unsure(run, predictions, classifier)) for run in runs]
+    options = iter([run.options(_unsure(run, predictions, classifier)) for run in runs])
     spent["preprocess"] += time.perf_counter() - start
-    pieces = dict.fromkeys(p for group in options for option in group for p in option.pieces)
+    groups = [[next(options) for _ in found.runs] for found in fields]
+    pieces = dict.fromkeys(p for g in groups for o in g for option in o for p in option.pieces)
     _predict(classifier, [p for p in pieces if p not in predictions], predictions, spent)
-    best = iter(
-        max(group, key=lambda option: _fit(option, [predictions[p] for p in option.pieces]))
-        for group in options
+    start = time.perf_counter()
+    lines = (
+        classifier.read_lines(np.stack([found.line for found in fields]))
+        if fields and classifier.reads_lines
+        else [None] * len(fields)
     )
-    readings = []
-    for value, _ in loaded:
-        if isinstance(value, str):
-            readings.append(Reading(error=value))
-            continue
-        chosen = [piece for _ in value for piece in next(best).pieces]
-        readings.append(Reading([Digit(*astuple(predictions[p]), p.box) for p in chosen]))
+    spent["infer"] += time.perf_counter() - start
+    chosen = iter(map(_choose, fields, groups, [predictions] * len(fields), lines))
+    readings = [
+        Reading(error=value) if isinstance(value, str) else next(chosen) for value, _ in loaded
+    ]
     return readings, spent
 
 
@@ -146,3 +152,58 @@ def _fit(option: Option, predictions: list[Prediction]) -> float:
     "not one digit" class gives a wrong cut's pieces low confidence), less a little for each
     join, so that on a tie separate marks stay separate digits."""
     return sum(math.log(max(p.confidence, 1e-12)) for p in predictions) - JOIN_COST * option.joins
+
+
+def _texts(
+    options: list[list[Option]], predictions: dict[Piece, Prediction]
+) -> dict[str, tuple[float, list[Piece]]]:
+    """The TEXTS likeliest strings the segmenter's readings of a field's runs give, each with
+    its fit and its digits, run by run keeping the likeliest per string."""
+    texts: dict[str, tuple[float, list[Piece]]] = {"": (0.0, [])}
+    for group in options:
+        longer: dict[str, tuple[float, list[Piece]]] = {}
+        for text, (fit, pieces) in texts.items():
+            for option in group:
+                read = [predictions[p] for p in option.pieces]
+                key = text + "".join(str(p.label) for p in read)
+                score = fit + _fit(option, read)
+                if key not in longer or longer[key][0] < score:
+                    longer[key] = (score, pieces + option.pieces)
+        texts = dict(sorted(longer.items(), key=lambda kv: -kv[1][0])[:TEXTS])
+    return texts
+
+
+def _choose(
+    found: Field,
+    options: list[list[Option]],
+    predictions: dict[Piece, Prediction],
+    logits: np.ndarray | None,
+) -> Reading:
+    """The field's likeliest string. With a string reader, each string the segmenter offers
+    and the one the reader reads are scored by both (the sum of their log-likelihoods); the
+    winner's share of the total probability caps its digits' confidence."""
+    texts = _texts(options, predictions)
+    if logits is None:
+        _, pieces = max(texts.values(), key=lambda value: value[0])
+        return Reading([Digit(*astuple(predictions[p]), p.box) for p in pieces])
+    line = strings.decode(logits)
+    alone = "".join(str(digit) for digit, _, _ in line)
+    scores = {text: fit + strings.likelihood(logits, text) for text, (fit, _) in texts.items()}
+    scores.setdefault(alone, UNSEEN + strings.likelihood(logits, alone))
+    best = max(scores, key=scores.__getitem__)
+    share = 1.0 / sum(math.exp(score - scores[best]) for score in scores.values())
+    if best in texts:
+        return Reading(
+            [
+                Digit(predictions[p].label, min(predictions[p].confidence, share), p.box)
+                for p in texts[best][1]
+            ]
+        )
+    centres = [(first + last) // 2 for _, (first, last), _ in line]
+    edges = [0, *((a + b) // 2 for a, b in itertools.pairwise(centres)), strings.WIDTH]
+    return Reading(
+        [
+            Digit(digit, min(confidence, share), found.span(lo, hi).box)
+            for (digit, _, confidence), lo, hi in zip(line, edges[:-1], edges[1:], strict=True)
+        ]
+    )

@@ -49,7 +49,7 @@ def to_mnist(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Frame the digit whose ink pixels are `mask` as a 28×28 float32 MNIST digit."""
     ys, xs = np.nonzero(mask)
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    crop = _levels(ink[y0:y1, x0:x1], mask[y0:y1, x0:x1])
+    crop = levels(ink[y0:y1, x0:x1], mask[y0:y1, x0:x1])
     return mnist.frame(_deskew(_match_stroke(crop, mask[y0:y1, x0:x1])))
 
 
@@ -84,7 +84,7 @@ def _flatten(ink: np.ndarray) -> np.ndarray:
     return np.clip(ink - background, 0.0, 1.0)
 
 
-def _levels(crop: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def levels(crop: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Stretch grey levels so stroke cores saturate like MNIST and faint background goes to 0."""
     values = crop[mask]
     high = float(np.percentile(values, 75))
@@ -96,13 +96,22 @@ def _levels(crop: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def _match_stroke(crop: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Thicken thin pen strokes so that, once scaled into the 20×20 box, they are MNIST-wide."""
+    radius = stroke_radius(mask, 20.0 / max(crop.shape))
+    return thicken(crop, radius) if radius else crop
+
+
+def stroke_radius(mask: np.ndarray, scale: float) -> int:
+    """The dilation radius that makes the pen strokes of `mask` as wide as MNIST's once scaled
+    by `scale`; 0 when they are wide enough."""
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
     perimeter = sum(cv2.arcLength(c, True) for c in contours)
     width = 2.0 * mask.sum() / max(perimeter, 1.0)
-    scale = 20.0 / max(crop.shape)
     radius = round((TARGET_STROKE / scale - width) / 2)
-    if width * scale >= 0.75 * TARGET_STROKE or radius < 1:
-        return crop
+    return 0 if width * scale >= 0.75 * TARGET_STROKE or radius < 1 else radius
+
+
+def thicken(crop: np.ndarray, radius: int) -> np.ndarray:
+    """Grey dilation by a disc of `radius`, the crop grown by `radius` on every side."""
     size = 2 * radius + 1
     padded = cv2.copyMakeBorder(crop, radius, radius, radius, radius, cv2.BORDER_CONSTANT, value=0)
     return cv2.dilate(padded, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))

@@ -1,5 +1,6 @@
 """Find the digits of a field: printed lines out, the writing's slant out, ink grouped into
-digits left to right, and touching digits offered to the classifier as alternative splits.
+digits left to right, and touching digits offered to the classifier as alternative splits;
+and the whole line of writing, framed for the string reader.
 
 A scan of one digit and a field of several take the same path: one group or many.
 """
@@ -14,7 +15,16 @@ from functools import cache
 import cv2
 import numpy as np
 
-from worker.preprocess import NoInkError, locate, prepare, to_mnist
+from trainer import strings
+from worker.preprocess import (
+    NoInkError,
+    levels,
+    locate,
+    prepare,
+    stroke_radius,
+    thicken,
+    to_mnist,
+)
 
 WRITING = 96  # px: writing taller than this is scaled down first
 MAX_MARKS = 40  # more separate marks than this is not a digit field (noise, text, a photo)
@@ -80,7 +90,17 @@ class Run:
         ]
 
 
-def segment(gray: np.ndarray, reduced: int = 1) -> list[Run]:
+@dataclass(frozen=True)
+class Field:
+    """A field's digit candidates, run by run, and its whole line of writing framed for the
+    string reader, with the digit under any span of that frame's columns."""
+
+    runs: list[Run]
+    line: np.ndarray
+    span: Callable[[int, int], Piece]  # the ink under line columns [first, last) (or all)
+
+
+def segment(gray: np.ndarray, reduced: int = 1) -> Field:
     """Digit candidates of a 2-D float32 gray scan in [0, 1], left to right; `reduced`: scan
     pixels per pixel of `gray` (a scan decoded at reduced size), for the boxes."""
     ink, mask, scale = _small(*prepare(gray))
@@ -116,7 +136,21 @@ def segment(gray: np.ndarray, reduced: int = 1) -> list[Run]:
         part, x, y = crop(index, index)
         return [[piece(p, x, y) for p in split] for split in _splits(part, typical[0])]
 
-    return [Run(marks, whole, cut) for marks in _runs(boxes, typical)]
+    everything, x0, y0 = crop(0, len(groups) - 1)
+    h, w = everything.shape
+    radius = stroke_radius(everything, strings.DIGIT / height)
+    line, across = strings.frame(
+        thicken(levels(ink[y0 : y0 + h, x0 : x0 + w], everything), radius), height
+    )
+
+    def span(first: int, last: int) -> Piece:
+        lo, hi = (max(0, round((c - 2) / across) - radius) for c in (first, last))
+        part = everything.copy()
+        part[:, :lo] = False
+        part[:, hi:] = False
+        return piece(part if part.any() else everything, x0, y0)
+
+    return Field([Run(marks, whole, cut) for marks in _runs(boxes, typical)], line, span)
 
 
 def _runs(boxes: list[tuple[int, int, int, int]], typical: tuple[float, float]) -> list[list[int]]:
