@@ -48,11 +48,14 @@ class OneByOne:
     def predict(self, images: np.ndarray) -> list[inference.Prediction]:
         """`model.predict` on a batch of one, for each image."""
         found = []
-        for image in images:
-            probs = self.model.predict(image[None], verbose=0)[0]
+        for probs in self.probabilities(images):
             label = int(probs[:NOT_A_DIGIT].argmax())
             found.append(inference.Prediction(label, float(probs[label])))
         return found
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """Softmax rows, `model.predict` on a batch of one for each image."""
+        return np.stack([self.model.predict(image[None], verbose=0)[0] for image in images])
 
     def read_lines(self, lines: np.ndarray) -> np.ndarray:
         """`reader.predict` on a batch of one, for each line."""

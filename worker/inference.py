@@ -56,12 +56,16 @@ class Classifier:
         return self._reader is not None
 
     def predict(self, images: np.ndarray) -> list[Prediction]:
-        """Classify a batch of normalised digits, SHAPES[-1] at a time."""
+        """Classify a batch of normalised digits."""
         if len(images) == 0:
             return []
-        probs = _run(self._digits, np.asarray(images, np.float32))
+        probs = self.probabilities(images)
         labels = probs[:, :NOT_A_DIGIT].argmax(axis=1)  # the digits, never "not one digit"
         return [Prediction(int(k), float(p[k])) for k, p in zip(labels, probs, strict=True)]
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """Softmax outputs (N, classes) for a non-empty batch of normalised digits."""
+        return _run(self._digits, np.asarray(images, np.float32))
 
     def read_lines(self, lines: np.ndarray) -> np.ndarray:
         """The string reader's logits (N, steps, 11) for a batch of framed lines."""

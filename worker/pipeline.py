@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import astuple, dataclass, field
+from functools import cached_property
 from typing import TypeVar
 
 import cv2
@@ -31,7 +32,6 @@ T = TypeVar("T")
 SURE = 0.9999  # a mark read alone this surely is not offered cut into touching digits
 JOIN_COST = 0.1  # log-likelihood a reading pays per separate mark it joins into one digit
 TEXTS = 16  # strings kept per field from the segmenter's readings, likeliest first
-UNSEEN = -4.0  # log-likelihood of the segmenter for a string only the string reader offers
 _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fetch-decode")
 
 
@@ -112,14 +112,9 @@ def read(
     groups = [[next(options) for _ in found.runs] for found in fields]
     pieces = dict.fromkeys(p for g in groups for o in g for option in o for p in option.pieces)
     _predict(classifier, [p for p in pieces if p not in predictions], predictions, spent)
-    start = time.perf_counter()
-    lines = (
-        classifier.read_lines(np.stack([found.line for found in fields]))
-        if fields and classifier.reads_lines
-        else [None] * len(fields)
-    )
-    spent["infer"] += time.perf_counter() - start
-    chosen = iter(map(_choose, fields, groups, [predictions] * len(fields), lines))
+    texts = [_texts(group, predictions) for group in groups]
+    lines = _lines(classifier, fields, texts, spent)
+    chosen = iter(map(_choose, texts, [predictions] * len(fields), lines))
     readings = [
         Reading(error=value) if isinstance(value, str) else next(chosen) for value, _ in loaded
     ]
@@ -173,23 +168,74 @@ def _texts(
     return texts
 
 
+@dataclass
+class _Line:
+    """A field as the string reader reads it: its logits, and its digits with the reader's
+    confidence and their span of the line (between the midpoints to their neighbours)."""
+
+    found: Field
+    logits: np.ndarray
+    digits: list[tuple[int, float, tuple[int, int]]]
+    fit: float = 0.0  # the classifier's log-likelihood of those digits, read from their ink
+
+    @property
+    def text(self) -> str:
+        return "".join(str(digit) for digit, _, _ in self.digits)
+
+    @cached_property
+    def pieces(self) -> list[Piece]:
+        """The ink of each digit, framed for the classifier."""
+        return [self.found.span(*columns) for _, _, columns in self.digits]
+
+
+def _lines(
+    classifier: Classifier,
+    fields: list[Field],
+    texts: list[dict[str, tuple[float, list[Piece]]]],
+    spent: Counter[str],
+) -> list[_Line | None]:
+    """Each field's line read by the string reader in one batched pass (None without one); a
+    string the segmenter did not offer is also scored by the classifier, its digits framed
+    from the reader's positions (one more batched pass)."""
+    if not fields or not classifier.reads_lines:
+        return [None] * len(fields)
+    start = time.perf_counter()
+    lines = []
+    for found, logits in zip(
+        fields, classifier.read_lines(np.stack([f.line for f in fields])), strict=True
+    ):
+        read = strings.decode(logits)
+        centres = [(first + last) // 2 for _, (first, last), _ in read]
+        edges = [0, *((a + b) // 2 for a, b in itertools.pairwise(centres)), strings.WIDTH]
+        spans = itertools.pairwise(edges)
+        digits = [(d, p, columns) for (d, _, p), columns in zip(read, spans, strict=True)]
+        lines.append(_Line(found, logits, digits))
+    spent["infer"] += time.perf_counter() - start
+    unseen = [line for line, seen in zip(lines, texts, strict=True) if line.text not in seen]
+    start = time.perf_counter()
+    pieces = [piece for line in unseen for piece in line.pieces]
+    spent["preprocess"] += time.perf_counter() - start
+    start = time.perf_counter()
+    probs = iter(classifier.probabilities(np.stack([p.image for p in pieces])) if pieces else [])
+    for line in unseen:
+        line.fit = sum(math.log(max(float(next(probs)[d]), 1e-12)) for d, _, _ in line.digits)
+    spent["infer"] += time.perf_counter() - start
+    return lines
+
+
 def _choose(
-    found: Field,
-    options: list[list[Option]],
+    texts: dict[str, tuple[float, list[Piece]]],
     predictions: dict[Piece, Prediction],
-    logits: np.ndarray | None,
+    line: _Line | None,
 ) -> Reading:
     """The field's likeliest string. With a string reader, each string the segmenter offers
-    and the one the reader reads are scored by both (the sum of their log-likelihoods); the
-    winner's share of the total probability caps its digits' confidence."""
-    texts = _texts(options, predictions)
-    if logits is None:
+    and the reader's own are scored by both models (the sum of their log-likelihoods); the
+    winner's share of the probability of all strings scored caps its digits' confidence."""
+    if line is None:
         _, pieces = max(texts.values(), key=lambda value: value[0])
         return Reading([Digit(*astuple(predictions[p]), p.box) for p in pieces])
-    line = strings.decode(logits)
-    alone = "".join(str(digit) for digit, _, _ in line)
-    scores = {text: fit + strings.likelihood(logits, text) for text, (fit, _) in texts.items()}
-    scores.setdefault(alone, UNSEEN + strings.likelihood(logits, alone))
+    scores = {text: fit + strings.likelihood(line.logits, text) for text, (fit, _) in texts.items()}
+    scores.setdefault(line.text, line.fit + strings.likelihood(line.logits, line.text))
     best = max(scores, key=scores.__getitem__)
     share = 1.0 / sum(math.exp(score - scores[best]) for score in scores.values())
     if best in texts:
@@ -199,11 +245,9 @@ def _choose(
                 for p in texts[best][1]
             ]
         )
-    centres = [(first + last) // 2 for _, (first, last), _ in line]
-    edges = [0, *((a + b) // 2 for a, b in itertools.pairwise(centres)), strings.WIDTH]
     return Reading(
         [
-            Digit(digit, min(confidence, share), found.span(lo, hi).box)
-            for (digit, _, confidence), lo, hi in zip(line, edges[:-1], edges[1:], strict=True)
+            Digit(d, min(p, share), piece.box)
+            for (d, p, _), piece in zip(line.digits, line.pieces, strict=True)
         ]
     )
