@@ -1,4 +1,5 @@
-"""Inference cost per image of each architecture, through the worker's compiled forward pass.
+"""Inference cost per image of each architecture (and per line of the string reader), through
+the worker's compiled forward pass.
 
     python -m benchmarks.inference [--seconds S] [--out benchmarks/results/inference.json]
 
@@ -11,25 +12,28 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from trainer import models
+from trainer import models, strings
 from worker import inference
 
 BATCHES = (1, 32, 256)
 
 
-def images_per_second(classifier: inference.Classifier, batch: int, seconds: float) -> float:
-    """Best-of-three throughput of `classifier` on random batches of `batch` digits."""
-    images = np.random.default_rng(0).random((batch, 28, 28), dtype=np.float32)
-    classifier.predict(images)
+def images_per_second(
+    forward: Callable[[np.ndarray], object], shape: tuple[int, int], batch: int, seconds: float
+) -> float:
+    """Best-of-three throughput of `forward` on random batches of `batch` inputs of `shape`."""
+    images = np.random.default_rng(0).random((batch, *shape), dtype=np.float32)
+    forward(images)
     best = 0.0
     for _ in range(3):
         done, start = 0, time.perf_counter()
         while time.perf_counter() - start < seconds / 3:
-            classifier.predict(images)
+            forward(images)
             done += batch
         best = max(best, done / (time.perf_counter() - start))
     return best
@@ -45,11 +49,20 @@ def main() -> None:
     for name in models.RECIPES:
         model = models.build(name)
         classifier = inference.Classifier(model, 0)
-        speeds = {b: images_per_second(classifier, b, args.seconds) for b in BATCHES}
+        speeds = {
+            b: images_per_second(classifier.predict, (28, 28), b, args.seconds) for b in BATCHES
+        }
         rows.append(
             {"model": name, "parameters": model.count_params(), "images_per_second": speeds}
         )
-    print(f"inference on {os.cpu_count()} cores, images/s (µs per image at batch 256)")
+    reader = models.build_reader()
+    classifier = inference.Classifier(models.together(models.build("cnn"), reader), 0)
+    shape = (strings.HEIGHT, strings.WIDTH)
+    speeds = {b: images_per_second(classifier.read_lines, shape, b, args.seconds) for b in BATCHES}
+    rows.append(
+        {"model": "reader", "parameters": reader.count_params(), "images_per_second": speeds}
+    )
+    print(f"inference on {os.cpu_count()} cores, images (reader: lines)/s (µs each at batch 256)")
     print(f"{'model':<6} {'params':>9} " + " ".join(f"{'batch ' + str(b):>12}" for b in BATCHES))
     for row in rows:
         speeds = row["images_per_second"]
