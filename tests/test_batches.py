@@ -1,11 +1,23 @@
 """Batch bookkeeping in the store: a batch whose finalising worker died is finished by the
-client waiting for it."""
+client waiting for it; submitted PDFs and TIFFs become one item per page, archives one input
+per image, safely; records carry the page."""
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-from worker import batches, results
+import cv2
+import numpy as np
+import pytest
+
+from trainer.errors import UserError
+from worker import batches, decode, results
 from worker.pipeline import Digit, Reading
 
 
@@ -38,3 +50,150 @@ def test_waiting_client_finalizes_when_the_finalizer_died(file_store, monkeypatc
     assert report["state"] == "done" and report["images_done"] == 2
     lines = file_store.get(f"{batches.prefix(batch_id)}/results.jsonl").splitlines()
     assert [json.loads(line)["text"] for line in lines] == ["0", "1"]
+
+
+def tiff(count: int) -> bytes:
+    images = [np.full((40, 60), 200 - n, np.uint8) for n in range(count)]
+    return cv2.imencodemulti(".tiff", images)[1].tobytes()
+
+
+def pdf(count: int) -> bytes:
+    import pypdfium2 as pdfium
+
+    document = pdfium.PdfDocument.new()
+    for _ in range(count):
+        document.new_page(72, 72)
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
+
+
+PNG = cv2.imencode(".png", np.full((40, 60), 200, np.uint8))[1].tobytes()
+
+
+@pytest.fixture
+def submit(file_store, monkeypatch) -> Callable[..., list[dict[str, Any]]]:
+    """`batches.submit` without a model or a broker; returns the items it queued."""
+    monkeypatch.setattr(batches.registry, "resolve", lambda store, model: {"version": 1})
+    monkeypatch.setattr(batches.queue, "enqueue", lambda tasks: None)
+
+    def run(*paths: str | Path) -> list[dict[str, Any]]:
+        batch = batches.manifest(file_store, batches.submit(file_store, [str(p) for p in paths]))
+        items = [item for chunk in batch["chunks"] for item in chunk]
+        assert batch["images"] == len(items)
+        return items
+
+    return run
+
+
+def test_pdfs_and_tiffs_of_several_pages_give_an_item_per_page(
+    tmp_path, file_store, submit
+) -> None:
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    files = {"a.png": PNG, "doc.pdf": pdf(2), "one.tif": tiff(1), "scan.tiff": tiff(3)}
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    items = submit(folder)
+    assert [(item["source"][len(str(folder)) + 1 :], item.get("page")) for item in items] == [
+        ("a.png", None),
+        ("doc.pdf#1", 1),
+        ("doc.pdf#2", 2),
+        ("one.tif", None),
+        ("scan.tiff#1", 1),
+        ("scan.tiff#2", 2),
+        ("scan.tiff#3", 3),
+    ]
+    assert [sorted(item) for item in items[:2]] == [["key", "source"], ["key", "page", "source"]]
+    keys = [item["key"] for item in items]
+    assert keys[1] == keys[2] and keys[4] == keys[5] == keys[6] and len(set(keys)) == 4
+    for item in items:  # each file uploaded once, as it is
+        assert file_store.get(item["key"]) == files[Path(item["source"].split("#")[0]).name]
+
+
+def test_unreadable_or_long_files_stay_one_item_for_the_worker_to_refuse(
+    tmp_path, submit, monkeypatch
+) -> None:
+    monkeypatch.setattr(decode, "MAX_PAGES", 2)
+    (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.7\n" + bytes(100))
+    (tmp_path / "long.tif").write_bytes(tiff(3))
+    items = submit(tmp_path / "broken.pdf", tmp_path / "long.tif")
+    assert [item["source"] for item in items] == [
+        str(tmp_path / n) for n in ("broken.pdf", "long.tif")
+    ]
+    assert not any("page" in item for item in items)
+
+
+def test_store_urls_of_pdfs_and_tiffs_are_fetched_to_count_pages(file_store, submit) -> None:
+    file_store.put("incoming/a.png", PNG)
+    file_store.put("incoming/b.pdf", pdf(3))
+    items = submit(f"{file_store.url}/incoming")
+    assert [(item["source"], item["key"], item.get("page")) for item in items] == [
+        (f"{file_store.url}/incoming/a.png", "incoming/a.png", None),
+        *((f"{file_store.url}/incoming/b.pdf#{n}", "incoming/b.pdf", n) for n in (1, 2, 3)),
+    ]
+
+
+def test_archive_members_are_inputs_named_safely(tmp_path, file_store, submit) -> None:
+    with zipfile.ZipFile(tmp_path / "forms.zip", "w") as zipped:
+        zipped.writestr("batch/", b"")
+        zipped.writestr("batch/a.png", PNG)
+        zipped.writestr("../../evil.png", PNG)
+        zipped.writestr("batch/doc.pdf", pdf(2))
+        zipped.writestr("notes.txt", b"not an image")
+        zipped.writestr("__MACOSX/batch/._a.png", b"resource fork")
+    with tarfile.open(tmp_path / "more.tar.gz", "w:gz") as tarred:
+        for name, data in [("/abs/b.tif", tiff(1)), ("c\\..\\..\\c.tif", tiff(2))]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tarred.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("link.png")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tarred.addfile(link)
+    items = submit(tmp_path)
+    assert [item["source"][len(str(tmp_path)) + 1 :] for item in items] == [
+        "forms.zip/batch/a.png",
+        "forms.zip/evil.png",
+        "forms.zip/batch/doc.pdf#1",
+        "forms.zip/batch/doc.pdf#2",
+        "more.tar.gz/abs/b.tif",
+        "more.tar.gz/c/c.tif#1",
+        "more.tar.gz/c/c.tif#2",
+    ]
+    prefix = items[0]["key"].rsplit("/", 1)[0]
+    assert prefix.endswith("/inputs") and all(i["key"].startswith(prefix + "/") for i in items)
+    assert file_store.get(items[1]["key"]) == PNG and file_store.get(items[4]["key"]) == tiff(1)
+    assert not any(tmp_path.parent.parent.glob("evil.png"))
+
+
+def test_archive_bombs_and_broken_archives_are_refused(tmp_path, submit, monkeypatch) -> None:
+    archive = tmp_path / "scans.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+        for n in range(3):
+            zipped.writestr(f"{n}.png", PNG + bytes(10_000))  # compresses ~50:1
+    assert len(submit(archive)) == 3
+    for setting, value, message in [
+        ("MAX_MEMBERS", 2, "more than 2 entries"),
+        ("MAX_ARCHIVE_BYTES", 25_000, "unpacks to over 25,000 bytes"),
+    ]:
+        with monkeypatch.context() as patch:
+            patch.setattr(batches, setting, value)
+            with pytest.raises(UserError, match=f"^{archive}: {message}$"):
+                submit(archive)
+    monkeypatch.setattr(decode, "MAX_BYTES", 10_000)
+    with pytest.raises(UserError, match=f"^{archive}: 0.png is over 10,000 bytes$"):
+        submit(archive)
+    (tmp_path / "scans.zip").write_bytes(b"PK\x03\x04" + bytes(100))
+    with pytest.raises(UserError, match=f"^cannot read archive {archive}: "):
+        submit(archive)
+
+
+def test_records_and_csv_carry_the_page() -> None:
+    reading = Reading([Digit(4, 0.9, (0, 0, 5, 5))])
+    paged = results.record("a.pdf#2", "k", reading, 1, 0.8, page=2)
+    single = results.record("b.png", "k2", reading, 1, 0.8)
+    assert list(paged)[:3] == ["source", "key", "page"]
+    assert (paged["page"], single["page"]) == (2, None)
+    rows = results.csv_bytes([paged, single]).decode().splitlines()
+    assert rows[0].startswith("source,key,page,label,")
+    assert rows[1].startswith("a.pdf#2,k,2,4,") and rows[2].startswith("b.png,k2,,4,")

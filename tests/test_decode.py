@@ -1,5 +1,6 @@
-"""Decoding of common and unusual formats, depths and alpha into one gray plane; junk, bombs
-and oversized files are one-line DecodeErrors."""
+"""Decoding of common and unusual formats, depths and alpha into one gray plane, and of each page
+of a multi-page TIFF or PDF; junk, bombs, broken PDFs and oversized files or pages are one-line
+DecodeErrors."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from worker import decode as decode_module
-from worker.decode import DecodeError, decode, decode_reduced, dimensions
+from worker.decode import DecodeError, decode, decode_reduced, dimensions, pages
 
 
 def encode(image: np.ndarray, ext: str) -> bytes:
@@ -106,7 +107,7 @@ def test_unusual_but_valid_images_decode(name: str, data: bytes) -> None:
     ("data", "message"),
     [
         (encode(GRAY, ".jpg")[: len(encode(GRAY, ".jpg")) // 2], "not a readable image"),
-        (b"%PDF-1.7\n1 0 obj << >> endobj\n", "not a readable image"),
+        (b"%PDF-1.7\n1 0 obj << >> endobj\n", r"not a readable PDF \(damaged or not a PDF\)"),
         (b"PK\x03\x04" + bytes(100), "not a readable image"),
         (b"hello, this is text named .png", "not a readable image"),
         (png_declaring(50_000, 50_000), r"image too large \(50000×50000 pixels"),
@@ -157,3 +158,118 @@ def test_reduced_jpeg_keeps_exif_orientation() -> None:
     picture.save(out, "JPEG", exif=exif)
     assert decode(out.getvalue()).shape == (400, 800)
     assert decode_reduced(out.getvalue())[0].shape == (200, 400)
+
+
+BARS = [(12.5 + 15 * n) / 60 for n in range(3)]
+
+
+def page_images() -> list[np.ndarray]:
+    """Three pages told apart by where their bar of ink is (BARS, fractions of the width)."""
+    images = [np.full((40, 60), 200, np.uint8) for _ in range(3)]
+    for n, image in enumerate(images):
+        image[10:30, 10 + 15 * n : 15 + 15 * n] = 20
+    return images
+
+
+def multipage(images: list[np.ndarray], fmt: str, **options: float) -> bytes:
+    """A TIFF or PDF of one page per image, written by Pillow."""
+    from PIL import Image
+
+    first, *rest = (Image.fromarray(image) for image in images)
+    out = io.BytesIO()
+    first.save(out, fmt, save_all=True, append_images=rest, **options)
+    return out.getvalue()
+
+
+def handmade_pdf(*pages: bytes) -> bytes:
+    """A PDF whose page tree holds the given objects, as written by hand."""
+    kids = b" ".join(b"%d 0 R" % n for n in range(3, len(pages) + 3))
+    tree = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, len(pages))
+    out, offsets = b"%PDF-1.4\n", []
+    for n, body in enumerate([b"<< /Type /Catalog /Pages 2 0 R >>", tree, *pages], 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (n, body)
+    size = len(offsets) + 1
+    table = b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    trailer = b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (size, len(out))
+    return out + b"xref\n0 %d\n0000000000 65535 f \n" % size + table + trailer
+
+
+def bar(gray: np.ndarray) -> float:
+    """Where a page's bar of ink is: its middle, as a fraction of the page's width."""
+    return float(np.flatnonzero(gray[gray.shape[0] // 2] < 0.5).mean() + 0.5) / gray.shape[1]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [cv2.imencodemulti(".tiff", page_images())[1].tobytes(), multipage(page_images(), "TIFF")],
+    ids=["opencv", "pillow"],
+)
+def test_each_page_of_a_tiff(data: bytes) -> None:
+    assert pages(data) == 3
+    assert [bar(decode(data, page)) for page in range(3)] == BARS
+    assert [bar(decode_reduced(data, page)[0]) for page in range(3)] == BARS
+    assert dimensions(data, 2) == (60, 40) and dimensions(data, 3) is None
+    with pytest.raises(DecodeError, match=r"^no page 4 \(the file has 3\)$"):
+        decode(data, 3)
+
+
+def test_each_page_of_a_pdf_is_rendered_in_gray_at_the_set_dpi(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = multipage(page_images()[:2], "PDF", resolution=72)  # pages of 60 × 40 points
+    assert pages(data) == 2
+    first, (second, factor) = decode(data), decode_reduced(data, 1)
+    assert first.shape == second.shape == (112, 167) and factor == 1  # 200 dpi, rounded up
+    assert first.dtype == np.float32 and np.median(first) == pytest.approx(200 / 255, abs=0.02)
+    assert [bar(first), bar(second)] == pytest.approx(BARS[:2], abs=0.01)
+    monkeypatch.setattr(decode_module, "PDF_DPI", 144)
+    assert decode(data, 1).shape == (80, 120)
+    with pytest.raises(DecodeError, match=r"^no page 3 \(the file has 2\)$"):
+        decode(data, 2)
+
+
+def test_other_images_have_one_page() -> None:
+    assert pages(encode(GRAY, ".png")) == pages(encode(GRAY, ".jpg")) == 1
+    with pytest.raises(DecodeError, match="empty file"):
+        pages(b"")
+    with pytest.raises(DecodeError, match=r"^no page 2 \(the file has 1\)$"):
+        decode_reduced(encode(GRAY, ".png"), 1)
+
+
+def test_broken_pdfs_and_pages_are_one_line_errors() -> None:
+    data = multipage(page_images(), "PDF")
+    for broken in (data[: len(data) // 2], b"%PDF-1.7\n" + bytes(500)):
+        for call in (pages, decode):
+            with pytest.raises(DecodeError, match=r"^not a readable PDF \(damaged or not a PDF\)$"):
+                call(broken)
+    not_a_page = handmade_pdf(b"<< /Type /Page /MediaBox [0 0 72 72] >>", b"<< /Type /Font >>")
+    assert pages(not_a_page) == 2 and decode(not_a_page).shape == (200, 200)
+    with pytest.raises(DecodeError, match=r"^page 2 of the PDF is not readable$"):
+        decode(not_a_page, 1)
+
+
+def test_a_pdf_page_over_the_pixel_limit_is_refused_before_rendering(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pypdfium2 as pdfium
+
+    document = pdfium.PdfDocument.new()
+    document.new_page(14400, 14400)  # 200 × 200 inches
+    out = io.BytesIO()
+    document.save(out)
+    monkeypatch.setattr(pdfium.PdfPage, "render", lambda *_, **__: pytest.fail("rendered"))
+    with pytest.raises(DecodeError) as caught:
+        decode(out.getvalue())
+    assert str(caught.value) == (
+        "page 1 too large (40000×40000 pixels at 200 dpi; limit 40,000,000 pixels)"
+    )
+
+
+def test_page_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(decode_module, "MAX_PAGES", 2)
+    for data in (multipage(page_images(), "TIFF"), multipage(page_images(), "PDF")):
+        for call in (pages, decode):
+            with pytest.raises(DecodeError, match=r"^too many pages \(limit 2\)$"):
+                call(data)
+    assert pages(multipage(page_images()[:2], "PDF")) == 2

@@ -1,5 +1,6 @@
 """Choosing among a field's readings: the most likely wins, by the classifier and the string
-reader together; the record's text, label and confidence follow from its digits."""
+reader together; the record's text, label and confidence follow from its digits; each page of
+a multi-page input is read on its own."""
 
 from __future__ import annotations
 
@@ -141,3 +142,17 @@ def test_store_refusals_are_per_image_errors(tmp_path) -> None:
     assert reading.error.startswith("cannot fetch the input") and "leads out of the store" in (
         reading.error
     )
+
+
+def test_items_naming_a_page_read_that_page() -> None:
+    pages = []
+    for starts in ([40], [20, 120]):  # one 7, then two apart
+        ink = np.zeros((120, 200), np.float32)
+        for x in starts:
+            cv2.polylines(ink, [np.int32([[x, 30], [x + 40, 30], [x + 15, 90]])], False, 1, 5)
+        pages.append((255 - 200 * ink).astype(np.uint8))
+    tiff = cv2.imencodemulti(".tiff", pages)[1].tobytes()
+    items = [{"key": "k", "page": 1}, {"key": "k", "page": 2}, {"key": "k", "page": 3}, {}]
+    readings, _ = pipeline.read(items, lambda item: tiff, Shapes())
+    assert [r.text for r in readings] == ["7", "77", "", "7"]
+    assert readings[2].error == "no page 3 (the file has 2)"

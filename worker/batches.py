@@ -8,19 +8,25 @@ chunk, overwritten on a re-run), and once every chunk has landed ``results.jsonl
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
+import tarfile
+import tempfile
 import time
-from collections.abc import Callable, Iterable
+import zipfile
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from trainer import registry
 from trainer.errors import UserError
 from trainer.storage import ObjectMissing, Store, open_store
-from worker import queue, results
+from worker import decode, queue, results
 
 IMAGE_SUFFIXES = frozenset(
     [
@@ -38,7 +44,22 @@ IMAGE_SUFFIXES = frozenset(
         ".ppm",
         ".pnm",
         ".gif",
+        ".pdf",
     ]
+)
+PAGED_SUFFIXES = frozenset([".pdf", ".tif", ".tiff"])  # counted at submit: one item per page
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz")
+# Archives are unpacked at submit; each member is also held to decode.MAX_BYTES.
+MAX_MEMBERS = int(os.environ.get("SCANDIGITS_MAX_MEMBERS", 10_000))
+MAX_ARCHIVE_BYTES = int(os.environ.get("SCANDIGITS_MAX_ARCHIVE_BYTES", 2_000_000_000))
+ARCHIVE_ERRORS = (
+    zipfile.BadZipFile,
+    tarfile.TarError,
+    EOFError,
+    zlib.error,
+    NotImplementedError,  # a compression method zipfile lacks
+    RuntimeError,  # an encrypted member
+    OSError,
 )
 
 
@@ -63,8 +84,32 @@ def _is_image(name: str) -> bool:
     return Path(name).suffix.lower() in IMAGE_SUFFIXES and not Path(name).name.startswith(".")
 
 
-def _store_items(store: Store, url: str) -> list[dict[str, str]]:
-    """Items for an s3:// or file:// URL inside the store: an object or every image under it."""
+def _is_archive(name: str) -> bool:
+    return name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def _paged(source: str, key: str, count: int) -> list[dict[str, Any]]:
+    """The items of one input: itself when it has one page, else one per page, `source#n` with
+    `page` n (both counted from 1)."""
+    if count == 1:
+        return [{"source": source, "key": key}]
+    return [{"source": f"{source}#{n}", "key": key, "page": n} for n in range(1, count + 1)]
+
+
+def _count(name: str, read: Callable[[], bytes]) -> int:
+    """Pages of a PDF or TIFF input; 1 for other inputs, and for those the worker will refuse
+    (unreadable, too large, too many pages, gone): as one item, they get its one-line error."""
+    if Path(name).suffix.lower() not in PAGED_SUFFIXES:
+        return 1
+    try:
+        return decode.pages(read())
+    except (decode.DecodeError, ObjectMissing):
+        return 1
+
+
+def _store_items(store: Store, url: str) -> list[dict[str, Any]]:
+    """Items for an s3:// or file:// URL inside the store: an object or every image under it;
+    PDFs and TIFFs are fetched to count their pages."""
     root, target = store.url.rstrip("/") + "/", open_store(url).url.rstrip("/")
     if not target.startswith(root):
         raise UserError(f"{url} is not inside the store {store.url}; pass local files instead")
@@ -72,7 +117,11 @@ def _store_items(store: Store, url: str) -> list[dict[str, str]]:
     keys = [k for k in store.list(relative + "/") if _is_image(k)]
     if not keys and store.exists(relative):
         keys = [relative]
-    return [{"source": root + key, "key": key} for key in keys]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        counts = pool.map(lambda key: _count(key, partial(store.get, key)), keys)
+        return [
+            item for key, n in zip(keys, counts, strict=True) for item in _paged(root + key, key, n)
+        ]
 
 
 def _local_files(path: Path) -> list[Path]:
@@ -81,12 +130,63 @@ def _local_files(path: Path) -> list[Path]:
             p
             for p in path.rglob("*")
             if p.is_file()
-            and _is_image(p.name)
+            and (_is_image(p.name) or _is_archive(p.name))
             and not any(part.startswith(".") for part in p.relative_to(path).parts)
         )
     if path.exists():
         return [path]
     raise UserError(f"no such file or folder: {path}")
+
+
+def _local_inputs(path: Path, scratch: Path) -> Iterator[tuple[str, Path]]:
+    """(source, file) of each local input under `path`; an archive's images are unpacked
+    into `scratch`."""
+    for file in _local_files(path):
+        if _is_archive(file.name):
+            yield from _unpack(file, scratch)
+        else:
+            yield str(file), file
+
+
+def _unpack(archive: Path, scratch: Path) -> Iterator[tuple[str, Path]]:
+    """(source, file) of each image, PDF or TIFF in a ZIP or TAR archive, copied into
+    `scratch` under a number, never under its name in the archive (which only makes the
+    source, without `..` and leading slashes). A possible bomb is refused whole: more than
+    MAX_MEMBERS entries, a member over decode.MAX_BYTES, or more than MAX_ARCHIVE_BYTES."""
+    folder, total = Path(tempfile.mkdtemp(dir=scratch)), 0
+    try:
+        for n, (name, open_member) in enumerate(_members(archive)):
+            if n >= MAX_MEMBERS:
+                raise UserError(f"{archive}: more than {MAX_MEMBERS:,} entries")
+            parts = [part for part in re.split(r"[/\\]", name) if part not in ("", ".", "..")]
+            label = "/".join(parts)
+            if open_member is None or not _is_image(label) or any(p.startswith(".") for p in parts):
+                continue
+            with open_member() as member:  # what it unpacks to counts, not what it declares
+                data = member.read(decode.MAX_BYTES + 1)
+            if len(data) > decode.MAX_BYTES:
+                raise UserError(f"{archive}: {label} is over {decode.MAX_BYTES:,} bytes")
+            total += len(data)
+            if total > MAX_ARCHIVE_BYTES:
+                raise UserError(f"{archive}: unpacks to over {MAX_ARCHIVE_BYTES:,} bytes")
+            file = folder / f"{n:06d}"
+            file.write_bytes(data)
+            yield f"{archive}/{label}", file
+    except ARCHIVE_ERRORS as exc:
+        raise UserError(f"cannot read archive {archive}: {exc}") from exc
+
+
+def _members(archive: Path) -> Iterator[tuple[str, Callable[[], IO[bytes]] | None]]:
+    """(name, opener) of each entry of a ZIP or TAR archive. Folders, and a TAR's links and
+    devices, have no opener; a ZIP's link opens as the text of its target: none is followed."""
+    if archive.name.lower().endswith(".zip"):
+        with zipfile.ZipFile(archive) as zipped:
+            for info in zipped.infolist():
+                yield info.filename, None if info.is_dir() else (lambda i=info: zipped.open(i))
+        return
+    with tarfile.open(archive) as tarred:
+        for member in tarred:
+            yield member.name, (lambda m=member: tarred.extractfile(m)) if member.isfile() else None
 
 
 def submit(
@@ -99,34 +199,33 @@ def submit(
 ) -> str:
     """Create a batch and queue its chunk tasks; return the batch id.
 
-    Local files are uploaded under the batch's inputs/; store URLs are used in place.
+    Local files are uploaded under the batch's inputs/, archives' images one by one; store URLs
+    are used in place. A PDF or TIFF of several pages gives one item per page (`_paged`).
     """
     if chunk_size < 1:
         raise UserError("chunk size must be at least 1")
     version = registry.resolve(store, model)["version"]
     batch_id = f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
-    items: list[dict[str, str]] = []
+    items: list[dict[str, Any]] = []
     uploads: list[tuple[Path, str]] = []
-    for raw in paths:
-        if "://" in raw:
-            items += _store_items(store, raw)
-            continue
-        for file in _local_files(Path(raw)):
-            key = f"{prefix(batch_id)}/inputs/{len(items):06d}-{_safe_name(file.name)}"
-            items.append({"source": str(file), "key": key})
-            uploads.append((file, key))
-    if not items:
-        raise UserError(f"no images found in {' '.join(paths)}")
 
     def upload(job: tuple[Path, str]) -> None:
-        try:
-            store.put(job[1], job[0].read_bytes())
-        except OSError as exc:
-            raise UserError(f"cannot read {job[0]}: {exc.strerror}") from exc
+        store.put(job[1], _read(job[0]))
         on_upload(1)
 
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        list(pool.map(upload, uploads))
+    with tempfile.TemporaryDirectory(prefix="scandigits-") as scratch:
+        for raw in paths:
+            if "://" in raw:
+                items += _store_items(store, raw)
+                continue
+            for source, file in _local_inputs(Path(raw), Path(scratch)):
+                key = f"{prefix(batch_id)}/inputs/{len(items):06d}-{_safe_name(Path(source).name)}"
+                items += _paged(source, key, _count(source, partial(_read, file)))
+                uploads.append((file, key))
+        if not items:
+            raise UserError(f"no images found in {' '.join(paths)}")
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            list(pool.map(upload, uploads))
     chunks = [items[i : i + chunk_size] for i in range(0, len(items), chunk_size)]
     manifest = {
         "batch": batch_id,
@@ -167,6 +266,14 @@ def _lost(batch: dict[str, Any], done: set[int], time_limit: float) -> list[int]
     """Chunks not `done` that the broker no longer holds for a live worker."""
     missing = set(range(len(batch["chunks"]))) - done
     return sorted(missing - queue.pending(batch["batch"], missing, time_limit)) if missing else []
+
+
+def _read(file: Path) -> bytes:
+    """A local input's bytes, or a one-line error."""
+    try:
+        return file.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read {file}: {exc.strerror}") from exc
 
 
 def _safe_name(name: str) -> str:

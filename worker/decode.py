@@ -1,22 +1,34 @@
-"""Decode image bytes (PNG, JPEG, BMP, TIFF, ...) into one grayscale float32 plane in [0, 1].
+"""Decode image bytes (PNG, JPEG, BMP, TIFF, PDF, ...) into one grayscale float32 plane in [0, 1].
 
 Files come from outside: the size is checked against byte and pixel limits before anything is
 decoded, reading the dimensions from the file's header, so a small file declaring a huge image
 (a decompression bomb) costs nothing. OpenCV's own header check is set to the same limit.
+
+A multi-page TIFF or a PDF holds several pages, decoded one at a time (`page`, counted from 0);
+a PDF page is rendered in gray at PDF_DPI, its size in pixels checked from its size in points
+before it is rendered.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import struct
+import threading
+from collections.abc import Iterator
+from contextlib import closing
 
 import cv2
 import numpy as np
+import pypdfium2 as pdfium
 
 JPEG_MAGIC = b"\xff\xd8\xff"
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
 MAX_BYTES = int(os.environ.get("SCANDIGITS_MAX_BYTES", 50_000_000))
 MAX_PIXELS = int(os.environ.get("SCANDIGITS_MAX_PIXELS", 40_000_000))
+MAX_PAGES = int(os.environ.get("SCANDIGITS_MAX_PAGES", 200))
+PDF_DPI = float(os.environ.get("SCANDIGITS_PDF_DPI", 200))
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
 # `decode_reduced` decodes a large JPEG at 1/2, 1/4 or 1/8 scale inside the codec, as long as
 # its short side keeps this many pixels: preprocessing works at 512×512 pixels' worth at most,
@@ -27,29 +39,66 @@ _REDUCED = (
     (4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
     (2, cv2.IMREAD_REDUCED_GRAYSCALE_2),
 )
+# PDFium is not thread-safe, not even across documents: one call into it at a time.
+_pdfium = threading.Lock()
+_PDF_ERRORS = {
+    pdfium.raw.FPDF_ERR_PASSWORD: "password protected",
+    pdfium.raw.FPDF_ERR_SECURITY: "unsupported encryption",
+}
 
 
 class DecodeError(ValueError):
     """The bytes are not an image this worker can read; str() is the per-image error."""
 
 
-def decode(data: bytes) -> np.ndarray:
-    """Return the image as 2-D float32 gray, with alpha composited over white paper."""
-    return _decode(data, reduce=False)[0]
+def decode(data: bytes, page: int = 0) -> np.ndarray:
+    """Return page `page` (from 0) of the image as 2-D float32 gray, with alpha composited
+    over white paper."""
+    return _decode(data, reduce=False, page=page)[0]
 
 
-def decode_reduced(data: bytes) -> tuple[np.ndarray, int]:
+def decode_reduced(data: bytes, page: int = 0) -> tuple[np.ndarray, int]:
     """Like `decode`, but a JPEG far larger than the reader needs comes at 1/2, 1/4 or 1/8 scale
     (REDUCED_MIN_SIDE); returns the image and that factor: scan pixels per image pixel."""
-    return _decode(data, reduce=True)
+    return _decode(data, reduce=True, page=page)
 
 
-def _decode(data: bytes, reduce: bool) -> tuple[np.ndarray, int]:
+def pages(data: bytes) -> int:
+    """How many pages the file holds: a PDF's pages, a TIFF's images, 1 for other images.
+    A file `decode` refuses by its size, a PDF that cannot be opened, or a file of more than
+    MAX_PAGES pages is a DecodeError."""
+    _check_size(data)
+    if _is_pdf(data):
+        with _pdfium, closing(_open_pdf(data)) as document:
+            return _checked(len(document))
+    if data[:4] in TIFF_MAGIC:
+        directories = itertools.islice(_tiff_directories(data), MAX_PAGES + 1)
+        return _checked(max(1, sum(1 for _ in directories)))  # junk: OpenCV says what is wrong
+    return 1
+
+
+def _checked(count: int, page: int = 0) -> int:
+    """`count`, if page `page` (from 0) is one of them and they are within the page limit."""
+    if count > MAX_PAGES:
+        raise DecodeError(f"too many pages (limit {MAX_PAGES:,})")
+    if not 0 <= page < count:
+        raise DecodeError(f"no page {page + 1} (the file has {count})")
+    return count
+
+
+def _check_size(data: bytes) -> None:
     if not data:
         raise DecodeError("empty file")
     if len(data) > MAX_BYTES:
         raise DecodeError(f"file too large ({len(data):,} bytes; limit {MAX_BYTES:,})")
-    size = dimensions(data)
+
+
+def _decode(data: bytes, reduce: bool, page: int) -> tuple[np.ndarray, int]:
+    _check_size(data)
+    if _is_pdf(data):
+        return _pdf(data, page), 1
+    _checked(pages(data), page)
+    size = dimensions(data, page)
     if size is not None and size[0] * size[1] > MAX_PIXELS:
         raise DecodeError(
             f"image too large ({size[0]}×{size[1]} pixels; limit {MAX_PIXELS:,} pixels)"
@@ -63,15 +112,53 @@ def _decode(data: bytes, reduce: bool) -> tuple[np.ndarray, int]:
             (1, cv2.IMREAD_GRAYSCALE),
         )
     try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+        buffer = np.frombuffer(data, np.uint8)
+        if page:
+            _, images = cv2.imdecodemulti(buffer, flags, range=(page, page + 1))
+            image = images[0] if images else None
+        else:
+            image = cv2.imdecode(buffer, flags)
     except cv2.error as exc:
         limit = "CV_IO_MAX_IMAGE_PIXELS" in str(exc)
         raise DecodeError(
             f"image too large (limit {MAX_PIXELS:,} pixels)" if limit else "not a readable image"
         ) from exc
     if image is None or image.size == 0:
-        raise DecodeError("not a readable image (expected PNG, JPEG, BMP, TIFF, WebP, GIF)")
+        raise DecodeError("not a readable image (expected PNG, JPEG, BMP, TIFF, WebP, GIF, PDF)")
     return _gray(image), factor
+
+
+def _is_pdf(data: bytes) -> bool:
+    return data.startswith(b"%PDF-")
+
+
+def _open_pdf(data: bytes) -> pdfium.PdfDocument:
+    """The PDF as a PDFium document (the caller holds `_pdfium`), or a one-line DecodeError."""
+    try:
+        return pdfium.PdfDocument(data)
+    except pdfium.PdfiumError as exc:
+        reason = _PDF_ERRORS.get(exc.err_code, "damaged or not a PDF")
+        raise DecodeError(f"not a readable PDF ({reason})") from exc
+
+
+def _pdf(data: bytes, page: int) -> np.ndarray:
+    """Page `page` of a PDF rendered in gray at PDF_DPI; a page whose bitmap would exceed
+    MAX_PIXELS is refused from its size in points, before anything is rendered."""
+    scale = PDF_DPI / 72  # PDF sizes are in points, 72 to the inch
+    with _pdfium, closing(_open_pdf(data)) as document:
+        _checked(len(document), page)
+        try:
+            width, height = (side * scale for side in document.get_page_size(page))
+            if width * height > MAX_PIXELS:
+                raise DecodeError(
+                    f"page {page + 1} too large ({width:.0f}×{height:.0f} pixels at "
+                    f"{PDF_DPI:g} dpi; limit {MAX_PIXELS:,} pixels)"
+                )
+            bitmap = document[page].render(scale=scale, grayscale=True)
+        except pdfium.PdfiumError as exc:
+            raise DecodeError(f"page {page + 1} of the PDF is not readable") from exc
+        with closing(bitmap):
+            return _gray(bitmap.to_numpy())
 
 
 def _gray(image: np.ndarray) -> np.ndarray:
@@ -92,9 +179,9 @@ def _gray(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
 
 
-def dimensions(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from the header of a PNG, JPEG, GIF, BMP, WebP, TIFF or PNM file;
-    None when the format is not one of these or the header is cut short."""
+def dimensions(data: bytes, page: int = 0) -> tuple[int, int] | None:
+    """(width, height) from the header of a PNG, JPEG, GIF, BMP, WebP, TIFF (its page `page`)
+    or PNM file; None when the format is not one of these or the header is cut short."""
     try:
         if data.startswith(b"\x89PNG\r\n\x1a\n"):
             return struct.unpack(">II", data[16:24])
@@ -107,8 +194,8 @@ def dimensions(data: bytes) -> tuple[int, int] | None:
             return abs(width), abs(height)
         if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
             return _webp(data)
-        if data[:4] in (b"II*\x00", b"MM\x00*"):
-            return _tiff(data)
+        if data[:4] in TIFF_MAGIC:
+            return _tiff(data, page)
         if match := re.match(rb"P[1-6]\s+(?:#[^\n]*\s+)*(\d+)\s+(?:#[^\n]*\s+)*(\d+)", data):
             return int(match[1]), int(match[2])
     except struct.error:
@@ -146,10 +233,12 @@ def _webp(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _tiff(data: bytes) -> tuple[int, int] | None:
-    """Size from the first image file directory (tags 256 and 257)."""
+def _tiff(data: bytes, page: int) -> tuple[int, int] | None:
+    """Size from the page's image file directory (tags 256 and 257)."""
     order = "<" if data.startswith(b"II") else ">"
-    (offset,) = struct.unpack(order + "I", data[4:8])
+    offset = next(itertools.islice(_tiff_directories(data), page, None), None)
+    if offset is None:
+        return None
     (count,) = struct.unpack(order + "H", data[offset : offset + 2])
     size = {}
     for n in range(count):
@@ -159,3 +248,20 @@ def _tiff(data: bytes) -> tuple[int, int] | None:
             fmt = order + ("H" if kind == 3 else "I")
             size[tag] = struct.unpack(fmt, entry[8 : 8 + struct.calcsize(fmt)])[0]
     return (size[256], size[257]) if len(size) == 2 else None
+
+
+def _tiff_directories(data: bytes) -> Iterator[int]:
+    """Offsets of a TIFF's image file directories (one per page) along their chain, up to a
+    loop or to where the file is cut short."""
+    order = "<" if data.startswith(b"II") else ">"
+    seen: set[int] = set()
+    try:
+        (offset,) = struct.unpack(order + "I", data[4:8])
+        while offset and offset not in seen:
+            seen.add(offset)
+            (count,) = struct.unpack(order + "H", data[offset : offset + 2])
+            yield offset
+            end = offset + 2 + 12 * count
+            (offset,) = struct.unpack(order + "I", data[end : end + 4])
+    except struct.error:
+        return

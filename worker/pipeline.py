@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import astuple, dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TypeVar
 
 import cv2
@@ -67,7 +67,9 @@ class Reading:
 
 
 def _load(item: T, fetch: Callable[[T], bytes]) -> tuple[Field | str, Counter[str]]:
-    """Fetch, decode and segment one image; return its field of writing or an error string."""
+    """Fetch, decode and segment one image; return its field of writing or an error string.
+    An item that is a dict with a `page` (from 1) is that page of a PDF or TIFF; any other item
+    is read whole (its first page)."""
     spent: Counter[str] = Counter()
 
     def timed(stage: str, step: Callable, value: object) -> object:
@@ -77,8 +79,9 @@ def _load(item: T, fetch: Callable[[T], bytes]) -> tuple[Field | str, Counter[st
         finally:
             spent[stage] += time.perf_counter() - start
 
+    decoder = partial(decode_reduced, page=item.get("page", 1) - 1 if isinstance(item, dict) else 0)
     try:
-        gray, reduced = timed("decode", decode_reduced, timed("fetch", fetch, item))
+        gray, reduced = timed("decode", decoder, timed("fetch", fetch, item))
         return timed("preprocess", lambda image: segment(image, reduced), gray), spent
     except ObjectMissing:
         return "input object not found in the store", spent

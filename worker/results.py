@@ -16,17 +16,24 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from worker.pipeline import Reading
 
-COLUMNS = ("source", "key", "label", "confidence", "text", "error", "model", "needs_review")
+COLUMNS = ("source", "key", "page", "label", "confidence", "text", "error", "model", "needs_review")
 REVIEW_BELOW = 0.8  # default confidence under which a person should look at a result
 
 
 def record(
-    source: str, key: str | None, reading: Reading, model: int, review_below: float
+    source: str,
+    key: str | None,
+    reading: Reading,
+    model: int,
+    review_below: float,
+    page: int | None = None,
 ) -> dict[str, Any]:
-    """One input's result, in the documented field order; errors always need review."""
+    """One input's result, in the documented field order; errors always need review. `page`
+    (from 1) is set only for a page of a multi-page input."""
     return {
         "source": source,
         "key": key,
+        "page": page,
         "label": reading.label,
         "confidence": round(reading.confidence, 5),
         "text": reading.text,

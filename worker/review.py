@@ -35,7 +35,7 @@ def batch_sheet(store: Store, records: list[dict[str, Any]]) -> np.ndarray:
 
     def one(record: dict[str, Any]) -> np.ndarray:
         try:
-            gray = decode(store.get(record["key"]))
+            gray = decode(store.get(record["key"]), (record.get("page") or 1) - 1)
         except (ObjectMissing, DecodeError, cv2.error):
             gray = None
         if record["error"]:

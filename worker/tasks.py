@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from celery import signals
@@ -72,7 +72,7 @@ def process_chunk(
     batch_id: str,
     index: int,
     chunk_count: int,
-    items: list[dict[str, str]],
+    items: list[dict[str, Any]],
     model: int,
     review_below: float,
     queued: str,
@@ -85,7 +85,9 @@ def process_chunk(
         target = store()
         readings, seconds = _readings(items, model, starts)
         records = [
-            results.record(item["source"], item["key"], reading, model, review_below)
+            results.record(
+                item["source"], item["key"], reading, model, review_below, item.get("page")
+            )
             for item, reading in zip(items, readings, strict=True)
         ]
         document = {
@@ -119,7 +121,7 @@ def process_chunk(
 
 
 def _readings(
-    items: list[dict[str, str]], model: int, starts: int
+    items: list[dict[str, Any]], model: int, starts: int
 ) -> tuple[list[pipeline.Reading], dict[str, float]]:
     """Read the chunk's images, or give each the reason they could not be read."""
     target = store()
@@ -130,7 +132,8 @@ def _readings(
         try:
             classifier = inference.classifier(target, model)
             metrics.MODEL_VERSION.set(classifier.version)
-            return pipeline.read(items, lambda item: target.get(item["key"]), classifier)
+            fetch = lru_cache(maxsize=8)(target.get)  # pages of a file are neighbours: one fetch
+            return pipeline.read(items, lambda item: fetch(item["key"]), classifier)
         except RegistryError as exc:
             reason = f"model unavailable: {exc}"
         except SoftTimeLimitExceeded:
