@@ -77,6 +77,11 @@ def test_a_reading_both_models_agree_on_keeps_its_confidence() -> None:
     assert reading.text == "77" and reading.confidence == 0.99
 
 
+def test_a_reader_that_reads_nothing_leaves_the_segmenters_reading() -> None:
+    (reading,), _ = pipeline.read([touching_sevens()], lambda data: data, Spelling(""))
+    assert reading.text == "77" and reading.error is None
+
+
 def test_the_string_reader_overrules_a_doubtful_segmentation() -> None:
     (reading,), _ = pipeline.read([touching_sevens()], lambda data: data, Spelling("717"))
     assert reading.text == "717" and len(reading.digits) == 3

@@ -209,8 +209,8 @@ def _lines(
     ):
         read = strings.decode(logits)
         centres = [(first + last) // 2 for _, (first, last), _ in read]
-        edges = [0, *((a + b) // 2 for a, b in itertools.pairwise(centres)), strings.WIDTH]
-        spans = itertools.pairwise(edges)
+        cuts = [(a + b) // 2 for a, b in itertools.pairwise(centres)]
+        spans = zip([0, *cuts], [*cuts, strings.WIDTH], strict=True) if read else []
         digits = [(d, p, columns) for (d, _, p), columns in zip(read, spans, strict=True)]
         lines.append(_Line(found, logits, digits))
     spent["infer"] += time.perf_counter() - start
@@ -234,7 +234,7 @@ def _choose(
     """The field's likeliest string. With a string reader, each string the segmenter offers
     and the reader's own are scored by both models (the sum of their log-likelihoods); the
     winner's share of the probability of all strings scored caps its digits' confidence."""
-    if line is None:
+    if line is None or not line.text:  # reading nothing where there is ink tells nothing
         _, pieces = max(texts.values(), key=lambda value: value[0])
         return Reading([Digit(*astuple(predictions[p]), p.box) for p in pieces])
     scores = {text: fit + strings.likelihood(line.logits, text) for text, (fit, _) in texts.items()}
