@@ -55,7 +55,8 @@ class OneByOne:
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """Softmax rows, `model.predict` on a batch of one for each image."""
-        return np.stack([self.model.predict(image[None], verbose=0)[0] for image in images])
+        rows = [self.model.predict(image[None], verbose=0)[0] for image in images]
+        return np.array(rows).reshape(len(images), self.model.output_shape[-1])
 
     def read_lines(self, lines: np.ndarray) -> np.ndarray:
         """`reader.predict` on a batch of one, for each line."""
