@@ -143,6 +143,7 @@ def test_submit_folder_and_collect_results(cluster, scans, tmp_path: Path) -> No
     assert list(rows[0]) == [
         "source",
         "key",
+        "page",
         "label",
         "confidence",
         "text",
