@@ -93,10 +93,10 @@ def trained(digits: mnist.Mnist, tmp_path_factory: pytest.TempPathFactory) -> tu
     return path, metadata
 
 
-def publish(store: Store, trained: tuple[Path, dict[str, Any]]) -> int:
-    """Publish the session's trained model into `store` and make it current."""
+def publish(store: Store, trained: tuple[Path, dict[str, Any]], promote: str = "always") -> int:
+    """Publish the session's trained model into `store` (by default making it current)."""
     path, metadata = trained
-    return registry.publish(store, path, metadata, "always")[0]
+    return registry.publish(store, path, metadata, promote)[0]
 
 
 @pytest.fixture
