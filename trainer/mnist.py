@@ -112,6 +112,15 @@ def _check(data: Mnist, origin: object) -> Mnist:
     return data
 
 
+INK = 25  # an MNIST pixel above this (a tenth of full scale) is ink, not anti-aliasing
+
+
+def crop(digit: np.ndarray) -> np.ndarray:
+    """An MNIST-style uint8 image cropped to its ink (pixels above INK)."""
+    ys, xs = np.nonzero(digit > INK)
+    return digit[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+
+
 def frame(ink: np.ndarray) -> np.ndarray:
     """MNIST's own recipe for one digit's cropped ink (float, bright on black): fit it into a
     20×20 box keeping its aspect ratio, then place it in 28×28 with its centre of mass centred;

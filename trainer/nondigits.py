@@ -24,21 +24,16 @@ def make(digits: np.ndarray, labels: np.ndarray, count: int, seed: int = 0) -> n
     for n in range(count):
         pair = n % 2 or not wide.size
         if pair:
-            first, second = (_crop(digits[i]) for i in rng.integers(len(digits), size=2))
+            first, second = (mnist.crop(digits[i]) for i in rng.integers(len(digits), size=2))
             gap = int(rng.integers(-min(first.shape[1], second.shape[1]) // 2, 3))
             image = _side_by_side(first, second, gap)
         else:
-            image = _fragment(_crop(digits[rng.choice(wide)]), rng)
+            image = _fragment(mnist.crop(digits[rng.choice(wide)]), rng)
         framed = mnist.frame(image.astype(np.float32))
         # scaled down, strokes got thinner than MNIST's; the worker's pieces are not
         framed = cv2.dilate(framed, np.ones((2, 2), np.uint8)) if pair else framed
         out[n] = np.round(framed * 255).clip(0, 255).astype(np.uint8)
     return out
-
-
-def _crop(digit: np.ndarray) -> np.ndarray:
-    ys, xs = np.nonzero(digit > 25)
-    return digit[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
 
 
 def _side_by_side(left: np.ndarray, right: np.ndarray, gap: int) -> np.ndarray:
@@ -58,4 +53,4 @@ def _fragment(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     h, w = digit.shape
     width = max(round(0.35 * h), round(w * rng.uniform(0.3, 0.65)))
     part = digit[:, :width] if rng.random() < 0.5 else digit[:, max(0, w - width) :]
-    return _crop(part) if part.max() > 25 else part
+    return mnist.crop(part) if part.max() > mnist.INK else part

@@ -11,6 +11,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from trainer import mnist
+
 HEIGHT, WIDTH = 32, 256  # a framed line; the reader's time steps are WIDTH / 4 columns
 DIGIT = 20  # a typical digit's height in the frame, as in MNIST's 20×20 box
 LONGEST = 10  # digits in a line, at most
@@ -43,7 +45,7 @@ def make(
     lengths = rng.choice(np.arange(1, LONGEST + 1), size=count, p=_LENGTHS)
     for n, length in enumerate(lengths):
         chosen = rng.integers(len(digits), size=length)
-        ink, height = _line([_crop(digits[i]) for i in chosen], rng)
+        ink, height = _line([mnist.crop(digits[i]) for i in chosen], rng)
         lines[n] = np.round(frame(ink, height)[0] * 255).astype(np.uint8)
         targets[n, :length] = labels[chosen] + 1
     return lines, targets
@@ -51,11 +53,6 @@ def make(
 
 # fields of 3-8 digits are the common case; single digits and long numbers also occur
 _LENGTHS = np.array([4, 4, 10, 10, 10, 10, 10, 10, 6, 6], float) / 80
-
-
-def _crop(digit: np.ndarray) -> np.ndarray:
-    ys, xs = np.nonzero(digit > 25)
-    return digit[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
 
 
 def _line(crops: list[np.ndarray], rng: np.random.Generator) -> tuple[np.ndarray, float]:
@@ -84,9 +81,9 @@ def _line(crops: list[np.ndarray], rng: np.random.Generator) -> tuple[np.ndarray
         canvas = cv2.dilate(canvas, np.ones((2, 2), np.uint8))
     elif pen > 0.9:
         thin = cv2.erode(canvas, np.ones((2, 2), np.uint8))
-        canvas = thin if (thin > 25).sum() >= 0.4 * (canvas > 25).sum() else canvas
-    ys, xs = np.nonzero(canvas > 25)
-    ink = canvas[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].astype(np.float32) / 255
+        inked = (thin > mnist.INK).sum() >= 0.4 * (canvas > mnist.INK).sum()
+        canvas = thin if inked else canvas
+    ink = mnist.crop(canvas).astype(np.float32) / 255
     return ink, float(np.median([c.shape[0] for c in scaled]))
 
 

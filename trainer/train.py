@@ -33,6 +33,29 @@ def _stroke_jitter(images: Any, labels: Any) -> tuple[Any, Any]:
     return out[..., 0], labels
 
 
+def _to_unit(images: Any, labels: Any) -> tuple[Any, Any]:
+    """uint8 images as float32 in [0, 1]."""
+    import tensorflow as tf
+
+    return tf.cast(images, tf.float32) / 255.0, labels
+
+
+def _batches(
+    x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, transform: Callable
+) -> dict[str, Any]:
+    """`model.fit` inputs: shuffled batches of (x, y), each passed through `transform`."""
+    import tensorflow as tf
+
+    dataset = (
+        tf.data.Dataset.from_tensor_slices((x, y))
+        .shuffle(len(x), seed=seed)
+        .batch(batch_size)
+        .map(transform, num_parallel_calls=2)
+        .prefetch(2)
+    )
+    return {"x": dataset, "shuffle": False}  # the dataset shuffles itself
+
+
 def _fit(
     model: Any,
     inputs: dict[str, Any],
@@ -75,23 +98,15 @@ def _reader(
     """Train the string reader on `count` lines of MNIST training digits; score it on lines of
     test digits (whole lines read exactly)."""
     import keras
-    import tensorflow as tf
 
     recipe = models.READER
     epochs = epochs or recipe.epochs
     lines, targets = strings.make(data.x_train[:limit], data.y_train[:limit], count, seed)
     reader = models.build_reader()
     # the lines stay uint8 (a quarter of float32's memory), scaled to [0, 1] a batch at a time
-    dataset = (
-        tf.data.Dataset.from_tensor_slices((lines, targets))
-        .shuffle(count, seed=seed)
-        .batch(recipe.batch_size)
-        .map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y), num_parallel_calls=2)
-        .prefetch(2)
-    )
-    inputs = {"x": dataset, "shuffle": False}  # the dataset shuffles itself
+    scaled = _batches(lines, targets, recipe.batch_size, seed, _to_unit)
     started = time.monotonic()
-    _fit(reader, inputs, recipe, epochs, -(-count // recipe.batch_size), keras.losses.CTC(), log)
+    _fit(reader, scaled, recipe, epochs, -(-count // recipe.batch_size), keras.losses.CTC(), log)
     seconds = time.monotonic() - started
     test, truth = strings.make(data.x_test, data.y_test, max(100, count // 20), seed + 1)
     logits = reader.predict(test.astype(np.float32) / 255.0, batch_size=256, verbose=0)
@@ -134,14 +149,7 @@ def train(
     model = models.build(name)
     labels = onehot(y_train, recipe.classes)
     if recipe.stroke_jitter:
-        dataset = (
-            tf.data.Dataset.from_tensor_slices((x_train, labels))
-            .shuffle(len(x_train), seed=seed)
-            .batch(batch_size)
-            .map(_stroke_jitter, num_parallel_calls=2)
-            .prefetch(2)
-        )
-        inputs = {"x": dataset, "shuffle": False}  # the dataset shuffles itself
+        inputs = _batches(x_train, labels, batch_size, seed, _stroke_jitter)
     else:
         inputs = {"x": x_train, "y": labels, "batch_size": batch_size, "shuffle": True}
     started = time.monotonic()
