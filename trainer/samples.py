@@ -125,7 +125,7 @@ def _develop(planes: list[np.ndarray], stroke: float, rng: np.random.Generator) 
         planes = [cv2.GaussianBlur(plane, (0, 0), sigma) for plane in planes]
     # noise left after demosaicing and denoising is mostly luminance: one field for all channels
     noise = rng.uniform(0.0, _MAX_NOISE) * rng.standard_normal((height, width), dtype=np.float32)
-    planes = [np.clip(plane + noise, 0.0, 255.0).round().astype(np.uint8) for plane in planes]
+    planes = [cv2.add(plane, noise, dtype=cv2.CV_8U) for plane in planes]  # rounded, clipped
     return cv2.merge(planes) if len(planes) == 3 else planes[0]
 
 
@@ -176,6 +176,18 @@ def compose(
     """Scan handwriting (`coverage`, in one of `inks`) over a form's print (`printed`, in black
     or dark gray), both HxW float32 in [0, 1], on random paper under uneven light, through the
     camera (`stroke`: the handwriting's stroke width); returns HxW gray or HxWx3 BGR uint8."""
+    return _develop(_lit(coverage, printed, colour, rng, inks), stroke, rng)
+
+
+def _lit(
+    coverage: np.ndarray,
+    printed: np.ndarray,
+    colour: bool,
+    rng: np.random.Generator,
+    inks: Sequence[tuple],
+) -> list[np.ndarray]:
+    """The paper with its print and handwriting under the light, as float planes (0-255, one
+    for gray, three for BGR); its page-sized intermediates are gone before the camera's."""
     height, width = coverage.shape
     paper, texture = _paper(height, width, rng)
     ink, coverage = _ink(coverage, paper, rng, inks)
@@ -186,11 +198,10 @@ def compose(
     under, lit_ink = (1.0 - coverage) * light, coverage * light
     if not colour:
         paper, ink, tone = paper[None] @ _LUMA, ink[None] @ _LUMA, tone[None] @ _LUMA
-    planes = [
+    return [
         (texture * p * (1.0 - printed) + printed * f) * under + lit_ink * i
         for p, i, f in zip(paper, ink, tone, strict=True)
     ]
-    return _develop(planes, stroke, rng)
 
 
 def write_fields(
