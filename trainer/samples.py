@@ -48,6 +48,7 @@ _INKS = (
     ((0.20, 0.45), (0.97, 0.97, 0.97), (1.03, 1.03, 1.03), (0.7, 0.95), (0.1, 0.3)),  # pencil
     ((0.15, 0.35), (0.95, 0.95, 0.95), (1.05, 1.05, 1.05), (0.6, 0.85), (0.0, 0.0)),  # faded
 )
+PEN_INKS = _INKS[:2]  # what a form asks to be filled in with: black or blue pen
 
 
 def render_scan(
@@ -124,7 +125,7 @@ def _develop(planes: list[np.ndarray], stroke: float, rng: np.random.Generator) 
         planes = [cv2.GaussianBlur(plane, (0, 0), sigma) for plane in planes]
     # noise left after demosaicing and denoising is mostly luminance: one field for all channels
     noise = rng.uniform(0.0, _MAX_NOISE) * rng.standard_normal((height, width), dtype=np.float32)
-    planes = [np.clip(plane + noise, 0.0, 255.0).round().astype(np.uint8) for plane in planes]
+    planes = [cv2.add(plane, noise, dtype=cv2.CV_8U) for plane in planes]  # rounded, clipped
     return cv2.merge(planes) if len(planes) == 3 else planes[0]
 
 
@@ -133,12 +134,27 @@ def render_field(digits: Sequence[np.ndarray], rng: np.random.Generator) -> np.n
     scanned form field (sometimes boxed or underlined); returns HxW gray or HxWx3 BGR uint8."""
     if len(digits) == 0:
         raise ValueError("a field needs at least one digit")
+    colour = rng.random() < _COLOUR_SHARE
+    size = rng.uniform(*_FIELD_HEIGHT)
+    patches, stroke = handwrite(digits, size, rng)
+    coverage, ink_box = layout(patches, size, rng)
+    coverage, frame = _frame(coverage, ink_box, size, rng)
+    return compose(coverage, frame, colour, stroke, rng)
+
+
+def handwrite(
+    digits: Sequence[np.ndarray],
+    size: float,
+    rng: np.random.Generator,
+    pen_width: float | None = None,
+) -> tuple[list[np.ndarray], float]:
+    """Draw 28x28 uint8 MNIST digits as one writer's hand, about `size` pixels tall, with one pen
+    (`pen_width` pixels wide, or a random one); returns each digit's ink coverage on its own
+    patch, the ink's centre at the patch's centre, and the pen's typical stroke width."""
     for digit in digits:
         if digit.shape != (28, 28):
             raise ValueError(f"expected 28x28 MNIST digits, got shape {digit.shape}")
-    colour = rng.random() < _COLOUR_SHARE
-    size = rng.uniform(*_FIELD_HEIGHT)
-    pen = _pen(size, rng)
+    pen = _pen(size, rng, pen_width)
     slant = np.float32([[1, rng.uniform(-_MAX_SHEAR, _MAX_SHEAR)], [0, 1]])
     widen = rng.uniform(0.85, 1.15)
     patches, strokes = [], []
@@ -146,23 +162,46 @@ def render_field(digits: Sequence[np.ndarray], rng: np.random.Generator) -> np.n
         patch, stroke = _field_digit(digit, size, slant, widen, pen, rng)
         patches.append(patch)
         strokes.append(stroke)
-    coverage, ink_box = _layout(patches, size, rng)
-    coverage, frame = _frame(coverage, ink_box, size, rng)
+    return patches, float(np.median(strokes))
+
+
+def compose(
+    coverage: np.ndarray,
+    printed: np.ndarray,
+    colour: bool,
+    stroke: float,
+    rng: np.random.Generator,
+    inks: Sequence[tuple] = _INKS,
+) -> np.ndarray:
+    """Scan handwriting (`coverage`, in one of `inks`) over a form's print (`printed`, in black
+    or dark gray), both HxW float32 in [0, 1], on random paper under uneven light, through the
+    camera (`stroke`: the handwriting's stroke width); returns HxW gray or HxWx3 BGR uint8."""
+    return _develop(_lit(coverage, printed, colour, rng, inks), stroke, rng)
+
+
+def _lit(
+    coverage: np.ndarray,
+    printed: np.ndarray,
+    colour: bool,
+    rng: np.random.Generator,
+    inks: Sequence[tuple],
+) -> list[np.ndarray]:
+    """The paper with its print and handwriting under the light, as float planes (0-255, one
+    for gray, three for BGR); its page-sized intermediates are gone before the camera's."""
     height, width = coverage.shape
     paper, texture = _paper(height, width, rng)
-    ink, coverage = _ink(coverage, paper, rng)
-    printed = np.float32(rng.uniform(0.05, 0.35) * rng.uniform(0.92, 1.08, size=3))
-    printed_frame = frame * rng.uniform(0.75, 1.0)
+    ink, coverage = _ink(coverage, paper, rng, inks)
+    tone = np.float32(rng.uniform(0.05, 0.35) * rng.uniform(0.92, 1.08, size=3))
+    printed = printed * rng.uniform(0.75, 1.0)
     light = _illumination(height, width, rng) * 255.0
     # the form's print lies on the paper and the handwriting on both
     under, lit_ink = (1.0 - coverage) * light, coverage * light
     if not colour:
-        paper, ink, printed = paper[None] @ _LUMA, ink[None] @ _LUMA, printed[None] @ _LUMA
-    planes = [
-        (texture * p * (1.0 - printed_frame) + printed_frame * f) * under + lit_ink * i
-        for p, i, f in zip(paper, ink, printed, strict=True)
+        paper, ink, tone = paper[None] @ _LUMA, ink[None] @ _LUMA, tone[None] @ _LUMA
+    return [
+        (texture * p * (1.0 - printed) + printed * f) * under + lit_ink * i
+        for p, i, f in zip(paper, ink, tone, strict=True)
     ]
-    return _develop(planes, float(np.median(strokes)), rng)
 
 
 def write_fields(
@@ -221,7 +260,7 @@ def _field_digit(
     )
 
 
-def _layout(
+def layout(
     patches: list[np.ndarray], size: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """Set the digit patches left to right on a jittered baseline, ink to ink gaps from wide to
@@ -407,12 +446,17 @@ def _ink_box(digit: np.ndarray) -> tuple[int, int, int, int]:
     return (x, y, w, h) if h else (0, 0, 28, 28)
 
 
-def _pen(height: float, rng: np.random.Generator) -> tuple[float, float, float]:
+def _pen(
+    height: float, rng: np.random.Generator, width: float | None = None
+) -> tuple[float, float, float]:
     """A random pen for digits `height` pixels tall: where its edge falls on MNIST's grey ramp,
-    how many pixels its edge takes from no ink to full ink, and its wanted width in pixels."""
+    how many pixels its edge takes from no ink to full ink, and its wanted width in pixels
+    (`width`, or random)."""
     level = rng.uniform(0.3, 0.5)
     edge = rng.uniform(0.7, 1.6)
-    return level, edge, max(_MIN_STROKE, height * math.exp(rng.uniform(*np.log(_STROKE_RANGE))))
+    if width is None:
+        width = max(_MIN_STROKE, height * math.exp(rng.uniform(*np.log(_STROKE_RANGE))))
+    return level, edge, width
 
 
 def _draw(
@@ -493,11 +537,14 @@ def _topology(coverage: np.ndarray) -> tuple[int, int]:
 
 
 def _ink(
-    coverage: np.ndarray, paper: np.ndarray, rng: np.random.Generator
+    coverage: np.ndarray,
+    paper: np.ndarray,
+    rng: np.random.Generator,
+    inks: Sequence[tuple] = _INKS,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A dark ink's BGR reflectance, and the coverage as that ink lays it down (pen pressure,
+    """One of `inks`' BGR reflectance, and the coverage as that ink lays it down (pen pressure,
     pencil grain), never fainter than _MIN_CONTRAST against the paper."""
-    levels, low, high, strengths, grains = _INKS[rng.integers(len(_INKS))]
+    levels, low, high, strengths, grains = inks[rng.integers(len(inks))]
     ink = np.float32(rng.uniform(*levels) * rng.uniform(low, high))
     paper_luma, ink_luma = float(paper @ _LUMA), float(ink @ _LUMA)
     floor = _MIN_CONTRAST * paper_luma / (paper_luma - ink_luma)
