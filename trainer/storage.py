@@ -39,6 +39,7 @@ class Store(Protocol):
     def create(self, key: str, data: bytes) -> None: ...
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str) -> Iterator[str]: ...
+    def list_tagged(self, prefix: str) -> Iterator[tuple[str, str]]: ...
 
 
 def validate_key(key: str) -> str:
@@ -131,6 +132,16 @@ class FileStore:
                 if not name.startswith(".tmp-"):
                     yield Path(dirpath, name).relative_to(self.root).as_posix()
 
+    def list_tagged(self, prefix: str) -> Iterator[tuple[str, str]]:
+        """Each key under `prefix` with a tag that changes when it is written again: the
+        file's size and modification time."""
+        for key in self.list(prefix):
+            try:
+                stat = (self.root / key).stat()
+            except FileNotFoundError:  # removed since it was listed
+                continue
+            yield key, f"{stat.st_size}-{stat.st_mtime_ns}"
+
 
 class S3Store:
     """A bucket and prefix on any S3 API (AWS, MinIO, moto); settings from boto3's AWS_* env."""
@@ -215,14 +226,24 @@ class S3Store:
             return False
         return True
 
-    def list(self, prefix: str) -> Iterator[str]:
+    def _contents(self, prefix: str) -> Iterator[dict]:
         token: dict[str, str] = {}
         while True:
             page = self._call(
                 "list_objects_v2", Prefix=self.prefix + _valid_prefix(prefix), **token
             )
-            for item in page.get("Contents", []):
-                yield item["Key"][len(self.prefix) :]
+            yield from page.get("Contents", [])
             if not page.get("IsTruncated"):
                 return
             token = {"ContinuationToken": page["NextContinuationToken"]}
+
+    def list(self, prefix: str) -> Iterator[str]:
+        for item in self._contents(prefix):
+            yield item["Key"][len(self.prefix) :]
+
+    def list_tagged(self, prefix: str) -> Iterator[tuple[str, str]]:
+        """Each key under `prefix` with a tag that changes when it is written again: its ETag
+        and last-modified time (the ETag alone stays the same for the same bytes)."""
+        for item in self._contents(prefix):
+            etag, stamp = item["ETag"].strip('"'), item["LastModified"].isoformat()
+            yield item["Key"][len(self.prefix) :], f"{etag}-{stamp}"
