@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 import zipfile
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -18,9 +23,10 @@ import numpy as np
 import pytest
 import redis
 
-from tests.conftest import publish
+from tests.conftest import cli, publish
+from trainer import mnist, samples
 from trainer.storage import Store
-from worker import batches, inbox, queue
+from worker import batches, inbox, local, queue
 
 PNG = cv2.imencode(".png", np.full((20, 20), 255, np.uint8))[1].tobytes()
 
@@ -355,3 +361,118 @@ def test_the_template_is_passed_only_when_given(store, broker, monkeypatch) -> N
         drop(store, f"{n}.png")
         watcher(store, broker, template=form).step(flush=True)
     assert "template" not in given[0] and given[1]["template"] is template
+
+
+def test_cli_mistakes_are_one_line(file_store, redis_url) -> None:
+    env = {"SCANDIGITS_BROKER_URL": redis_url, "SCANDIGITS_STORE": file_store.url}
+    outside = cli("watch", "file:///elsewhere/inbox/", "--once", env=env)
+    assert outside.returncode == 2
+    assert outside.stderr.strip() == (
+        f"error: file:///elsewhere/inbox/ is not inside the store {file_store.url}"
+    )
+    template = cli("watch", f"{file_store.url}/inbox/", "--template", "form.yaml", env=env)
+    assert template.returncode == 2 and template.stderr.count("\n") == 1
+
+
+OPTIONS = ["--batch-size", "4", "--max-age", "1", "--interval", "0.2"]
+
+
+@pytest.mark.parametrize("store", ["file_store", "s3_store"], indirect=True)
+def test_watch_end_to_end(store, redis_url, digits: mnist.Mnist, tmp_path) -> None:
+    """Real workers and `scandigits watch` processes. Scans land a few at a time while one
+    watcher is SIGKILLed and started again and a second one runs for a while: each scan is in
+    exactly one finished batch, whose results are copied to results/ beside the inbox."""
+    folder = tmp_path / "scans"
+    labels = samples.write_scans(folder, digits.x_test, digits.y_test, 24, seed=3)
+    names = sorted(labels)
+    env = {
+        "SCANDIGITS_BROKER_URL": redis_url,
+        "SCANDIGITS_STORE": store.url,
+        "SCANDIGITS_WATCH_LEASE": "2",
+    }
+    queue.connect(redis_url)
+    workers = local.start_workers(2, env, tmp_path / "logs")
+    watchers: dict[str, subprocess.Popen] = {}
+
+    def start(name: str) -> subprocess.Popen:
+        with open(tmp_path / f"{name}.log", "wb") as log:
+            watchers[name] = subprocess.Popen(
+                [sys.executable, "-m", "worker", "watch", f"{store.url}/inbox/", *OPTIONS],
+                env={**os.environ, **env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while "watching" not in (tmp_path / f"{name}.log").read_text():
+            assert watchers[name].poll() is None and time.monotonic() < deadline, name
+            time.sleep(0.05)
+        return watchers[name]
+
+    def land(few: list[str]) -> None:
+        """As a mailroom would: on disk, written under a hidden name, then renamed."""
+        for name in few:
+            data = (folder / name).read_bytes()
+            if not store.url.startswith("file://"):
+                store.put(f"inbox/{name}", data)
+                continue
+            part = Path(store.url.removeprefix("file://"), "inbox", f".{name}.part")
+            part.parent.mkdir(exist_ok=True)
+            part.write_bytes(data)
+            part.rename(part.with_name(name))
+
+    def copied() -> list[dict]:
+        keys = [key for key in store.list("results/") if key.endswith(".jsonl")]
+        return [json.loads(line) for key in keys for line in store.get(key).splitlines()]
+
+    try:
+        start("first")
+        for n in range(0, 8, 2):
+            land(names[n : n + 2])
+            time.sleep(0.4)
+        start("second")
+        land(names[8:12])
+        time.sleep(0.5)
+        watchers["first"].kill()  # SIGKILL, wherever it is
+        land(names[12:16])
+        start("first again")
+        time.sleep(1)
+        land(names[16:20])
+        time.sleep(1)
+        watchers["second"].send_signal(signal.SIGTERM)
+        assert watchers["second"].wait(timeout=30) == 0, "SIGTERM: the step ends, then exit 0"
+        land(names[20:])
+        deadline = time.monotonic() + 60
+        while len(copied()) < len(names):
+            assert time.monotonic() < deadline, f"{len(copied())} of {len(names)} results"
+            time.sleep(0.3)
+        watchers["first again"].send_signal(signal.SIGINT)
+        assert watchers["first again"].wait(timeout=30) == 0
+    finally:
+        for process in watchers.values():
+            if process.poll() is None:
+                process.kill()
+        local.stop_workers(workers)
+
+    records = copied()
+    assert sorted(r["key"] for r in records) == [f"inbox/{name}" for name in names]
+    done = [k for k in store.list("batches/") if k.endswith("/summary.json")]
+    in_batches = Counter(
+        record["key"]
+        for key in done
+        for record in map(
+            json.loads, store.get(key[: -len("summary.json")] + "results.jsonl").splitlines()
+        )
+    )
+    assert in_batches == {f"inbox/{name}": 1 for name in names}, "each in exactly one batch"
+    for key in done:
+        batch = key.split("/")[1]
+        assert store.get(f"results/{batch}.jsonl") == store.get(f"batches/{batch}/results.jsonl")
+        assert store.exists(f"results/{batch}.csv")
+    correct = sum(r["text"] == labels[Path(r["key"]).name] for r in records)
+    assert correct >= 0.8 * len(names)
+
+    logs = "".join((tmp_path / f"{name}.log").read_text() for name in watchers)
+    for event in ("submitted", "finished"):
+        logged = Counter(re.findall(rf"batch (\S+) {event}:", logs))
+        assert set(logged) <= {k.split("/")[1] for k in done} and max(logged.values()) == 1
+    assert logs.count("stopped") == 2
