@@ -31,6 +31,13 @@ def test_put_get_list_exists(store: Store) -> None:
         store.get("a/none.txt")
 
 
+def test_delete(store: Store) -> None:
+    store.put("a/one.txt", b"1")
+    store.delete("a/one.txt")
+    store.delete("a/none.txt")
+    assert not store.exists("a/one.txt") and list(store.list("a/")) == []
+
+
 def test_create_is_exclusive(store: Store) -> None:
     store.create("claims/x", b"first")
     with pytest.raises(AlreadyExists):

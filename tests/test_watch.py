@@ -318,8 +318,9 @@ def test_finished_batches_are_copied_to_the_results_once(store, broker, caplog) 
     finished = [r.getMessage() for r in caplog.records if " finished: " in r.getMessage()]
     assert sorted(message.split()[1] for message in finished) == ids
     assert all(m.endswith(f"{store.url}/out/{m.split()[1]}.jsonl") for m in finished)
-    stop = threading.Event()
-    watchers[0].run(0.01, stop, once=True)  # nothing waits, nothing open: returns at once
+    assert not list(store.list(watchers[0].state + "groups/")), "no group is left open"
+    assert not list(store.list(watchers[0].state + "queued/"))
+    watchers[0].run(0.01, threading.Event(), once=True)  # nothing waits or is open: returns
 
 
 def test_an_archive_is_a_batch_of_its_own_and_a_bad_one_fails_alone(store, broker) -> None:
@@ -342,7 +343,8 @@ def test_an_archive_is_a_batch_of_its_own_and_a_bad_one_fails_alone(store, broke
         "forms.zip/forms/2.png",
     ]
     assert all(i["key"].startswith(f"batches/{batch}/inputs/") for i in items)
-    assert len(list(store.list(f"{one.state}done/"))) == 1, "the broken archive's group ended"
+    opened, bound = (list(store.list(f"{one.state}{folder}/")) for folder in ("groups", "bound"))
+    assert len(opened) == len(bound) == 2, "the broken archive's group ended without a batch"
 
 
 def test_the_template_is_passed_only_when_given(store, broker, monkeypatch) -> None:

@@ -40,6 +40,7 @@ class Store(Protocol):
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str) -> Iterator[str]: ...
     def list_tagged(self, prefix: str) -> Iterator[tuple[str, str]]: ...
+    def delete(self, key: str) -> None: ...
 
 
 def validate_key(key: str) -> str:
@@ -121,6 +122,10 @@ class FileStore:
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        """Remove a key; one that is not there is no error."""
+        self._path(key).unlink(missing_ok=True)
 
     def list(self, prefix: str) -> Iterator[str]:
         base = self.root / _valid_prefix(prefix)
@@ -225,6 +230,10 @@ class S3Store:
         except ObjectMissing:
             return False
         return True
+
+    def delete(self, key: str) -> None:
+        """Remove a key; one that is not there is no error."""
+        self._call("delete_object", Key=self._key(key))
 
     def _contents(self, prefix: str) -> Iterator[dict]:
         token: dict[str, str] = {}

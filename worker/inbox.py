@@ -17,9 +17,10 @@ files under ``watch/<quoted inbox>/`` in the store:
    submission of g stops there and completes the bound batch instead (its manifest written
    again if missing, lost chunks re-queued by batches.resume). ``queued/<g>`` ends the step.
 3. Finish (any watcher): copy the results of g's finished batch (the .jsonl by exclusive
-   create: one watcher logs it), then write ``done/<g>``.
+   create: one watcher logs it), then delete ``groups/<g>.json`` and ``queued/<g>``.
 A lease only says who works on a group: a watcher paused past its lease cannot make a second
-batch, only queue a chunk of the same batch twice.
+batch, only queue a chunk of the same batch twice. A poll lists the inbox and the open groups,
+and looks up the claims of objects not yet known to be claimed; claims and bindings stay.
 """
 
 from __future__ import annotations
@@ -154,6 +155,7 @@ class Watcher:
         self._redis_key = f"scandigits:watch:{store.url}/{self.state}"
         self._token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._seen: dict[str, float] = {}  # object id → when this watcher first saw it waiting
+        self._claimed: set[str] = set()  # ids of objects in the inbox known to be claimed
         self._batches: dict[str, dict[str, Any]] = {}  # group → its batch's manifest
         self._hold_script = client.register_script(_HOLD)
         self._release_script = client.register_script(_RELEASE)
@@ -196,17 +198,23 @@ class Watcher:
         """Names (without suffix) of the state files in a folder."""
         return {PurePosixPath(key).stem for key in self.store.list(self.state + folder)}
 
+    def _claim_key(self, item: _Object) -> str:
+        return f"{self.state}claims/{item.id}.json"
+
     def _waiting(self) -> list[_Object]:
         """Inputs in the inbox that no group has claimed, oldest seen first."""
-        claimed = self._ids("claims/")
         skip = (self.results, *_RESERVED)
-        waiting = [
-            item
+        found = [
+            _Object(key, tag)
             for key, tag in self.store.list_tagged(self.inbox)
-            if not key.startswith(skip)
-            and _is_input(key[len(self.inbox) :])
-            and (item := _Object(key, tag)).id not in claimed
+            if not key.startswith(skip) and _is_input(key[len(self.inbox) :])
         ]
+        self._claimed &= {item.id for item in found}
+        unknown = [item for item in found if item.id not in self._claimed]
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            taken = list(pool.map(lambda item: self.store.exists(self._claim_key(item)), unknown))
+        self._claimed |= {item.id for item, claimed in zip(unknown, taken, strict=True) if claimed}
+        waiting = [item for item, claimed in zip(unknown, taken, strict=True) if not claimed]
         now = time.monotonic()
         self._seen = {item.id: self._seen.get(item.id, now) for item in waiting}
         return sorted(waiting, key=lambda item: (self._seen[item.id], item.key))
@@ -247,7 +255,7 @@ class Watcher:
         """Claim each object for `group` unless another group has; return those it holds."""
 
         def claim(item: _Object) -> bool:
-            key = f"{self.state}claims/{item.id}.json"
+            key = self._claim_key(item)
             try:
                 self.store.create(key, json.dumps({**asdict(item), "group": group}).encode())
             except AlreadyExists:
@@ -256,6 +264,7 @@ class Watcher:
 
         with ThreadPoolExecutor(max_workers=16) as pool:
             held = list(pool.map(claim, objects))
+        self._claimed |= {item.id for item in objects}
         return [item for item, mine in zip(objects, held, strict=True) if mine]
 
     def _hold(self, name: str) -> bool:
@@ -266,11 +275,14 @@ class Watcher:
     # --- 2. submit --------------------------------------------------------------------------
 
     def _open(self) -> list[str]:
-        return sorted(self._ids("groups/") - self._ids("done/"))
+        return sorted(self._ids("groups/"))
 
     def _submit(self, group: str) -> None:
         """Submit a recorded group as one batch, or complete what a dead watcher began."""
-        record = json.loads(self.store.get(f"{self.state}groups/{group}.json"))
+        try:
+            record = json.loads(self.store.get(f"{self.state}groups/{group}.json"))
+        except ObjectMissing:  # finished by another watcher since this one listed it
+            return
         members = self._claim(group, [_Object(**o) for o in record["objects"]])
         binding = f"{self.state}bound/{group}.json"
         if not self.store.exists(binding):
@@ -301,7 +313,7 @@ class Watcher:
             raise  # the store or the model, not these inputs: try again
         except (UserError, ObjectMissing) as exc:
             log.error("group %s not submitted: %s", group, exc)
-            self.store.put(f"{self.state}done/{group}", b"")
+            self._close(group)
             return
         images = batches.manifest(self.store, batch)["images"]
         log.info("batch %s submitted: %d objects, %d images", batch, len(members), images)
@@ -346,5 +358,10 @@ class Watcher:
                 self.results_url,
                 batch,
             )
-        self.store.put(f"{self.state}done/{group}", b"")
+        self._close(group)
         del self._batches[group]
+
+    def _close(self, group: str) -> None:
+        """Forget a group that needs nothing more (the record first: see _submit)."""
+        self.store.delete(f"{self.state}groups/{group}.json")
+        self.store.delete(f"{self.state}queued/{group}")
