@@ -156,7 +156,6 @@ class Watcher:
         self._token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._seen: dict[str, float] = {}  # object id → when this watcher first saw it waiting
         self._claimed: set[str] = set()  # ids of objects in the inbox known to be claimed
-        self._batches: dict[str, dict[str, Any]] = {}  # group → its batch's manifest
         self._hold_script = client.register_script(_HOLD)
         self._release_script = client.register_script(_RELEASE)
 
@@ -302,6 +301,9 @@ class Watcher:
         """Submit the members as one batch bound to the group. Members gone from the store are
         left out; if none is left, or batches.submit refuses them (a bad archive), the group
         ends without a batch."""
+        if not members:  # all taken by other groups
+            self._close(group)
+            return
         template = {} if self.template is None else {"template": self.template}
         try:
             with tempfile.TemporaryDirectory(prefix="scandigits-watch-") as scratch:
@@ -322,7 +324,7 @@ class Watcher:
     def _path(self, key: str, scratch: Path) -> str:
         """What batches.submit is given for an object: its URL, read in place; for an archive,
         a local copy (it unpacks local archives only), named by its key."""
-        if not key.lower().endswith(batches.ARCHIVE_SUFFIXES):
+        if not _is_archive(key):
             return f"{self.store.url}/{key}"
         copy = scratch / key
         copy.parent.mkdir(parents=True, exist_ok=True)
@@ -334,9 +336,7 @@ class Watcher:
     def _finish(self, group: str) -> None:
         """Copy the results of the group's batch once it is done (merging them first if its
         last worker died before it could)."""
-        if group not in self._batches:
-            self._batches[group] = json.loads(self.store.get(f"{self.state}bound/{group}.json"))
-        manifest = self._batches[group]
+        manifest = json.loads(self.store.get(f"{self.state}bound/{group}.json"))
         report = batches.status(self.store, manifest)
         batch = manifest["batch"]
         if report["state"] != "done":
@@ -359,7 +359,6 @@ class Watcher:
                 batch,
             )
         self._close(group)
-        del self._batches[group]
 
     def _close(self, group: str) -> None:
         """Forget a group that needs nothing more (the record first: see _submit)."""
