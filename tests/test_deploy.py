@@ -222,6 +222,7 @@ def test_kustomize_builds(overlay: str) -> None:
         ("ConfigMap", "scandigits-config"),
         ("Job", "scandigits-trainer"),
         ("Deployment", "scandigits-worker"),
+        ("Deployment", "scandigits-watcher"),
         ("PodDisruptionBudget", "scandigits-worker"),
         ("NetworkPolicy", "scandigits-worker"),
         ("ScaledObject", "scandigits-worker"),
@@ -442,12 +443,28 @@ def test_submit_template() -> None:
     assert args[0] == "submit" and args[1].startswith("s3://") and "--wait" in args
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_watcher_watches_an_inbox_inside_the_store(overlay: str) -> None:
+    objs = objects(overlay)
+    deployment = find(objs, "Deployment", "scandigits-watcher")["spec"]
+    (container,) = deployment["template"]["spec"]["containers"]
+    assert container["args"] == ["watch"]
+    env = container_env(objs, container)
+    inbox = expand(env["SCANDIGITS_INBOX"], env)
+    assert inbox.startswith(env["SCANDIGITS_STORE"].rstrip("/") + "/"), "the CLI refuses others"
+    _, worker_container = worker(objs)
+    assert container["image"] == worker_container["image"]
+    assert expand(env["SCANDIGITS_BROKER_URL"], env) == expand(
+        container_env(objs, worker_container)["SCANDIGITS_BROKER_URL"], env
+    ), "the workers' Redis: claims and the queue"
+
+
 # --- 3. manifests agree with the code ------------------------------------------------------
 
 
 def test_the_manifests_run_scandigits() -> None:
     commands = {c["args"][0] for o in OVERLAYS for _, c in scandigits_containers(objects(o))}
-    assert commands == {"train", "worker", "submit"}
+    assert commands == {"train", "worker", "submit", "watch"}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

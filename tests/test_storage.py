@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,13 @@ def test_put_get_list_exists(store: Store) -> None:
     assert list(store.list("missing/")) == []
     with pytest.raises(ObjectMissing):
         store.get("a/none.txt")
+
+
+def test_delete(store: Store) -> None:
+    store.put("a/one.txt", b"1")
+    store.delete("a/one.txt")
+    store.delete("a/none.txt")
+    assert not store.exists("a/one.txt") and list(store.list("a/")) == []
 
 
 def test_create_is_exclusive(store: Store) -> None:
@@ -87,3 +95,14 @@ def test_file_store_does_not_follow_symlinks_out(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="leads out of the store"):
         store.put("dir/planted.txt", b"x")
     assert not (tmp_path / "outside" / "planted.txt").exists()
+
+
+def test_list_tagged_tells_a_rewrite(store: Store) -> None:
+    store.put("in/a.png", b"1")
+    store.put("in/b.png", b"2")
+    first = dict(store.list_tagged("in/"))
+    assert sorted(first) == ["in/a.png", "in/b.png"] and dict(store.list_tagged("in/")) == first
+    time.sleep(1.05)  # S3 times are in seconds
+    store.put("in/a.png", b"1")
+    again = dict(store.list_tagged("in/"))
+    assert again["in/a.png"] != first["in/a.png"] and again["in/b.png"] == first["in/b.png"]

@@ -39,6 +39,8 @@ class Store(Protocol):
     def create(self, key: str, data: bytes) -> None: ...
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str) -> Iterator[str]: ...
+    def list_tagged(self, prefix: str) -> Iterator[tuple[str, str]]: ...
+    def delete(self, key: str) -> None: ...
 
 
 def validate_key(key: str) -> str:
@@ -121,6 +123,10 @@ class FileStore:
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    def delete(self, key: str) -> None:
+        """Remove a key; one that is not there is no error."""
+        self._path(key).unlink(missing_ok=True)
+
     def list(self, prefix: str) -> Iterator[str]:
         base = self.root / _valid_prefix(prefix)
         if not base.is_dir():
@@ -130,6 +136,16 @@ class FileStore:
             for name in sorted(filenames):
                 if not name.startswith(".tmp-"):
                     yield Path(dirpath, name).relative_to(self.root).as_posix()
+
+    def list_tagged(self, prefix: str) -> Iterator[tuple[str, str]]:
+        """Each key under `prefix` with a tag that changes when it is written again: the
+        file's size and modification time."""
+        for key in self.list(prefix):
+            try:
+                stat = (self.root / key).stat()
+            except FileNotFoundError:  # removed since it was listed
+                continue
+            yield key, f"{stat.st_size}-{stat.st_mtime_ns}"
 
 
 class S3Store:
@@ -215,14 +231,28 @@ class S3Store:
             return False
         return True
 
-    def list(self, prefix: str) -> Iterator[str]:
+    def delete(self, key: str) -> None:
+        """Remove a key; one that is not there is no error."""
+        self._call("delete_object", Key=self._key(key))
+
+    def _contents(self, prefix: str) -> Iterator[dict]:
         token: dict[str, str] = {}
         while True:
             page = self._call(
                 "list_objects_v2", Prefix=self.prefix + _valid_prefix(prefix), **token
             )
-            for item in page.get("Contents", []):
-                yield item["Key"][len(self.prefix) :]
+            yield from page.get("Contents", [])
             if not page.get("IsTruncated"):
                 return
             token = {"ContinuationToken": page["NextContinuationToken"]}
+
+    def list(self, prefix: str) -> Iterator[str]:
+        for item in self._contents(prefix):
+            yield item["Key"][len(self.prefix) :]
+
+    def list_tagged(self, prefix: str) -> Iterator[tuple[str, str]]:
+        """Each key under `prefix` with a tag that changes when it is written again: its ETag
+        and last-modified time (the ETag alone stays the same for the same bytes)."""
+        for item in self._contents(prefix):
+            etag, stamp = item["ETag"].strip('"'), item["LastModified"].isoformat()
+            yield item["Key"][len(self.prefix) :], f"{etag}-{stamp}"

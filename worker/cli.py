@@ -369,6 +369,99 @@ def worker(
 
 
 @app.command()
+def watch(
+    url: Annotated[
+        str,
+        typer.Argument(
+            envvar="SCANDIGITS_INBOX",
+            metavar="URL",
+            help="The inbox: a prefix inside the store, as a URL",
+        ),
+    ],
+    template: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="SCANDIGITS_TEMPLATE",
+            dir_okay=False,
+            help="Form template for every batch (not supported yet)",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int,
+        typer.Option(envvar="SCANDIGITS_WATCH_BATCH_SIZE", min=1, help="Objects per batch"),
+    ] = 100,
+    max_age: Annotated[
+        float,
+        typer.Option(
+            envvar="SCANDIGITS_WATCH_MAX_AGE",
+            min=0,
+            help="Submit fewer objects once the oldest has waited this many seconds",
+        ),
+    ] = 30,
+    interval: Annotated[
+        float,
+        typer.Option(envvar="SCANDIGITS_WATCH_INTERVAL", min=0.05, help="Seconds between polls"),
+    ] = 2,
+    results: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SCANDIGITS_WATCH_RESULTS",
+            help="Prefix URL in the store for each finished batch's <id>.jsonl and <id>.csv "
+            "(default: results/ beside the inbox)",
+        ),
+    ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Submit what waits now, wait for it to finish, exit")
+    ] = False,
+    model: ModelVersion = None,
+    chunk_size: ChunkSize = 128,
+    review_threshold: ReviewBelow = REVIEW_BELOW,
+    time_limit: TimeLimit = 600,
+    log_level: Annotated[str, typer.Option(envvar="SCANDIGITS_LOG_LEVEL")] = "INFO",
+    store: StoreUrl = DEFAULT_STORE,
+    broker: BrokerUrl = DEFAULT_BROKER,
+) -> None:
+    """Submit scans as they land in an inbox, each exactly once, and collect their results.
+
+    Any number of watchers may watch one inbox; a group of scans whose watcher died is taken
+    over once its lease (SCANDIGITS_WATCH_LEASE, 60 s) lapses.
+    """
+    import logging
+    import signal
+    import threading
+
+    import redis
+
+    from worker import inbox, queue
+
+    if log_level.upper() not in logging.getLevelNamesMapping():
+        raise UserError(f"unknown log level {log_level!r}")
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("worker").setLevel(log_level.upper())
+    if template is not None:  # the seam: parse it here and give it to the Watcher
+        raise UserError("--template: form templates are not supported yet")
+    queue.connect(broker)
+    watcher = inbox.Watcher(
+        _open(store),
+        url,
+        redis.Redis.from_url(broker, socket_timeout=10),
+        results=results,
+        batch_size=batch_size,
+        max_age=max_age,
+        model=model,
+        chunk_size=chunk_size,
+        review_below=review_threshold,
+        time_limit=time_limit,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # finish the step in hand, then stop
+        signal.signal(sig, lambda *_: stop.set())
+    _err(f"watching {url}; results to {watcher.results_url}")
+    watcher.run(interval, stop, once)
+    _err("stopped" if stop.is_set() else "done")
+
+
+@app.command()
 def predict(
     files: Annotated[list[Path], typer.Argument(help="Image files")],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON record per file")] = False,

@@ -1,0 +1,366 @@
+"""Inboxes: store prefixes that scans land in all day, each scan submitted once as it comes.
+
+A `Watcher` polls an inbox, groups what waits there (`batch_size` objects, or fewer once the
+oldest has waited `max_age` s), submits each group as a batch of store URLs (read in place, when
+its chunk runs) and copies each finished batch's results to ``<results>/<batch id>.jsonl|.csv``.
+
+An object is a key with a tag (S3: ETag and time; file: size and mtime): a key written again is
+a new object. Each object lands in exactly one batch, whichever watchers run or die, by way of
+files under ``watch/<quoted inbox>/`` in the store:
+1. Record (under a Redis lock per inbox, so two watchers do not split each other's groups):
+   ``groups/<g>.json`` lists the objects picked for group g, then each is claimed by an
+   exclusive create of ``claims/<object id>.json`` naming g.
+2. Submit (by the holder of g's Redis lease, SET NX PX, renewed each poll; once it lapses, any
+   watcher takes it and redoes this step): claim for g what of its list is still unclaimed, so
+   its members are settled, and submit them. The manifest batches.submit writes (before it
+   queues anything) is first bound to g by an exclusive create of ``bound/<g>.json``: another
+   submission of g stops there and completes the bound batch instead (its manifest written
+   again if missing, lost chunks re-queued by batches.resume). ``queued/<g>`` ends the step.
+3. Finish (any watcher): copy the results of g's finished batch (the .jsonl by exclusive
+   create: one watcher logs it), then delete ``groups/<g>.json`` and ``queued/<g>``.
+A lease only says who works on a group: a watcher paused past its lease cannot make a second
+batch, only queue a chunk of the same batch twice. A poll lists the inbox and the open groups,
+and looks up the claims of objects not yet known to be claimed; claims and bindings stay.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import secrets
+import socket
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import quote
+
+import redis
+from kombu.exceptions import OperationalError
+
+from trainer.errors import UserError
+from trainer.registry import RegistryError
+from trainer.storage import AlreadyExists, ObjectMissing, Store, StoreError, open_store
+from worker import batches
+from worker.results import REVIEW_BELOW
+
+log = logging.getLogger(__name__)
+
+# Seconds a group stays with a watcher that stopped renewing its lease (it renews every poll).
+LEASE = float(os.environ.get("SCANDIGITS_WATCH_LEASE", 60))
+_RESERVED = ("batches/", "models/", "watch/")  # the store's own folders: never inputs
+
+# Take the lease if it is free or already ours, and (re)set its expiry.
+_HOLD = """
+if redis.call('get', KEYS[1]) == ARGV[1] or redis.call('set', KEYS[1], ARGV[1], 'NX') then
+  return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class _Object:
+    key: str
+    tag: str
+
+    @property
+    def id(self) -> str:
+        return hashlib.sha256(f"{self.key}\n{self.tag}".encode()).hexdigest()[:32]
+
+
+class _Bound:
+    """The store as batches.submit sees it: the manifest it writes is first bound to a group by
+    an exclusive create, so a second submission of the group stops there (AlreadyExists)."""
+
+    def __init__(self, store: Store, binding: str) -> None:
+        self._store, self._binding = store, binding
+
+    def put(self, key: str, data: bytes) -> None:
+        if PurePosixPath(key).match("batches/*/manifest.json"):
+            self._store.create(self._binding, data)
+        self._store.put(key, data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def _prefix(store: Store, url: str) -> str:
+    """The key prefix of a URL inside the store: '' for its root, else ending in '/'."""
+    root, target = store.url.rstrip("/") + "/", open_store(url).url.rstrip("/") + "/"
+    if not target.startswith(root):
+        raise UserError(f"{url} is not inside the store {store.url}")
+    return target[len(root) :]
+
+
+def _beside(inbox: str, name: str) -> str:
+    """The prefix `name` in the inbox's parent folder (in the root for the root)."""
+    parent = PurePosixPath(inbox).parent
+    return f"{parent}/{name}" if parent.name else name
+
+
+def _is_input(key: str) -> bool:
+    """An image, PDF, TIFF or archive that batches.submit takes, and not hidden."""
+    name = PurePosixPath(key.lower())
+    return not any(part.startswith(".") for part in name.parts) and (
+        name.suffix in batches.IMAGE_SUFFIXES or _is_archive(key)
+    )
+
+
+def _is_archive(key: str) -> bool:
+    return key.lower().endswith(batches.ARCHIVE_SUFFIXES)
+
+
+class Watcher:
+    """Submits what lands in one inbox of a store, each object once (see the module). The
+    default results prefix is ``results/`` beside the inbox (inside it for the store's root)."""
+
+    def __init__(
+        self,
+        store: Store,
+        inbox: str,
+        client: redis.Redis,
+        results: str | None = None,
+        batch_size: int = 100,
+        max_age: float = 30.0,
+        model: int | str | None = None,
+        chunk_size: int = 128,
+        review_below: float = REVIEW_BELOW,
+        template: Any = None,
+        lease: float = LEASE,
+        time_limit: float = 600,
+    ) -> None:
+        self.store, self.redis = store, client
+        self.inbox = _prefix(store, inbox)
+        self.results = _prefix(store, results) if results else _beside(self.inbox, "results/")
+        if not self.results:
+            raise UserError("the results prefix cannot be the store's root")
+        self.results_url = f"{store.url}/{self.results}"
+        self.batch_size, self.max_age = batch_size, max_age
+        self.lease, self.time_limit = lease, time_limit
+        self.options = {"model": model, "chunk_size": chunk_size, "review_below": review_below}
+        self.template = template
+        self.state = f"watch/{quote(self.inbox or '/', safe='')}/"
+        self._redis_key = f"scandigits:watch:{store.url}/{self.state}"
+        self._token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._seen: dict[str, float] = {}  # object id → when this watcher first saw it waiting
+        self._claimed: set[str] = set()  # ids of objects in the inbox known to be claimed
+        self._hold_script = client.register_script(_HOLD)
+        self._release_script = client.register_script(_RELEASE)
+
+    def run(self, interval: float, stop: threading.Event, once: bool = False) -> None:
+        """Step every `interval` s until `stop` is set: store and Redis errors are logged and
+        retried. With `once`, submit all that waits now, return when all of it is finished,
+        and let errors out."""
+        while not stop.is_set():
+            try:
+                busy = self.step(flush=once)
+            except (UserError, redis.RedisError, OperationalError) as exc:
+                if once:
+                    raise
+                log.error("%s; retrying", exc)
+                busy = True
+            if once and not busy:
+                return
+            stop.wait(interval)
+
+    def step(self, flush: bool = False) -> bool:
+        """One poll: group what is due (everything waiting, if `flush`), submit new groups and
+        those of dead watchers, finish groups whose batch is done. Return whether anything was
+        waiting or open."""
+        waiting = self._waiting()
+        if waiting and self._due(waiting, flush):
+            self._group(flush)
+        opened = self._open()
+        queued = self._ids("queued/")
+        for group in opened:
+            if group in queued:
+                self._finish(group)
+            elif self._hold(f"group:{group}"):
+                self._submit(group)
+        return bool(waiting or opened)
+
+    # --- what waits -------------------------------------------------------------------------
+
+    def _ids(self, folder: str) -> set[str]:
+        """Names (without suffix) of the state files in a folder."""
+        return {PurePosixPath(key).stem for key in self.store.list(self.state + folder)}
+
+    def _claim_key(self, item: _Object) -> str:
+        return f"{self.state}claims/{item.id}.json"
+
+    def _waiting(self) -> list[_Object]:
+        """Inputs in the inbox that no group has claimed, oldest seen first."""
+        skip = (self.results, *_RESERVED)
+        found = [
+            _Object(key, tag)
+            for key, tag in self.store.list_tagged(self.inbox)
+            if not key.startswith(skip) and _is_input(key[len(self.inbox) :])
+        ]
+        self._claimed &= {item.id for item in found}
+        unknown = [item for item in found if item.id not in self._claimed]
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            taken = list(pool.map(lambda item: self.store.exists(self._claim_key(item)), unknown))
+        self._claimed |= {item.id for item, claimed in zip(unknown, taken, strict=True) if claimed}
+        waiting = [item for item, claimed in zip(unknown, taken, strict=True) if not claimed]
+        now = time.monotonic()
+        self._seen = {item.id: self._seen.get(item.id, now) for item in waiting}
+        return sorted(waiting, key=lambda item: (self._seen[item.id], item.key))
+
+    def _due(self, waiting: list[_Object], flush: bool) -> bool:
+        oldest = time.monotonic() - self._seen[waiting[0].id]
+        return flush or len(waiting) >= self.batch_size or oldest >= self.max_age
+
+    # --- 1. record --------------------------------------------------------------------------
+
+    def _group(self, flush: bool) -> None:
+        """Record and claim groups of what is due, one watcher of the inbox at a time. An
+        archive is a group of its own: batches.submit unpacks it from a local copy, and a bad
+        one fails alone."""
+        lock = f"{self._redis_key}lock"
+        if not self.redis.set(lock, self._token, nx=True, px=int(self.lease * 1000)):
+            return
+        try:
+            waiting = self._waiting()  # again: another watcher may have claimed some
+            archives = [item for item in waiting if _is_archive(item.key)]
+            images = [item for item in waiting if not _is_archive(item.key)]
+            for archive in archives:
+                self._record([archive])
+            while images and self._due(images, flush):
+                self._record(images[: self.batch_size])
+                images = images[self.batch_size :]
+        finally:
+            self._release_script(keys=[lock], args=[self._token])
+
+    def _record(self, objects: list[_Object]) -> None:
+        group = f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(4)}"
+        self._hold(f"group:{group}")  # before it is visible: no one takes it over meanwhile
+        record = {"group": group, "created": batches.now(), "objects": [asdict(o) for o in objects]}
+        self.store.put(f"{self.state}groups/{group}.json", json.dumps(record).encode())
+        self._claim(group, objects)
+
+    def _claim(self, group: str, objects: list[_Object]) -> list[_Object]:
+        """Claim each object for `group` unless another group has; return those it holds."""
+
+        def claim(item: _Object) -> bool:
+            key = self._claim_key(item)
+            try:
+                self.store.create(key, json.dumps({**asdict(item), "group": group}).encode())
+            except AlreadyExists:
+                return json.loads(self.store.get(key))["group"] == group
+            return True
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            held = list(pool.map(claim, objects))
+        self._claimed |= {item.id for item in objects}
+        return [item for item, mine in zip(objects, held, strict=True) if mine]
+
+    def _hold(self, name: str) -> bool:
+        """Take or renew a lease in Redis for this watcher; False if another one holds it."""
+        key = f"{self._redis_key}{name}"
+        return bool(self._hold_script(keys=[key], args=[self._token, int(self.lease * 1000)]))
+
+    # --- 2. submit --------------------------------------------------------------------------
+
+    def _open(self) -> list[str]:
+        return sorted(self._ids("groups/"))
+
+    def _submit(self, group: str) -> None:
+        """Submit a recorded group as one batch, or complete what a dead watcher began."""
+        try:
+            record = json.loads(self.store.get(f"{self.state}groups/{group}.json"))
+        except ObjectMissing:  # finished by another watcher since this one listed it
+            return
+        members = self._claim(group, [_Object(**o) for o in record["objects"]])
+        binding = f"{self.state}bound/{group}.json"
+        if not self.store.exists(binding):
+            with contextlib.suppress(AlreadyExists):  # else a concurrent submission bound it
+                self._create(group, members, binding)
+                return
+        data = self.store.get(binding)
+        batch = json.loads(data)["batch"]
+        manifest = f"{batches.prefix(batch)}/manifest.json"
+        if not self.store.exists(manifest):
+            self.store.put(manifest, data)
+        lost = batches.resume(self.store, batch, self.time_limit)
+        log.info("batch %s of group %s resumed: %d chunks re-queued", batch, group, len(lost))
+        self.store.put(f"{self.state}queued/{group}", b"")
+
+    def _create(self, group: str, members: list[_Object], binding: str) -> None:
+        """Submit the members as one batch bound to the group. Members gone from the store are
+        left out; if none is left, or batches.submit refuses them (a bad archive), the group
+        ends without a batch."""
+        if not members:  # all taken by other groups
+            self._close(group)
+            return
+        template = {} if self.template is None else {"template": self.template}
+        try:
+            with tempfile.TemporaryDirectory(prefix="scandigits-watch-") as scratch:
+                paths = [self._path(item.key, Path(scratch)) for item in members]
+                batch = batches.submit(
+                    _Bound(self.store, binding), paths, **self.options, **template
+                )
+        except (StoreError, RegistryError):
+            raise  # the store or the model, not these inputs: try again
+        except (UserError, ObjectMissing) as exc:
+            log.error("group %s not submitted: %s", group, exc)
+            self._close(group)
+            return
+        images = batches.manifest(self.store, batch)["images"]
+        log.info("batch %s submitted: %d objects, %d images", batch, len(members), images)
+        self.store.put(f"{self.state}queued/{group}", b"")
+
+    def _path(self, key: str, scratch: Path) -> str:
+        """What batches.submit is given for an object: its URL, read in place; for an archive,
+        a local copy (it unpacks local archives only), named by its key."""
+        if not _is_archive(key):
+            return f"{self.store.url}/{key}"
+        copy = scratch / key
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_bytes(self.store.get(key))
+        return str(copy)
+
+    # --- 3. finish --------------------------------------------------------------------------
+
+    def _finish(self, group: str) -> None:
+        """Copy the results of the group's batch once it is done (merging them first if its
+        last worker died before it could)."""
+        manifest = json.loads(self.store.get(f"{self.state}bound/{group}.json"))
+        report = batches.status(self.store, manifest)
+        batch = manifest["batch"]
+        if report["state"] != "done":
+            if report["chunks_done"] == report["chunks"]:
+                batches.finalize_if_complete(self.store, batch, report["chunks"])
+            return
+        self.store.put(f"{self.results}{batch}.csv", batches.result_file(self.store, batch, "csv"))
+        try:
+            jsonl = batches.result_file(self.store, batch, "jsonl")
+            self.store.create(f"{self.results}{batch}.jsonl", jsonl)
+        except AlreadyExists:
+            pass
+        else:
+            log.info(
+                "batch %s finished: %d images, %d errors; %s%s.jsonl",
+                batch,
+                report["images"],
+                report["errors"],
+                self.results_url,
+                batch,
+            )
+        self._close(group)
+
+    def _close(self, group: str) -> None:
+        """Forget a group that needs nothing more (the record first: see _submit)."""
+        self.store.delete(f"{self.state}groups/{group}.json")
+        self.store.delete(f"{self.state}queued/{group}")
