@@ -39,7 +39,7 @@ SHIFT = 0.15  # and its offset by this share of the page (besides the offset sca
 LINE = 0.6  # a printed line is at least this share of the smallest box's side
 SIDE = 0.8  # a rectangle's side is printed along at least this share of its length
 FAINT, FAINT_MIN = 6.0, 8.0  # line ink: this many median deviations over the paper, at least
-TOLERANCE = 3.0  # px at detection size: a box lands on a rectangle with every corner this near
+TOLERANCE = 5.0  # px at detection size: a box lands on a rectangle with every corner this near
 MAX_RECTS = 1000  # rectangles of a template box's size considered at most
 PROPOSALS = 20  # proposals grown at most, from the likeliest pairings of a box and a rectangle
 SHIFTS = 8  # offsets the most pairings agree on, tried on the best proposal
@@ -95,7 +95,9 @@ def align(page: np.ndarray, template: Template) -> Alignment:
     # where the boxes would be on a page turned about its centre but neither scaled nor moved
     middle = np.array(ink.shape[::-1]) / 2
     unmoved = small.mean(axis=1) - middle + _apply(turn, middle)
-    found = _match(_outline(lines), small, unmoved, upright.shape)
+    # rectangles as drawn before the thickening, which is not small at a mild shrink
+    thinner = np.float64([[1, 1], [-1, 1], [-1, -1], [1, -1]]) * THICKEN * factor * (scale < 1)
+    found = _match(_outline(lines) + thinner, small, unmoved, upright.shape)
     if found is None:
         count = len(template.fields)
         raise AlignError(
@@ -103,9 +105,7 @@ def align(page: np.ndarray, template: Template) -> Alignment:
             f"none of its {count} field box{'es' if count > 1 else ''} found"
         )
     which, where = found
-    rects = _outline(lines[where], upright)
-    if scale < 1:  # undo the thickening
-        rects += np.float64([[1, 1], [-1, 1], [-1, -1], [1, -1]]) * THICKEN * factor
+    rects = _outline(lines[where], upright) + thinner
     on_page = (_apply(cv2.invertAffineTransform(turn), rects) + 0.5) / factor - 0.5
     fit = _fit(boxes[which].reshape(-1, 2), on_page.reshape(-1, 2))
     # a box found a little off (a line or a stroke along its edge) is left out of the last fit
@@ -298,7 +298,8 @@ def _match(
     size_b = boxes[:, 2] - boxes[:, 0]  # T×2
     size_r = rects[:, 2] - rects[:, 0]  # N×2
     ratio = size_r[None, :, :] / size_b[:, None, :]  # T×N×2
-    slack = 2 / size_b[:, None, :]  # the edges' error, as a share of the box's sides
+    # the edges' error (a box's line drawn astride its edge), as a share of the box's sides
+    slack = 6 / size_b[:, None, :]
     offset = np.abs(rects.mean(axis=1)[None] - unmoved[:, None]) / np.array(shape[::-1])
     plausible = (
         (np.abs(ratio - 1) <= SCALE + slack).all(axis=2)
