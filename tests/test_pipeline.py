@@ -10,6 +10,7 @@ import numpy as np
 from trainer import strings
 from worker import pipeline
 from worker.inference import Prediction
+from worker.templates import FieldSpec, Template
 
 
 class Shapes:
@@ -161,3 +162,38 @@ def test_items_naming_a_page_read_that_page() -> None:
     readings, _ = pipeline.read(items, lambda item: tiff, Shapes())
     assert [r.text for r in readings] == ["7", "77", "", "7"]
     assert readings[2].error == "no page 3 (the file has 2)"
+
+
+def test_a_form_page_is_aligned_and_each_field_read_at_its_length() -> None:
+    form = Template(
+        "sevens",
+        (
+            FieldSpec("left", (0.1, 0.2, 0.4, 0.06), digits=3),
+            FieldSpec("right", (0.55, 0.2, 0.35, 0.06)),
+            FieldSpec("low", (0.1, 0.5, 0.5, 0.06), digits=4),
+        ),
+    )
+    page = np.zeros((1400, 1000), np.float32)
+    counts = {"left": 3, "right": 2, "low": 0}  # "low" is left blank
+    for spec in form.fields:
+        x, y, w, h = (np.array(spec.box) * [1000, 1400, 1000, 1400]).astype(int)
+        cv2.rectangle(page, (x, y), (x + w, y + h), 1.0, 3)
+        for n in range(counts[spec.name]):
+            left, top = x + 30 + 70 * n, y + 15
+            points = np.int32([[left, top], [left + 40, top], [left + 14, top + 50]])
+            cv2.polylines(page, [points], False, 1.0, 5, cv2.LINE_AA)
+    turn = cv2.getRotationMatrix2D((500, 700), 3.0, 1.02)
+    scan = cv2.warpAffine(page, turn, (1000, 1400))
+    forms, seconds = pipeline.read_forms([png(scan), b"junk"], lambda data: data, Shapes(), form)
+    read = forms[0].fields
+    assert forms[0].error is None and list(read) == ["left", "right", "low"]
+    assert read["left"].text == "777" and read["right"].text == "77"
+    assert read["low"].error and read["low"].text == ""
+    assert forms[1].error and not forms[1].fields
+    assert "align" in seconds
+
+
+def test_a_digit_count_picks_the_likeliest_string_of_that_length() -> None:
+    assert pipeline._best({"12": -1.0, "123": -2.0, "1234": -3.0}, None) == "12"
+    assert pipeline._best({"12": -1.0, "123": -2.0, "1234": -3.0}, 3) == "123"
+    assert pipeline._best({"12": -1.0, "1234": -3.0}, 3) == "12"  # none has it: the likeliest

@@ -27,6 +27,7 @@ from trainer import registry
 from trainer.errors import UserError
 from trainer.storage import ObjectMissing, Store, open_store
 from worker import decode, queue, results
+from worker.templates import Template
 
 IMAGE_SUFFIXES = frozenset(
     [
@@ -196,11 +197,13 @@ def submit(
     chunk_size: int = 128,
     review_below: float = results.REVIEW_BELOW,
     on_upload: Callable[[int], None] = lambda n: None,
+    template: Template | None = None,
 ) -> str:
     """Create a batch and queue its chunk tasks; return the batch id.
 
     Local files are uploaded under the batch's inputs/, archives' images one by one; store URLs
-    are used in place. A PDF or TIFF of several pages gives one item per page (`_paged`).
+    are used in place. A PDF or TIFF of several pages gives one item per page (`_paged`). With
+    a form `template`, each page is read as that form: one record per page, a field per field.
     """
     if chunk_size < 1:
         raise UserError("chunk size must be at least 1")
@@ -234,6 +237,7 @@ def submit(
         "images": len(items),
         "chunk_size": chunk_size,
         "review_below": review_below,
+        "template": template.to_dict() if template else None,
         "chunks": chunks,
     }
     store.put(f"{prefix(batch_id)}/manifest.json", json.dumps(manifest).encode())
@@ -242,11 +246,15 @@ def submit(
 
 
 def _enqueue(batch: dict[str, Any], indexes: Iterable[int]) -> None:
-    """One task per chunk: batch, chunk index and count, items, model, threshold, queued at."""
+    """One task per chunk: batch, chunk index and count, items, model, threshold, queued at,
+    and the form template if any."""
     queued, chunks = now(), batch["chunks"]
-    model, below = batch["model"], batch["review_below"]
+    model, below, template = batch["model"], batch["review_below"], batch.get("template")
     queue.enqueue(
-        [[batch["batch"], i, len(chunks), chunks[i], model, below, queued] for i in indexes]
+        [
+            [batch["batch"], i, len(chunks), chunks[i], model, below, queued, template]
+            for i in indexes
+        ]
     )
 
 
@@ -364,7 +372,9 @@ def finalize_if_complete(store: Store, batch_id: str, chunk_count: int) -> bool:
     chunks = [json.loads(store.get(chunk_key(batch_id, i))) for i in range(len(batch["chunks"]))]
     records = [r for chunk in chunks for r in chunk["records"]]
     store.put(f"{prefix(batch_id)}/results.jsonl", results.jsonl(records))
-    store.put(f"{prefix(batch_id)}/results.csv", results.csv_bytes(records))
+    template = batch.get("template")
+    fields = [spec["name"] for spec in template["fields"]] if template else []
+    store.put(f"{prefix(batch_id)}/results.csv", results.csv_bytes(records, fields))
     summary = results.summary(batch, chunks)
     store.put(f"{prefix(batch_id)}/summary.json", json.dumps(summary, indent=2).encode())
     return True

@@ -23,10 +23,12 @@ import numpy as np
 
 from trainer import strings
 from trainer.storage import ObjectMissing, StoreError
+from worker.align import AlignError, align
 from worker.decode import DecodeError, decode_reduced
 from worker.inference import Classifier, Prediction
 from worker.preprocess import NoInkError
 from worker.segment import Field, Option, Piece, Run, segment
+from worker.templates import Template
 
 T = TypeVar("T")
 SURE = 0.9999  # a mark read alone this surely is not offered cut into touching digits
@@ -66,10 +68,12 @@ class Reading:
         return min((d.confidence for d in self.digits), default=0.0)
 
 
-def _load(item: T, fetch: Callable[[T], bytes]) -> tuple[Field | str, Counter[str]]:
-    """Fetch, decode and segment one image; return its field of writing or an error string.
-    An item that is a dict with a `page` (from 1) is that page of a PDF or TIFF; any other item
-    is read whole (its first page)."""
+def _load(
+    item: T, fetch: Callable[[T], bytes], template: Template | None
+) -> tuple[Field | list[Field | str] | str, Counter[str]]:
+    """Fetch, decode and segment one image; return its field of writing (with a template: one
+    per template field, or that field's error) or an error string. An item that is a dict with
+    a `page` (from 1) is that page of a PDF or TIFF; any other item is read whole (page 1)."""
     spent: Counter[str] = Counter()
 
     def timed(stage: str, step: Callable, value: object) -> object:
@@ -82,7 +86,11 @@ def _load(item: T, fetch: Callable[[T], bytes]) -> tuple[Field | str, Counter[st
     decoder = partial(decode_reduced, page=item.get("page", 1) - 1 if isinstance(item, dict) else 0)
     try:
         gray, reduced = timed("decode", decoder, timed("fetch", fetch, item))
-        return timed("preprocess", lambda image: segment(image, reduced), gray), spent
+        if template is None:
+            return timed("preprocess", lambda image: segment(image, reduced), gray), spent
+        alignment = timed("align", lambda page: align(page, template), gray)
+        crops = [alignment.crop(gray, spec) for spec in template.fields]
+        return timed("preprocess", lambda images: [_segmented(i) for i in images], crops), spent
     except ObjectMissing:
         return "input object not found in the store", spent
     except StoreError as exc:
@@ -93,19 +101,70 @@ def _load(item: T, fetch: Callable[[T], bytes]) -> tuple[Field | str, Counter[st
         return "is a directory, not an image", spent
     except OSError as exc:
         return f"cannot read file ({exc.strerror or exc})", spent
-    except (DecodeError, NoInkError) as exc:
+    except (DecodeError, NoInkError, AlignError) as exc:
         return str(exc), spent
     except (cv2.error, ValueError, ArithmeticError, MemoryError, IndexError) as exc:
         return f"cannot process image ({type(exc).__name__}: {exc})".splitlines()[0], spent
+
+
+def _segmented(crop: np.ndarray) -> Field | str:
+    """One form field's writing, or why there is none to read."""
+    try:
+        return segment(crop)
+    except NoInkError as exc:
+        return str(exc)
 
 
 def read(
     items: Sequence[T], fetch: Callable[[T], bytes], classifier: Classifier
 ) -> tuple[list[Reading], Counter[str]]:
     """Read every item; return one Reading per item and seconds spent per stage."""
-    loaded = list(_pool.map(lambda item: _load(item, fetch), items))
+    loaded = list(_pool.map(lambda item: _load(item, fetch, None), items))
     spent: Counter[str] = sum((stage for _, stage in loaded), Counter())
-    fields = [value for value, _ in loaded if not isinstance(value, str)]
+    fields = [value for value, _ in loaded if isinstance(value, Field)]
+    readings = iter(_read_fields(fields, [None] * len(fields), classifier, spent))
+    return [Reading(error=v) if isinstance(v, str) else next(readings) for v, _ in loaded], spent
+
+
+@dataclass
+class Form:
+    """What was read from one page of a form: a Reading per template field, or a page error."""
+
+    fields: dict[str, Reading] = field(default_factory=dict)
+    error: str | None = None
+
+
+def read_forms(
+    items: Sequence[T], fetch: Callable[[T], bytes], classifier: Classifier, template: Template
+) -> tuple[list[Form], Counter[str]]:
+    """Read every item as a page of the form `template`: aligned to it, each field cropped and
+    read as a digit string of the template's digit count (when it has one)."""
+    loaded = list(_pool.map(lambda item: _load(item, fetch, template), items))
+    spent: Counter[str] = sum((stage for _, stage in loaded), Counter())
+    pages = [value for value, _ in loaded if isinstance(value, list)]
+    found = [(f, spec.digits) for p in pages for f, spec in zip(p, template.fields, strict=True)]
+    fields = [f for f, _ in found if isinstance(f, Field)]
+    lengths = [n for f, n in found if isinstance(f, Field)]
+    readings = iter(_read_fields(fields, lengths, classifier, spent))
+    forms = [
+        Form(error=value)
+        if isinstance(value, str)
+        else Form(
+            {
+                spec.name: Reading(error=f) if isinstance(f, str) else next(readings)
+                for f, spec in zip(value, template.fields, strict=True)
+            }
+        )
+        for value, _ in loaded
+    ]
+    return forms, spent
+
+
+def _read_fields(
+    fields: list[Field], lengths: list[int | None], classifier: Classifier, spent: Counter[str]
+) -> list[Reading]:
+    """The likeliest string of each field (of its length, where one is given): two batched
+    passes of the classifier over all their digit candidates, one of the string reader."""
     runs = [run for found in fields for run in found.runs]
     predictions: dict[Piece, Prediction] = {}
     _predict(classifier, [piece for run in runs for piece in run.spans()], predictions, spent)
@@ -117,11 +176,10 @@ def read(
     _predict(classifier, [p for p in pieces if p not in predictions], predictions, spent)
     texts = [_texts(group, predictions) for group in groups]
     lines = _lines(classifier, fields, texts, spent)
-    chosen = iter(map(_choose, texts, [predictions] * len(fields), lines))
-    readings = [
-        Reading(error=value) if isinstance(value, str) else next(chosen) for value, _ in loaded
+    return [
+        _choose(t, predictions, line, length)
+        for t, line, length in zip(texts, lines, lengths, strict=True)
     ]
-    return readings, spent
 
 
 def _predict(
@@ -230,16 +288,19 @@ def _choose(
     texts: dict[str, tuple[float, list[Piece]]],
     predictions: dict[Piece, Prediction],
     line: _Line | None,
+    length: int | None = None,
 ) -> Reading:
-    """The field's likeliest string. With a string reader, each string the segmenter offers
-    and the reader's own are scored by both models (the sum of their log-likelihoods); the
-    winner's share of the probability of all strings scored caps its digits' confidence."""
+    """The field's likeliest string, of `length` digits if any string offered has that many.
+    With a string reader, each string the segmenter offers and the reader's own are scored by
+    both models (the sum of their log-likelihoods); the winner's share of the probability of
+    all strings scored caps its digits' confidence."""
     if line is None or not line.text:  # reading nothing where there is ink tells nothing
-        _, pieces = max(texts.values(), key=lambda value: value[0])
+        fits = {text: fit for text, (fit, _) in texts.items()}
+        pieces = texts[_best(fits, length)][1]
         return Reading([Digit(*astuple(predictions[p]), p.box) for p in pieces])
     scores = {text: fit + strings.likelihood(line.logits, text) for text, (fit, _) in texts.items()}
     scores.setdefault(line.text, line.fit + strings.likelihood(line.logits, line.text))
-    best = max(scores, key=scores.__getitem__)
+    best = _best(scores, length)
     share = 1.0 / sum(math.exp(score - scores[best]) for score in scores.values())
     if best in texts:
         return Reading(
@@ -254,3 +315,9 @@ def _choose(
             for (d, p, _), piece in zip(line.digits, line.pieces, strict=True)
         ]
     )
+
+
+def _best(scores: dict[str, float], length: int | None) -> str:
+    """The highest-scoring string, among those of `length` characters when there are any."""
+    fitting = [text for text in scores if len(text) == length] or list(scores)
+    return max(fitting, key=scores.__getitem__)

@@ -1,6 +1,7 @@
 """The result record and the files a finished batch gets: JSON Lines, CSV and a summary.
 
-JSON Lines carry every digit with its confidence and box; the CSV keeps one flat row per image.
+JSON Lines carry every digit with its confidence and box (or, for a page of a form, every
+field); the CSV keeps one flat row per image (per page: a column per field).
 """
 
 from __future__ import annotations
@@ -9,14 +10,17 @@ import csv
 import io
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from worker.pipeline import Reading
+    from worker.pipeline import Form, Reading
+    from worker.templates import Template
 
 COLUMNS = ("source", "key", "page", "label", "confidence", "text", "error", "model", "needs_review")
+# a form page's CSV columns after source, key, page and its fields (templates.RESERVED)
+FORM_COLUMNS = ("needs_review", "review_fields", "error", "model")
 REVIEW_BELOW = 0.8  # default confidence under which a person should look at a result
 
 
@@ -47,25 +51,68 @@ def record(
     }
 
 
+def form_record(
+    source: str,
+    key: str | None,
+    form: Form,
+    template: Template,
+    model: int,
+    review_below: float,
+    page: int | None = None,
+) -> dict[str, Any]:
+    """One page's result: each template field's text, confidence, and whether it holds its
+    digit count, pattern and check digit; a field that does not, or is unsure, needs review."""
+    fields = {}
+    for spec, reading in ((s, form.fields[s.name]) for s in template.fields if form.fields):
+        valid = reading.error is None and spec.valid(reading.text)
+        fields[spec.name] = {
+            "text": reading.text,
+            "confidence": round(reading.confidence, 5),
+            "needs_review": not valid or reading.confidence < review_below,
+            "valid": valid,
+            "error": reading.error,
+        }
+    return {
+        "source": source,
+        "key": key,
+        "page": page,
+        "fields": fields,
+        "error": form.error,
+        "model": model,
+        "needs_review": form.error is not None or any(f["needs_review"] for f in fields.values()),
+    }
+
+
 def jsonl(records: Iterable[dict[str, Any]]) -> bytes:
     """Records as JSON Lines."""
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
 
 
-def csv_bytes(records: Iterable[dict[str, Any]]) -> bytes:
-    """Records as CSV with a header row; nulls become empty cells."""
+def csv_bytes(records: Iterable[dict[str, Any]], fields: Sequence[str] = ()) -> bytes:
+    """Records as CSV with a header row; nulls become empty cells. Given a form's `fields`, a
+    page's row has a column of text per field and names the fields to review."""
+    columns = ("source", "key", "page", *fields, *FORM_COLUMNS) if fields else COLUMNS
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for r in records:
-        writer.writerow({k: "" if r[k] is None else r[k] for k in COLUMNS})
+        if fields:
+            read = r["fields"]
+            r = {
+                **r,
+                **{name: read[name]["text"] if name in read else None for name in fields},
+                "review_fields": " ".join(n for n in fields if read.get(n, {}).get("needs_review")),
+            }
+        writer.writerow({k: "" if r[k] is None else r[k] for k in columns})
     return out.getvalue().encode()
 
 
 def summary(manifest: dict[str, Any], chunks: list[dict[str, Any]]) -> dict[str, Any]:
     """Counts, label histogram, stage timings and throughput of a finished batch."""
     records = [r for chunk in chunks for r in chunk["records"]]
-    labels = Counter(d["label"] for r in records for d in r["digits"])
+    fields = [f for r in records for f in r.get("fields", {}).values()]
+    labels = Counter(int(c) for f in fields for c in f["text"])
+    labels += Counter(d["label"] for r in records for d in r.get("digits", ()))
     stages: Counter[str] = sum((Counter(c["seconds"]) for c in chunks), Counter())
     finished = max(c["finished"] for c in chunks)
     elapsed = (
@@ -75,10 +122,19 @@ def summary(manifest: dict[str, Any], chunks: list[dict[str, Any]]) -> dict[str,
         "batch": manifest["batch"],
         "model": manifest["model"],
         "images": len(records),
-        "read": sum(1 for r in records if r["text"]),
+        "read": sum(1 for r in records if r.get("text") or r.get("fields")),
         "digits": sum(labels.values()),
         "errors": sum(1 for r in records if r["error"]),
         "needs_review": sum(1 for r in records if r["needs_review"]),
+        **(
+            {
+                "fields": len(fields),
+                "fields_valid": sum(1 for f in fields if f["valid"]),
+                "fields_needing_review": sum(1 for f in fields if f["needs_review"]),
+            }
+            if fields
+            else {}
+        ),
         "review_below": manifest["review_below"],
         "label_histogram": {str(k): labels[k] for k in range(10)},
         "chunks": len(chunks),

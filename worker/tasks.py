@@ -21,6 +21,7 @@ from trainer.registry import RegistryError
 from trainer.storage import Store, StoreError, open_store
 from worker import batches, inference, metrics, pipeline, queue, results
 from worker.queue import TASK, app
+from worker.templates import Template
 
 log = logging.getLogger(__name__)
 # Deliveries of one chunk before its images are marked failed: a chunk whose processing kills
@@ -76,18 +77,19 @@ def process_chunk(
     model: int,
     review_below: float,
     queued: str,
+    template: dict[str, Any] | None = None,
 ) -> None:
-    """Read one chunk of images in one batched forward pass and write its results at once."""
+    """Read one chunk of images (or pages of a form) in batched forward passes and write its
+    results at once."""
     with _counted(queue.task_id(batch_id, index)) as starts:
         started, begin = batches.now(), time.perf_counter()
         wait = datetime.fromisoformat(started) - datetime.fromisoformat(queued)
         metrics.QUEUE_WAIT.observe(max(0.0, wait.total_seconds()))
         target = store()
-        readings, seconds = _readings(items, model, starts)
+        form = Template.from_dict(template) if template else None
+        readings, seconds = _readings(items, model, starts, form)
         records = [
-            results.record(
-                item["source"], item["key"], reading, model, review_below, item.get("page")
-            )
+            _record(item, reading, model, review_below, form)
             for item, reading in zip(items, readings, strict=True)
         ]
         document = {
@@ -120,10 +122,21 @@ def process_chunk(
             log.info("batch %s finished", batch_id)
 
 
+def _record(
+    item: dict[str, Any], reading: Any, model: int, below: float, form: Template | None
+) -> dict[str, Any]:
+    """The result record of one item: an image's, or a page's of the form."""
+    where, page = (item["source"], item["key"]), item.get("page")
+    if form:
+        return results.form_record(*where, reading, form, model, below, page)
+    return results.record(*where, reading, model, below, page)
+
+
 def _readings(
-    items: list[dict[str, Any]], model: int, starts: int
-) -> tuple[list[pipeline.Reading], dict[str, float]]:
-    """Read the chunk's images, or give each the reason they could not be read."""
+    items: list[dict[str, Any]], model: int, starts: int, template: Template | None
+) -> tuple[list[Any], dict[str, float]]:
+    """Read the chunk's images (as pages of `template`, if given: pipeline.Form), or give each
+    the reason they could not be read."""
     target = store()
     reason = None
     if starts > MAX_ATTEMPTS:
@@ -133,10 +146,13 @@ def _readings(
             classifier = inference.classifier(target, model)
             metrics.MODEL_VERSION.set(classifier.version)
             fetch = lru_cache(maxsize=8)(target.get)  # pages of a file are neighbours: one fetch
+            if template:
+                return pipeline.read_forms(items, lambda i: fetch(i["key"]), classifier, template)
             return pipeline.read(items, lambda item: fetch(item["key"]), classifier)
         except RegistryError as exc:
             reason = f"model unavailable: {exc}"
         except SoftTimeLimitExceeded:
             reason = "not read: its chunk ran over the time limit"
     log.error("chunk of %d images: %s", len(items), reason)
-    return [pipeline.Reading(error=reason)] * len(items), {}
+    failed = pipeline.Form(error=reason) if template else pipeline.Reading(error=reason)
+    return [failed] * len(items), {}

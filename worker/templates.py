@@ -36,6 +36,8 @@ MAX_NODES = 5_000  # a node per key, value and box number: 200 full fields take 
 MAX_DEPTH = 8  # a template nests 5 deep
 MAX_DIGITS = 40
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
+# a page's own columns in the results CSV (worker/results.py): no field may take their names
+RESERVED = frozenset(["source", "key", "page", "needs_review", "review_fields", "error", "model"])
 DIGITS = re.compile(r"[0-9]+")
 
 
@@ -273,6 +275,8 @@ def _field(name: str, values: dict[str, Any]) -> FieldSpec:
         raise _Invalid(
             None, f"field name {name!r} must be a letter or _ then up to 39 letters, digits or _"
         )
+    if name in RESERVED:
+        raise _Invalid(None, f"field name {name!r} is taken by a column of the results")
     for key in values:
         if key not in _RULES:
             raise _Invalid(key, f"field {name!r}: {_unknown(key, list(_RULES))}")

@@ -1,0 +1,114 @@
+"""Result records of forms: a field per template field with its validity, a CSV column per
+field, and the batch summary's field counts."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from worker import results
+from worker.pipeline import Digit, Form, Reading
+from worker.templates import FieldSpec, Template
+
+FORM = Template(
+    "claim",
+    (
+        FieldSpec("account", (0.1, 0.1, 0.5, 0.05), digits=4, check="luhn"),
+        FieldSpec("amount", (0.1, 0.3, 0.3, 0.05), pattern="^[0-9]{1,6}$"),
+    ),
+)
+
+
+def reading(text: str, confidence: float = 0.99) -> Reading:
+    return Reading([Digit(int(c), confidence, (0, 0, 1, 1)) for c in text])
+
+
+def test_a_field_breaking_its_rules_is_invalid_and_needs_review() -> None:
+    form = Form({"account": reading("4242"), "amount": reading("125")})
+    record = results.form_record("f.pdf#2", "k", form, FORM, 3, 0.8, page=2)
+    assert list(record)[:4] == ["source", "key", "page", "fields"]
+    account, amount = record["fields"]["account"], record["fields"]["amount"]
+    assert (account["text"], account["valid"], account["needs_review"]) == ("4242", True, False)
+    assert (amount["text"], amount["valid"], amount["needs_review"]) == ("125", True, False)
+    assert not record["needs_review"] and record["error"] is None
+
+    wrong = Form({"account": reading("4243"), "amount": reading("12", 0.5)})
+    fields = results.form_record("f.pdf", "k", wrong, FORM, 3, 0.8)["fields"]
+    assert fields["account"]["valid"] is False and fields["account"]["needs_review"]
+    assert fields["amount"]["valid"] is True and fields["amount"]["needs_review"]  # unsure
+
+
+def test_page_and_field_errors_need_review() -> None:
+    page = results.form_record("f.pdf", "k", Form(error="cannot align"), FORM, 3, 0.8)
+    assert page["fields"] == {} and page["error"] == "cannot align" and page["needs_review"]
+    blank = Form({"account": Reading(error="no ink"), "amount": reading("7")})
+    field = results.form_record("f.pdf", "k", blank, FORM, 3, 0.8)["fields"]["account"]
+    assert (field["text"], field["valid"], field["error"]) == ("", False, "no ink")
+
+
+def test_form_csv_has_a_column_per_field_and_names_those_to_review() -> None:
+    records = [
+        results.form_record(
+            "a.pdf#1",
+            "k",
+            Form({"account": reading("4242"), "amount": reading("9")}),
+            FORM,
+            3,
+            0.8,
+            1,
+        ),
+        results.form_record(
+            "a.pdf#2",
+            "k",
+            Form({"account": reading("4243"), "amount": reading("9")}),
+            FORM,
+            3,
+            0.8,
+            2,
+        ),
+        results.form_record("b.png", "k2", Form(error="cannot align"), FORM, 3, 0.8),
+    ]
+    rows = list(
+        csv.DictReader(io.StringIO(results.csv_bytes(records, ["account", "amount"]).decode()))
+    )
+    assert list(rows[0]) == [
+        "source",
+        "key",
+        "page",
+        "account",
+        "amount",
+        "needs_review",
+        "review_fields",
+        "error",
+        "model",
+    ]
+    assert [r["account"] for r in rows] == ["4242", "4243", ""]
+    assert [r["review_fields"] for r in rows] == ["", "account", ""]
+    assert [r["needs_review"] for r in rows] == ["False", "True", "True"]
+
+
+def test_summary_counts_fields() -> None:
+    records = [
+        results.form_record(
+            "a", "k", Form({"account": reading("4243"), "amount": reading("9")}), FORM, 3, 0.8
+        )
+    ]
+    chunk = {
+        "records": records,
+        "seconds": {},
+        "started": "2026-01-01T00:00:01+00:00",
+        "finished": "2026-01-01T00:00:02+00:00",
+    }
+    manifest = {
+        "batch": "b",
+        "model": 3,
+        "review_below": 0.8,
+        "created": "2026-01-01T00:00:00+00:00",
+    }
+    summary = results.summary(manifest, [chunk])
+    assert (summary["fields"], summary["fields_valid"], summary["fields_needing_review"]) == (
+        2,
+        1,
+        1,
+    )
+    assert summary["digits"] == 5 and summary["label_histogram"]["4"] == 2
