@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from tests.conftest import cli, publish
@@ -59,9 +61,49 @@ def test_user_mistakes(tmp_path: Path, redis_url: str, trained, file_store) -> N
     assert "not found" in one_line_error(cli("submit", str(tmp_path), "--model", "7", *common))
     assert "no batch" in one_line_error(cli("status", "20200101-000000-abcdef", *common[:2]))
     assert "invalid batch id" in one_line_error(cli("results", "../../etc", *common[:2]))
+    bad = tmp_path / "form.yaml"
+    bad.write_text("name: x\nfields:\n  total:\n    box: [0.1, 0.2]\n")
+    assert "form.yaml line 4" in one_line_error(
+        cli("submit", str(tmp_path), "--template", str(bad), *common)
+    )
+    assert "form.yaml line 4" in one_line_error(cli("template", "check", str(bad)))
+    good = tmp_path / "good.yaml"
+    good.write_text("name: x\nfields:\n  total:\n    box: [0.1, 0.2, 0.3, 0.05]\n")
+    blank = tmp_path / "blank.png"
+    blank.write_bytes(cv2.imencode(".png", np.full((700, 500), 255, np.uint8))[1].tobytes())
+    line = one_line_error(cli("template", "preview", str(good), str(blank), *common[:2]))
+    assert "cannot align" in line
 
 
-@pytest.mark.parametrize("command", ["train", "submit", "worker", "predict", "demo"])
+def test_template_preview_draws_the_fields_of_a_form(tmp_path: Path, trained, file_store, digits):
+    from trainer import forms
+
+    publish(file_store, trained)
+    forms.write_forms(tmp_path, digits.x_test, digits.y_test, 1, seed=1)
+    out = tmp_path / "preview.png"
+    page = tmp_path / "scans" / "0000.pdf"
+    result = cli(
+        "template",
+        "preview",
+        str(tmp_path / "form.yaml"),
+        str(page),
+        "--out",
+        str(out),
+        "--store",
+        file_store.url,
+    )
+    assert result.returncode == 0, result.stderr
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == [
+        "account",
+        "date",
+        "amount",
+        "reference",
+    ]
+    assert cv2.imread(str(out)).shape[:2] == (2339, 1654)
+    assert "valid" in cli("template", "check", str(tmp_path / "form.yaml")).stderr
+
+
+@pytest.mark.parametrize("command", ["train", "submit", "worker", "predict", "demo", "watch"])
 def test_help(command: str) -> None:
     result = cli(command, "--help")
     assert result.returncode == 0 and "Usage" in result.stdout

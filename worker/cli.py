@@ -64,6 +64,14 @@ ReviewBelow = Annotated[
         help="Mark results below this confidence needs_review",
     ),
 ]
+FormTemplate = Annotated[
+    Path | None,
+    typer.Option(
+        "--template",
+        envvar="SCANDIGITS_TEMPLATE",
+        help="Form template (YAML): read each page as that form, one column per field",
+    ),
+]
 DEFAULT_STORE = "file://./scandigits-data"
 DEFAULT_BROKER = "redis://localhost:6379/0"
 
@@ -154,19 +162,21 @@ def submit(
     timeout: Annotated[
         float, typer.Option(help="With --wait: give up after this many seconds (0: never)")
     ] = 0,
+    template: FormTemplate = None,
     store: StoreUrl = DEFAULT_STORE,
     broker: BrokerUrl = DEFAULT_BROKER,
 ) -> None:
     """Submit a batch; print its id on stdout."""
     from tqdm import tqdm
 
-    from worker import batches, queue
+    from worker import batches, queue, templates
 
+    form = templates.load(template) if template else None
     queue.connect(broker)
     target = _open(store)
     with tqdm(desc="uploading", unit="img", file=sys.stderr, leave=False) as bar:
         batch_id = batches.submit(
-            target, paths, model, chunk_size, review_threshold, on_upload=bar.update
+            target, paths, model, chunk_size, review_threshold, bar.update, form
         )
     typer.echo(batch_id)
     if wait:
@@ -287,6 +297,7 @@ def review(
     """Write a contact sheet of a batch's results that need review."""
     import cv2
 
+    from worker import batches, templates
     from worker import review as sheet
 
     target = _open(store)
@@ -294,7 +305,9 @@ def review(
     if not records:
         _err(f"none of the {total} results of batch {batch} needs review")
         return
-    _, png = cv2.imencode(".png", sheet.batch_sheet(target, records[:limit]))
+    form = batches.manifest(target, batch).get("template")
+    form = templates.Template.from_dict(form) if form else None
+    _, png = cv2.imencode(".png", sheet.batch_sheet(target, records[:limit], form))
     try:
         out.write_bytes(png.tobytes())
     except OSError as exc:
@@ -378,14 +391,7 @@ def watch(
             help="The inbox: a prefix inside the store, as a URL",
         ),
     ],
-    template: Annotated[
-        Path | None,
-        typer.Option(
-            envvar="SCANDIGITS_TEMPLATE",
-            dir_okay=False,
-            help="Form template for every batch (not supported yet)",
-        ),
-    ] = None,
+    template: FormTemplate = None,
     batch_size: Annotated[
         int,
         typer.Option(envvar="SCANDIGITS_WATCH_BATCH_SIZE", min=1, help="Objects per batch"),
@@ -432,14 +438,13 @@ def watch(
 
     import redis
 
-    from worker import inbox, queue
+    from worker import inbox, queue, templates
 
     if log_level.upper() not in logging.getLevelNamesMapping():
         raise UserError(f"unknown log level {log_level!r}")
     logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("worker").setLevel(log_level.upper())
-    if template is not None:  # the seam: parse it here and give it to the Watcher
-        raise UserError("--template: form templates are not supported yet")
+    form = templates.load(template) if template else None
     queue.connect(broker)
     watcher = inbox.Watcher(
         _open(store),
@@ -452,6 +457,7 @@ def watch(
         chunk_size=chunk_size,
         review_below=review_threshold,
         time_limit=time_limit,
+        template=form,
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):  # finish the step in hand, then stop
@@ -489,21 +495,89 @@ def predict(
 @app.command()
 def samples(
     out: Annotated[Path, typer.Argument(help="Folder to write the scans and labels.json to")],
-    count: Annotated[int, typer.Option(min=1, help="Scans to render")] = 2000,
+    count: Annotated[
+        int, typer.Option(min=1, help="Scans (with --forms: form pages) to render")
+    ] = 2000,
     fields: Annotated[
         bool, typer.Option("--fields", help="Digit-string fields of 3-8 digits, not single digits")
+    ] = False,
+    forms: Annotated[
+        bool,
+        typer.Option(
+            "--forms", help="Filled-in forms as PDF and TIFF files, with form.yaml and truth.json"
+        ),
     ] = False,
     seed: Annotated[int, typer.Option(help="Picks the digits and every variation")] = 0,
     data: MnistData = None,
 ) -> None:
     """Render labelled sample scans of MNIST test digits (for evaluate, demos, benchmarks)."""
+    from trainer import forms as form_generator
     from trainer import mnist
     from trainer import samples as generator
 
     digits = mnist.load(data)
+    if forms:
+        truth = form_generator.write_forms(out, digits.x_test, digits.y_test, count, seed=seed)
+        _err(f"wrote {len(truth)} form pages, form.yaml and truth.json to {out}/")
+        return
     write = generator.write_fields if fields else generator.write_scans
     labels = write(out, digits.x_test, digits.y_test, count, seed=seed)
     _err(f"wrote {len(labels)} scans and labels.json to {out}/")
+
+
+template_app = typer.Typer(no_args_is_help=True, help="Check form templates against pages.")
+app.add_typer(template_app, name="template")
+
+
+@template_app.command("check")
+def template_check(
+    template: Annotated[Path, typer.Argument(help="Form template (YAML)")],
+) -> None:
+    """Validate a form template and list its fields."""
+    from worker import templates
+
+    form = templates.load(template)
+    for spec in form.fields:
+        rules = [
+            f"{spec.digits} digits" if spec.digits else "",
+            spec.pattern or "",
+            spec.check or "",
+        ]
+        typer.echo(f"{spec.name}\t{list(spec.box)}\t{' '.join(r for r in rules if r)}")
+    _err(f"{template}: form {form.name!r}, {len(form.fields)} fields, valid")
+
+
+@template_app.command("preview")
+def template_preview(
+    template: Annotated[Path, typer.Argument(help="Form template (YAML)")],
+    page: Annotated[Path, typer.Argument(help="A scanned page: image, PDF or TIFF")],
+    number: Annotated[int, typer.Option("--page", min=1, help="Page of a PDF or TIFF")] = 1,
+    out: Annotated[Path, typer.Option(help="PNG file to write")] = Path("preview.png"),
+    model: ModelVersion = None,
+    store: StoreUrl = DEFAULT_STORE,
+) -> None:
+    """Draw the template's fields, aligned to a page, with the text read in each."""
+    from worker import inference, preview, templates
+
+    form = templates.load(template)
+    classifier = inference.classifier(_open(store), model)
+    data = _read_file(page)
+    png, found = preview.render(form, data, number, classifier)
+    try:
+        out.write_bytes(png)
+    except OSError as exc:
+        raise UserError(f"cannot write {out}: {exc.strerror}") from exc
+    for name, field in found.items():
+        state = "valid" if field["valid"] else "INVALID"
+        typer.echo(f"{name}\t{field['text']}\t{field['confidence']:.3f}\t{state}")
+    _err(f"wrote {out}")
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from exc
 
 
 @app.command()

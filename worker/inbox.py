@@ -50,6 +50,7 @@ from trainer.registry import RegistryError
 from trainer.storage import AlreadyExists, ObjectMissing, Store, StoreError, open_store
 from worker import batches
 from worker.results import REVIEW_BELOW
+from worker.templates import Template
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ class Watcher:
         model: int | str | None = None,
         chunk_size: int = 128,
         review_below: float = REVIEW_BELOW,
-        template: Any = None,
+        template: Template | None = None,
         lease: float = LEASE,
         time_limit: float = 600,
     ) -> None:
@@ -304,12 +305,11 @@ class Watcher:
         if not members:  # all taken by other groups
             self._close(group)
             return
-        template = {} if self.template is None else {"template": self.template}
         try:
             with tempfile.TemporaryDirectory(prefix="scandigits-watch-") as scratch:
                 paths = [self._path(item.key, Path(scratch)) for item in members]
                 batch = batches.submit(
-                    _Bound(self.store, binding), paths, **self.options, **template
+                    _Bound(self.store, binding), paths, **self.options, template=self.template
                 )
         except (StoreError, RegistryError):
             raise  # the store or the model, not these inputs: try again

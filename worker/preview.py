@@ -1,0 +1,50 @@
+"""Template previews: a page with its form's fields drawn where alignment finds them and the
+text read in each, green when the field holds its rules and red when not, so a user can check
+a template against a real page in seconds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+
+from trainer.errors import UserError
+from worker import pipeline, results
+from worker.align import AlignError, align
+from worker.decode import DecodeError, decode
+from worker.inference import Classifier
+from worker.templates import Template
+
+GREEN, RED = (40, 150, 0), (0, 0, 220)
+
+
+def render(
+    template: Template, data: bytes, page: int, classifier: Classifier
+) -> tuple[bytes, dict[str, dict[str, Any]]]:
+    """The preview of page `page` (from 1) of a scan as PNG bytes, and each field's result."""
+    try:
+        gray = decode(data, page - 1)
+        alignment = align(gray, template)
+    except (DecodeError, AlignError) as exc:
+        raise UserError(str(exc)) from exc
+    forms, _ = pipeline.read_forms([{"page": page}], lambda _: data, classifier, template)
+    if forms[0].error:
+        raise UserError(forms[0].error)
+    fields = results.form_record(
+        "", None, forms[0], template, classifier.version, results.REVIEW_BELOW
+    )["fields"]
+    canvas = cv2.cvtColor((gray * 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+    thickness = max(2, round(max(gray.shape) / 600))
+    for spec in template.fields:
+        corners = alignment.corners(spec, gray.shape).round().astype(np.int32)
+        field = fields[spec.name]
+        colour = GREEN if field["valid"] else RED
+        cv2.polylines(canvas, [corners], True, colour, thickness)
+        label = f"{spec.name}: {field['text'] or field['error']}  {field['confidence']:.2f}"
+        x, y = corners[:, 0].min(), corners[:, 1].min() - 2 * thickness
+        scale = thickness / 3
+        cv2.putText(
+            canvas, label, (int(x), int(y)), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness
+        )
+    return cv2.imencode(".png", canvas)[1].tobytes(), fields
