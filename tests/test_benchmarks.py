@@ -8,7 +8,9 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import ROOT, publish
+import cv2
+
+from tests.conftest import ROOT, cli, publish
 
 
 def test_quick_throughput_run_reports_every_design(trained, file_store, mnist_dir, tmp_path):
@@ -45,3 +47,32 @@ def test_quick_throughput_run_reports_every_design(trained, file_store, mnist_di
     for title in ("a. naive", "b. pipeline, file store", "b. pipeline, S3", "c. compute only"):
         assert title in result.stdout
     assert "p50" in result.stdout and "whole chunk" in result.stdout
+
+
+def test_forms_run_goes_through_submit_with_a_template(trained, file_store, mnist_dir, tmp_path):
+    publish(file_store, trained)
+    out = tmp_path / "forms.json"
+    command = [sys.executable, "-m", "benchmarks.forms", "--count", "3", "--workers", "1"]
+    result = subprocess.run(
+        [*command, "--store", file_store.url, "--workdir", str(tmp_path), "--out", str(out)],
+        cwd=ROOT,
+        env={**os.environ, "SCANDIGITS_MNIST_DIR": str(mnist_dir)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert (report["pages"], report["fields"], report["errors"]) == (3, 12, 0)
+    assert set(report["exact_by_field"]) == {"account", "date", "amount", "reference"}
+    assert "fields read exactly" in result.stdout
+    rows = file_store.get(f"batches/{report['batch']}/results.csv").decode().splitlines()
+    assert (
+        rows[0]
+        == "source,key,page,account,date,amount,reference,needs_review,review_fields,error,model"
+    )
+    assert len(rows) == 4
+    sheet = tmp_path / "review.png"
+    reviewed = cli("review", report["batch"], "--out", str(sheet), "--store", file_store.url)
+    assert reviewed.returncode == 0 and "to review" in reviewed.stderr, reviewed.stderr
+    assert cv2.imread(str(sheet)).shape[1] == 960  # a strip per field to review
