@@ -42,9 +42,22 @@ def render(
         colour = GREEN if field["valid"] else RED
         cv2.polylines(canvas, [corners], True, colour, thickness)
         label = f"{spec.name}: {field['text'] or field['error']}  {field['confidence']:.2f}"
-        x, y = corners[:, 0].min(), corners[:, 1].min() - 2 * thickness
-        scale = thickness / 3
-        cv2.putText(
-            canvas, label, (int(x), int(y)), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness
-        )
+        _label(canvas, label, corners, colour, thickness)
     return cv2.imencode(".png", canvas)[1].tobytes(), fields
+
+
+def _label(
+    canvas: np.ndarray, text: str, corners: np.ndarray, colour: tuple[int, int, int], weight: int
+) -> None:
+    """`text` on white beside the box (right of it, or under it if the page ends first)."""
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, weight / 3
+    (width, height), _ = cv2.getTextSize(text, font, scale, weight)
+    x0, y0 = corners.min(axis=0)
+    x1, y1 = corners.max(axis=0)
+    x, y = x1 + 3 * weight, (y0 + y1 + height) // 2
+    if x + width > canvas.shape[1]:
+        x, y = x0, y1 + height + 3 * weight
+    cv2.rectangle(
+        canvas, (x - weight, y - height - weight), (x + width, y + 2 * weight), (255,) * 3, -1
+    )
+    cv2.putText(canvas, text, (int(x), int(y)), font, scale, colour, weight)
