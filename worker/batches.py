@@ -213,7 +213,7 @@ def submit(
     uploads: list[tuple[Path, str]] = []
 
     def upload(job: tuple[Path, str]) -> None:
-        store.put(job[1], _read(job[0]))
+        store.put(job[1], read_local(job[0]))
         on_upload(1)
 
     with tempfile.TemporaryDirectory(prefix="scandigits-") as scratch:
@@ -223,7 +223,7 @@ def submit(
                 continue
             for source, file in _local_inputs(Path(raw), Path(scratch)):
                 key = f"{prefix(batch_id)}/inputs/{len(items):06d}-{_safe_name(Path(source).name)}"
-                items += _paged(source, key, _count(source, partial(_read, file)))
+                items += _paged(source, key, _count(source, partial(read_local, file)))
                 uploads.append((file, key))
         if not items:
             raise UserError(f"no images found in {' '.join(paths)}")
@@ -276,7 +276,7 @@ def _lost(batch: dict[str, Any], done: set[int], time_limit: float) -> list[int]
     return sorted(missing - queue.pending(batch["batch"], missing, time_limit)) if missing else []
 
 
-def _read(file: Path) -> bytes:
+def read_local(file: Path) -> bytes:
     """A local input's bytes, or a one-line error."""
     try:
         return file.read_bytes()

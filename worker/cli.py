@@ -557,11 +557,11 @@ def template_preview(
     store: StoreUrl = DEFAULT_STORE,
 ) -> None:
     """Draw the template's fields, aligned to a page, with the text read in each."""
-    from worker import inference, preview, templates
+    from worker import batches, inference, preview, templates
 
     form = templates.load(template)
     classifier = inference.classifier(_open(store), model)
-    data = _read_file(page)
+    data = batches.read_local(page)
     png, found = preview.render(form, data, number, classifier)
     try:
         out.write_bytes(png)
@@ -571,13 +571,6 @@ def template_preview(
         state = "valid" if field["valid"] else "INVALID"
         typer.echo(f"{name}\t{field['text']}\t{field['confidence']:.3f}\t{state}")
     _err(f"wrote {out}")
-
-
-def _read_file(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror}") from exc
 
 
 @app.command()
