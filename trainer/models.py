@@ -21,6 +21,7 @@ class Recipe:
     batch_size: int
     learning_rate: float
     cosine: bool = False  # warm up, then cosine-decay the learning rate; else keep it constant
+    ema: bool = False  # publish an exponential moving average of the weights (Polyak averaging)
     stroke_jitter: bool = False  # randomly thicken or thin strokes in the input pipeline
     nondigits: int = 0  # images of touching pairs and fragments added as an 11th class
     lines: int = 0  # lines of digits (trainer/strings.py) to train a string reader on, if any
@@ -38,12 +39,13 @@ RECIPES = {
         batch_size=128,
         learning_rate=3e-3,
         cosine=True,
+        ema=True,
         stroke_jitter=True,
         nondigits=6000,
         lines=60000,
     ),
 }
-READER = Recipe(epochs=6, batch_size=64, learning_rate=3e-3, cosine=True)
+READER = Recipe(epochs=12, batch_size=64, learning_rate=3e-3, cosine=True, ema=True)
 
 
 def build(name: str) -> keras.Model:

@@ -74,7 +74,8 @@ def _fit(
         rate = keras.optimizers.schedules.CosineDecay(
             rate / 3, total, warmup_target=rate, warmup_steps=total // 10
         )
-    model.compile(optimizer=keras.optimizers.Adam(rate), loss=loss)
+    optimizer = keras.optimizers.Adam(rate, use_ema=recipe.ema, ema_momentum=0.999)
+    model.compile(optimizer=optimizer, loss=loss)
     started = time.monotonic()
 
     def on_epoch_end(epoch: int, logs: dict[str, float]) -> None:
