@@ -193,7 +193,12 @@ def test_a_form_page_is_aligned_and_each_field_read_at_its_length() -> None:
     assert "align" in seconds
 
 
-def test_a_digit_count_picks_the_likeliest_string_of_that_length() -> None:
-    assert pipeline._best({"12": -1.0, "123": -2.0, "1234": -3.0}, None) == "12"
-    assert pipeline._best({"12": -1.0, "123": -2.0, "1234": -3.0}, 3) == "123"
-    assert pipeline._best({"12": -1.0, "1234": -3.0}, 3) == "12"  # none has it: the likeliest
+def test_a_fields_shape_picks_the_likeliest_string_that_fits() -> None:
+    scores = {"12": -1.0, "123": -2.0, "1234": -3.0}
+    assert pipeline._best(scores, None) == "12"
+    assert pipeline._best(scores, FieldSpec("n", (0, 0, 1, 1), digits=3).fits) == "123"
+    assert pipeline._best(scores, FieldSpec("n", (0, 0, 1, 1), pattern="1234|99").fits) == "1234"
+    assert (
+        pipeline._best({"12": -1.0, "1234": -3.0}, FieldSpec("n", (0, 0, 1, 1), digits=3).fits)
+        == "12"
+    )

@@ -31,6 +31,7 @@ from worker.segment import Field, Option, Piece, Run, segment
 from worker.templates import Template
 
 T = TypeVar("T")
+Fits = Callable[[str], bool]  # whether a string has a field's shape (its digit count, pattern)
 SURE = 0.9999  # a mark read alone this surely is not offered cut into touching digits
 JOIN_COST = 0.1  # log-likelihood a reading pays per separate mark it joins into one digit
 TEXTS = 16  # strings kept per field from the segmenter's readings, likeliest first
@@ -138,14 +139,14 @@ def read_forms(
     items: Sequence[T], fetch: Callable[[T], bytes], classifier: Classifier, template: Template
 ) -> tuple[list[Form], Counter[str]]:
     """Read every item as a page of the form `template`: aligned to it, each field cropped and
-    read as a digit string of the template's digit count (when it has one)."""
+    read as a digit string, of the field's count and pattern when one fits (FieldSpec.fits)."""
     loaded = list(_pool.map(lambda item: _load(item, fetch, template), items))
     spent: Counter[str] = sum((stage for _, stage in loaded), Counter())
     pages = [value for value, _ in loaded if isinstance(value, list)]
-    found = [(f, spec.digits) for p in pages for f, spec in zip(p, template.fields, strict=True)]
+    found = [(f, spec.fits) for p in pages for f, spec in zip(p, template.fields, strict=True)]
     fields = [f for f, _ in found if isinstance(f, Field)]
-    lengths = [n for f, n in found if isinstance(f, Field)]
-    readings = iter(_read_fields(fields, lengths, classifier, spent))
+    shapes = [fits for f, fits in found if isinstance(f, Field)]
+    readings = iter(_read_fields(fields, shapes, classifier, spent))
     forms = [
         Form(error=value)
         if isinstance(value, str)
@@ -161,10 +162,10 @@ def read_forms(
 
 
 def _read_fields(
-    fields: list[Field], lengths: list[int | None], classifier: Classifier, spent: Counter[str]
+    fields: list[Field], shapes: list[Fits | None], classifier: Classifier, spent: Counter[str]
 ) -> list[Reading]:
-    """The likeliest string of each field (of its length, where one is given): two batched
-    passes of the classifier over all their digit candidates, one of the string reader."""
+    """The likeliest string of each field (among those that fit its shape, where one is given):
+    two batched passes of the classifier over all their digit candidates, one of the reader."""
     runs = [run for found in fields for run in found.runs]
     predictions: dict[Piece, Prediction] = {}
     _predict(classifier, [piece for run in runs for piece in run.spans()], predictions, spent)
@@ -177,8 +178,8 @@ def _read_fields(
     texts = [_texts(group, predictions) for group in groups]
     lines = _lines(classifier, fields, texts, spent)
     return [
-        _choose(t, predictions, line, length)
-        for t, line, length in zip(texts, lines, lengths, strict=True)
+        _choose(t, predictions, line, fits)
+        for t, line, fits in zip(texts, lines, shapes, strict=True)
     ]
 
 
@@ -288,19 +289,19 @@ def _choose(
     texts: dict[str, tuple[float, list[Piece]]],
     predictions: dict[Piece, Prediction],
     line: _Line | None,
-    length: int | None = None,
+    fits: Fits | None = None,
 ) -> Reading:
-    """The field's likeliest string, of `length` digits if any string offered has that many.
+    """The field's likeliest string, among those that `fits` if any string offered does.
     With a string reader, each string the segmenter offers and the reader's own are scored by
     both models (the sum of their log-likelihoods); the winner's share of the probability of
     all strings scored caps its digits' confidence."""
     if line is None or not line.text:  # reading nothing where there is ink tells nothing
-        fits = {text: fit for text, (fit, _) in texts.items()}
-        pieces = texts[_best(fits, length)][1]
+        segmented = {text: fit for text, (fit, _) in texts.items()}
+        pieces = texts[_best(segmented, fits)][1]
         return Reading([Digit(*astuple(predictions[p]), p.box) for p in pieces])
     scores = {text: fit + strings.likelihood(line.logits, text) for text, (fit, _) in texts.items()}
     scores.setdefault(line.text, line.fit + strings.likelihood(line.logits, line.text))
-    best = _best(scores, length)
+    best = _best(scores, fits)
     share = 1.0 / sum(math.exp(score - scores[best]) for score in scores.values())
     if best in texts:
         return Reading(
@@ -317,7 +318,7 @@ def _choose(
     )
 
 
-def _best(scores: dict[str, float], length: int | None) -> str:
-    """The highest-scoring string, among those of `length` characters when there are any."""
-    fitting = [text for text in scores if len(text) == length] or list(scores)
+def _best(scores: dict[str, float], fits: Fits | None) -> str:
+    """The highest-scoring string, among those that `fits` when there are any."""
+    fitting = [text for text in scores if fits and fits(text)] or list(scores)
     return max(fitting, key=scores.__getitem__)

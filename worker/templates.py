@@ -76,16 +76,19 @@ class FieldSpec:
     pattern: str | None = None
     check: str | None = None
 
-    def valid(self, text: str) -> bool:
-        """Whether `text` meets every rule the field has: digit count, pattern, check digit;
-        an empty text never does."""
+    def fits(self, text: str) -> bool:
+        """Whether `text` has the field's form: its digit count and pattern. The reader prefers
+        such readings; the check digit is never used to choose one, so a wrong one shows."""
         if not text:
             return False
         if self.digits is not None and (len(text) != self.digits or not DIGITS.fullmatch(text)):
             return False
-        if self.pattern is not None and re.fullmatch(self.pattern, text) is None:
-            return False
-        return self.check is None or CHECKS[self.check](text)
+        return self.pattern is None or re.fullmatch(self.pattern, text) is not None
+
+    def valid(self, text: str) -> bool:
+        """Whether `text` meets every rule the field has: digit count, pattern, check digit;
+        an empty text never does."""
+        return self.fits(text) and (self.check is None or CHECKS[self.check](text))
 
 
 @dataclass(frozen=True)
