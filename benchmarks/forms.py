@@ -43,11 +43,12 @@ def main(argv: list[str] | None = None) -> None:
                 [*command, str(folder / "form.yaml"), str(folder / "scans")],
                 env={**os.environ, **env},
                 stdout=subprocess.PIPE,
-                check=True,
                 text=True,
             )
         finally:
             local.stop_workers(workers)
+    if submitted.returncode:  # submit said why on stderr
+        raise SystemExit(submitted.returncode)
     batch_id = submitted.stdout.split()[-1]
     records = [
         json.loads(line) for line in batches.result_file(store, batch_id, "jsonl").splitlines()
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
         pages_per_second=summary["images_per_second"],
     )
     print(table(report))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(f"saved {args.out}", file=sys.stderr)
 
@@ -73,8 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--count", type=int, default=200, help="form pages")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--workdir", type=Path, default=Path("benchmarks/work"))
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/forms.json"))
+    parser.add_argument("--workdir", type=Path, default=Path("benchmarks/results/forms"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/forms.json"))
     return parser
 
 
