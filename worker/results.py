@@ -62,10 +62,11 @@ def form_record(
 ) -> dict[str, Any]:
     """One page's result: each template field's text, confidence, and whether it holds its
     digit count, pattern and check digit; a field that does not, or is unsure, needs review."""
+    specs = {spec.name: spec for spec in template.fields}
     fields = {}
-    for spec, reading in ((s, form.fields[s.name]) for s in template.fields if form.fields):
-        valid = reading.error is None and spec.valid(reading.text)
-        fields[spec.name] = {
+    for name, reading in form.fields.items():  # none when the page could not be read
+        valid = reading.error is None and specs[name].valid(reading.text)
+        fields[name] = {
             "text": reading.text,
             "confidence": round(reading.confidence, 5),
             "needs_review": not valid or reading.confidence < review_below,
@@ -113,6 +114,11 @@ def summary(manifest: dict[str, Any], chunks: list[dict[str, Any]]) -> dict[str,
     fields = [f for r in records for f in r.get("fields", {}).values()]
     labels = Counter(int(c) for f in fields for c in f["text"])
     labels += Counter(d["label"] for r in records for d in r.get("digits", ()))
+    counts = {  # of a form's fields
+        "fields": len(fields),
+        "fields_valid": sum(1 for f in fields if f["valid"]),
+        "fields_needing_review": sum(1 for f in fields if f["needs_review"]),
+    }
     stages: Counter[str] = sum((Counter(c["seconds"]) for c in chunks), Counter())
     finished = max(c["finished"] for c in chunks)
     elapsed = (
@@ -126,15 +132,7 @@ def summary(manifest: dict[str, Any], chunks: list[dict[str, Any]]) -> dict[str,
         "digits": sum(labels.values()),
         "errors": sum(1 for r in records if r["error"]),
         "needs_review": sum(1 for r in records if r["needs_review"]),
-        **(
-            {
-                "fields": len(fields),
-                "fields_valid": sum(1 for f in fields if f["valid"]),
-                "fields_needing_review": sum(1 for f in fields if f["needs_review"]),
-            }
-            if fields
-            else {}
-        ),
+        **(counts if fields else {}),
         "review_below": manifest["review_below"],
         "label_histogram": {str(k): labels[k] for k in range(10)},
         "chunks": len(chunks),

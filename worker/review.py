@@ -46,10 +46,12 @@ def batch_sheet(
             gray = decode(store.get(record["key"]), (record.get("page") or 1) - 1)
         except (ObjectMissing, DecodeError, cv2.error):
             gray = None
+        if template:
+            if record["error"]:
+                return [_strip(None, Path(record["source"]).name, record["error"], RED)]
+            return _field_strips(gray, record, template)
         if record["error"]:
             return [tile(gray, record["error"], RED)]
-        if template:
-            return _field_strips(gray, record, template)
         return [tile(gray, f"{record['text']}  {record['confidence']:.2f}", BLUE)]
 
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -80,18 +82,21 @@ def _field_strips(
 def _strip(
     crop: np.ndarray | None, where: str, caption: str, colour: tuple[int, int, int]
 ) -> np.ndarray:
-    """A field's crop fitted into STRIP, with where it is from and what was read beside it."""
+    """A field's crop fitted into STRIP, with where it is from and what was read beside it;
+    without a crop (a page that could not be read), the caption in its place."""
     height, width = STRIP
     out = np.full((height, width + 320, 3), 255, np.uint8)
+    font = cv2.FONT_HERSHEY_SIMPLEX
     if crop is not None:
         scale = min(height / crop.shape[0], width / crop.shape[1])
         size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
         thumb = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
         out[: size[1], : size[0]] = (thumb[..., None] * 255).astype(np.uint8)
+        cv2.putText(out, caption[:30], (width + 8, 50), font, 0.6, colour, 1)
+    else:
+        cv2.putText(out, caption[:110], (8, 40), font, 0.5, colour, 1)
     cv2.rectangle(out, (0, 0), (out.shape[1] - 1, height - 1), (200, 200, 200), 1)
-    font = cv2.FONT_HERSHEY_SIMPLEX
     cv2.putText(out, where[:40], (width + 8, 24), font, 0.45, (90, 90, 90), 1)
-    cv2.putText(out, caption[:30], (width + 8, 50), font, 0.6, colour, 1)
     return out
 
 
