@@ -1,5 +1,5 @@
-"""The throughput benchmark's smoke run (`--quick`): every design measured, every field there;
-no timing is asserted."""
+"""The benchmarks' smoke runs: the throughput benchmark's `--quick` (every design measured,
+every field there) and the forms run on three pages; no timing is asserted."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ import cv2
 from tests.conftest import ROOT, cli, publish
 
 
-def test_quick_throughput_run_reports_every_design(trained, file_store, mnist_dir, tmp_path):
-    publish(file_store, trained)
-    out = tmp_path / "throughput.json"
-    command = [sys.executable, "-m", "benchmarks.throughput", "--quick"]
+def run(module: str, mnist_dir, tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """`python -m benchmarks.MODULE ARGS` with its work and report in tmp_path; its output and
+    the JSON report it saved."""
+    out = tmp_path / f"{module}.json"
+    command = [sys.executable, "-m", f"benchmarks.{module}", *args]
     result = subprocess.run(
-        [*command, "--model-store", file_store.url, "--workdir", str(tmp_path), "--out", str(out)],
+        [*command, "--workdir", str(tmp_path), "--out", str(out)],
         cwd=ROOT,
         env={**os.environ, "SCANDIGITS_MNIST_DIR": str(mnist_dir)},
         capture_output=True,
@@ -26,7 +27,14 @@ def test_quick_throughput_run_reports_every_design(trained, file_store, mnist_di
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(out.read_text())
+    return result, json.loads(out.read_text())
+
+
+def test_quick_throughput_run_reports_every_design(trained, file_store, mnist_dir, tmp_path):
+    publish(file_store, trained)
+    result, report = run(
+        "throughput", mnist_dir, tmp_path, "--quick", "--model-store", file_store.url
+    )
     assert report["input"]["images"] == 20 and report["model"]["architecture"] == "mlp"
     rows = report["rows"]
     assert list(rows) == ["naive", "file", "s3", "compute"]
@@ -51,18 +59,8 @@ def test_quick_throughput_run_reports_every_design(trained, file_store, mnist_di
 
 def test_forms_run_goes_through_submit_with_a_template(trained, file_store, mnist_dir, tmp_path):
     publish(file_store, trained)
-    out = tmp_path / "forms.json"
-    command = [sys.executable, "-m", "benchmarks.forms", "--count", "3", "--workers", "1"]
-    result = subprocess.run(
-        [*command, "--store", file_store.url, "--workdir", str(tmp_path), "--out", str(out)],
-        cwd=ROOT,
-        env={**os.environ, "SCANDIGITS_MNIST_DIR": str(mnist_dir)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(out.read_text())
+    options = ("--count", "3", "--workers", "1", "--store", file_store.url)
+    result, report = run("forms", mnist_dir, tmp_path, *options)
     assert (report["pages"], report["fields"], report["errors"]) == (3, 12, 0)
     assert set(report["exact_by_field"]) == {"account", "date", "amount", "reference"}
     assert "fields read exactly" in result.stdout
