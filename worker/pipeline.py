@@ -89,8 +89,7 @@ def _load(
         gray, reduced = timed("decode", decoder, timed("fetch", fetch, item))
         if template is None:
             return timed("preprocess", lambda image: segment(image, reduced), gray), spent
-        alignment = timed("align", lambda page: align(page, template), gray)
-        crops = [alignment.crop(gray, spec) for spec in template.fields]
+        crops = timed("align", lambda page: _crops(page, template), gray)
         return timed("preprocess", lambda images: [_segmented(i) for i in images], crops), spent
     except ObjectMissing:
         return "input object not found in the store", spent
@@ -106,6 +105,12 @@ def _load(
         return str(exc), spent
     except (cv2.error, ValueError, ArithmeticError, MemoryError, IndexError) as exc:
         return f"cannot process image ({type(exc).__name__}: {exc})".splitlines()[0], spent
+
+
+def _crops(page: np.ndarray, template: Template) -> list[np.ndarray]:
+    """Each template field cropped upright from the page aligned to the template."""
+    alignment = align(page, template)
+    return [alignment.crop(page, spec) for spec in template.fields]
 
 
 def _segmented(crop: np.ndarray) -> Field | str:

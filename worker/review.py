@@ -42,13 +42,13 @@ def batch_sheet(
     per field to review."""
 
     def one(record: dict[str, Any]) -> list[np.ndarray]:
+        if template and record["error"]:  # a page that was not read: nothing to crop from it
+            return [_strip(None, Path(record["source"]).name, record["error"], RED)]
         try:
             gray = decode(store.get(record["key"]), (record.get("page") or 1) - 1)
         except (ObjectMissing, DecodeError, cv2.error):
             gray = None
         if template:
-            if record["error"]:
-                return [_strip(None, Path(record["source"]).name, record["error"], RED)]
             return _field_strips(gray, record, template)
         if record["error"]:
             return [tile(gray, record["error"], RED)]
