@@ -1,6 +1,6 @@
 """Batch bookkeeping in the store: a batch whose finalising worker died is finished by the
 client waiting for it; submitted PDFs and TIFFs become one item per page, archives one input
-per image, safely; records carry the page."""
+per image, safely; records carry the page; a given batch id is taken once."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from trainer.errors import UserError
+from trainer.storage import AlreadyExists
 from worker import batches, decode, results
 from worker.pipeline import Digit, Reading
 
@@ -197,3 +198,16 @@ def test_records_and_csv_carry_the_page() -> None:
     rows = results.csv_bytes([paged, single]).decode().splitlines()
     assert rows[0].startswith("source,key,page,label,")
     assert rows[1].startswith("a.pdf#2,k,2,4,") and rows[2].startswith("b.png,k2,,4,")
+
+
+def test_a_given_batch_id_is_taken_once(tmp_path, file_store, monkeypatch) -> None:
+    queued: list[list] = []
+    monkeypatch.setattr(batches.registry, "resolve", lambda store, model: {"version": 1})
+    monkeypatch.setattr(batches.queue, "enqueue", queued.append)
+    (tmp_path / "a.png").write_bytes(PNG)
+    assert batches.submit(file_store, [str(tmp_path)], batch_id="claim-7") == "claim-7"
+    with pytest.raises(AlreadyExists):
+        batches.submit(file_store, [str(tmp_path)], batch_id="claim-7")
+    assert len(queued) == 1, "the second submission queued nothing"
+    with pytest.raises(UserError, match="invalid batch id"):
+        batches.submit(file_store, [str(tmp_path)], batch_id="../x")

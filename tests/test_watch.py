@@ -202,8 +202,8 @@ def test_two_watchers_racing_over_one_inbox(store, broker) -> None:
 
 DEATHS = {
     "while claiming": ("create", r"/claims/", 1),
-    "before submitting": ("exists", r"/bound/", 0),
-    "after binding its batch": ("put", r"^batches/.*/manifest\.json$", 0),
+    "before submitting": ("exists", r"^batches/.*/manifest\.json$", 0),
+    "while writing the manifest": ("create", r"^batches/.*/manifest\.json$", 0),
     "after writing the manifest": ("enqueue", "", 0),
     "after queuing": ("put", r"/queued/", 0),
 }
@@ -246,13 +246,13 @@ def _killed(tasks: list) -> None:
 
 
 def test_a_paused_watcher_outliving_its_lease_makes_no_second_batch(store, broker) -> None:
-    """A watcher stalls (GC, a frozen VM) just before binding its batch to the group; another
-    takes the group over and submits it; the first wakes up and finds the group bound."""
+    """A watcher stalls (GC, a frozen VM) just before writing its batch's manifest; another
+    takes the group over and submits it; the first wakes up and finds the batch made."""
     paused, wake = threading.Event(), threading.Event()
 
     class Stalling(Crashing):
         def create(self, key: str, data: bytes) -> None:
-            if "/bound/" in key:
+            if key.endswith("/manifest.json"):
                 paused.set()
                 wake.wait(10)
             self._store.create(key, data)
@@ -344,8 +344,9 @@ def test_an_archive_is_a_batch_of_its_own_and_a_bad_one_fails_alone(store, broke
         "forms.zip/forms/2.png",
     ]
     assert all(i["key"].startswith(f"batches/{batch}/inputs/") for i in items)
-    opened, bound = (list(store.list(f"{one.state}{folder}/")) for folder in ("groups", "bound"))
-    assert len(opened) == len(bound) == 2, "the broken archive's group ended without a batch"
+    opened = list(store.list(f"{one.state}groups/"))
+    made = [key for key in store.list("batches/") if key.endswith("/manifest.json")]
+    assert len(opened) == len(made) == 2, "the broken archive's group ended without a batch"
 
 
 def test_every_batch_carries_the_template(store, broker) -> None:
@@ -353,8 +354,7 @@ def test_every_batch_carries_the_template(store, broker) -> None:
     drop(store, "1.png")
     one = watcher(store, broker, template=form)
     one.step(flush=True)
-    (binding,) = store.list(f"{one.state}bound/")
-    batch = json.loads(store.get(binding))["batch"]
+    ((batch,),) = batched(store).values()
     assert batches.manifest(store, batch)["template"] == form.to_dict()
 
 

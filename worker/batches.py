@@ -198,8 +198,11 @@ def submit(
     review_below: float = results.REVIEW_BELOW,
     on_upload: Callable[[int], None] = lambda n: None,
     template: Template | None = None,
+    batch_id: str | None = None,
 ) -> str:
-    """Create a batch and queue its chunk tasks; return the batch id.
+    """Create a batch and queue its chunk tasks; return the batch id (`batch_id`, or a new one).
+    A given `batch_id` is taken by an exclusive create of its manifest: if that batch exists
+    already, AlreadyExists is raised and nothing is queued.
 
     Local files are uploaded under the batch's inputs/, archives' images one by one; store URLs
     are used in place. A PDF or TIFF of several pages gives one item per page (`_paged`). With
@@ -208,7 +211,8 @@ def submit(
     if chunk_size < 1:
         raise UserError("chunk size must be at least 1")
     version = registry.resolve(store, model)["version"]
-    batch_id = f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+    write = store.create if batch_id else store.put  # a given id is taken once
+    batch_id = batch_id or f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
     items: list[dict[str, Any]] = []
     uploads: list[tuple[Path, str]] = []
 
@@ -240,7 +244,7 @@ def submit(
         "template": template.to_dict() if template else None,
         "chunks": chunks,
     }
-    store.put(f"{prefix(batch_id)}/manifest.json", json.dumps(manifest).encode())
+    write(f"{prefix(batch_id)}/manifest.json", json.dumps(manifest).encode())
     _enqueue(manifest, range(len(chunks)))
     return batch_id
 

@@ -12,15 +12,15 @@ files under ``watch/<quoted inbox>/`` in the store:
    exclusive create of ``claims/<object id>.json`` naming g.
 2. Submit (by the holder of g's Redis lease, SET NX PX, renewed each poll; once it lapses, any
    watcher takes it and redoes this step): claim for g what of its list is still unclaimed, so
-   its members are settled, and submit them. The manifest batches.submit writes (before it
-   queues anything) is first bound to g by an exclusive create of ``bound/<g>.json``: another
-   submission of g stops there and completes the bound batch instead (its manifest written
-   again if missing, lost chunks re-queued by batches.resume). ``queued/<g>`` ends the step.
+   its members are settled, and submit them as batch g. batches.submit takes that id by an
+   exclusive create of its manifest before it queues anything: another submission of g stops
+   there and completes batch g instead (lost chunks re-queued by batches.resume).
+   ``queued/<g>`` ends the step.
 3. Finish (any watcher): copy the results of g's finished batch (the .jsonl by exclusive
    create: one watcher logs it), then delete ``groups/<g>.json`` and ``queued/<g>``.
 A lease only says who works on a group: a watcher paused past its lease cannot make a second
 batch, only queue a chunk of the same batch twice. A poll lists the inbox and the open groups,
-and looks up the claims of objects not yet known to be claimed; claims and bindings stay.
+and looks up the claims of objects not yet known to be claimed; claims stay.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
 from urllib.parse import quote
 
 import redis
@@ -79,22 +78,6 @@ class _Object:
     @property
     def id(self) -> str:
         return hashlib.sha256(f"{self.key}\n{self.tag}".encode()).hexdigest()[:32]
-
-
-class _Bound:
-    """The store as batches.submit sees it: the manifest it writes is first bound to a group by
-    an exclusive create, so a second submission of the group stops there (AlreadyExists)."""
-
-    def __init__(self, store: Store, binding: str) -> None:
-        self._store, self._binding = store, binding
-
-    def put(self, key: str, data: bytes) -> None:
-        if PurePosixPath(key).match("batches/*/manifest.json"):
-            self._store.create(self._binding, data)
-        self._store.put(key, data)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
 
 
 def _prefix(store: Store, url: str) -> str:
@@ -284,24 +267,18 @@ class Watcher:
         except ObjectMissing:  # finished by another watcher since this one listed it
             return
         members = self._claim(group, [_Object(**o) for o in record["objects"]])
-        binding = f"{self.state}bound/{group}.json"
-        if not self.store.exists(binding):
-            with contextlib.suppress(AlreadyExists):  # else a concurrent submission bound it
-                self._create(group, members, binding)
+        if not self.store.exists(f"{batches.prefix(group)}/manifest.json"):
+            with contextlib.suppress(AlreadyExists):  # else a concurrent submission made it
+                self._create(group, members)
                 return
-        data = self.store.get(binding)
-        batch = json.loads(data)["batch"]
-        manifest = f"{batches.prefix(batch)}/manifest.json"
-        if not self.store.exists(manifest):
-            self.store.put(manifest, data)
-        lost = batches.resume(self.store, batch, self.time_limit)
-        log.info("batch %s of group %s resumed: %d chunks re-queued", batch, group, len(lost))
+        lost = batches.resume(self.store, group, self.time_limit)
+        log.info("batch %s resumed: %d chunks re-queued", group, len(lost))
         self.store.put(f"{self.state}queued/{group}", b"")
 
-    def _create(self, group: str, members: list[_Object], binding: str) -> None:
-        """Submit the members as one batch bound to the group. Members gone from the store are
-        left out; if none is left, or batches.submit refuses them (a bad archive), the group
-        ends without a batch."""
+    def _create(self, group: str, members: list[_Object]) -> None:
+        """Submit the members as batch `group` (AlreadyExists if it is there). Members gone from
+        the store are left out; if none is left, or batches.submit refuses them (a bad
+        archive), the group ends without a batch."""
         if not members:  # all taken by other groups
             self._close(group)
             return
@@ -309,7 +286,7 @@ class Watcher:
             with tempfile.TemporaryDirectory(prefix="scandigits-watch-") as scratch:
                 paths = [self._path(item.key, Path(scratch)) for item in members]
                 batch = batches.submit(
-                    _Bound(self.store, binding), paths, **self.options, template=self.template
+                    self.store, paths, **self.options, template=self.template, batch_id=group
                 )
         except (StoreError, RegistryError):
             raise  # the store or the model, not these inputs: try again
@@ -336,27 +313,25 @@ class Watcher:
     def _finish(self, group: str) -> None:
         """Copy the results of the group's batch once it is done (merging them first if its
         last worker died before it could)."""
-        manifest = json.loads(self.store.get(f"{self.state}bound/{group}.json"))
-        report = batches.status(self.store, manifest)
-        batch = manifest["batch"]
+        report = batches.status(self.store, batches.manifest(self.store, group))
         if report["state"] != "done":
             if report["chunks_done"] == report["chunks"]:
-                batches.finalize_if_complete(self.store, batch, report["chunks"])
+                batches.finalize_if_complete(self.store, group, report["chunks"])
             return
-        self.store.put(f"{self.results}{batch}.csv", batches.result_file(self.store, batch, "csv"))
+        self.store.put(f"{self.results}{group}.csv", batches.result_file(self.store, group, "csv"))
         try:
-            jsonl = batches.result_file(self.store, batch, "jsonl")
-            self.store.create(f"{self.results}{batch}.jsonl", jsonl)
+            jsonl = batches.result_file(self.store, group, "jsonl")
+            self.store.create(f"{self.results}{group}.jsonl", jsonl)
         except AlreadyExists:
             pass
         else:
             log.info(
                 "batch %s finished: %d images, %d errors; %s%s.jsonl",
-                batch,
+                group,
                 report["images"],
                 report["errors"],
                 self.results_url,
-                batch,
+                group,
             )
         self._close(group)
 
