@@ -66,6 +66,16 @@ def test_touching_pair_is_offered_split_at_the_joint() -> None:
     assert min(abs(c - 65) for c in cuts) <= 4
 
 
+def test_narrow_digit_touching_a_neighbour_is_offered_cut_off() -> None:
+    ink = np.zeros((140, 300), np.float32)
+    draw(ink, "0", 30)
+    draw(ink, "1", 30 + 36)  # a 1 against the 0's right side: far from an even split
+    (run,) = segment(scan(ink)).runs
+    pairs = [o.pieces for o in run.options(cut=run.marks) if len(o.pieces) == 2]
+    cuts = [pieces[0].box[0] + pieces[0].box[2] for pieces in pairs]
+    assert min(abs(c - 66) for c in cuts) <= 4
+
+
 def test_broken_digit_is_one_group() -> None:
     ink = field("7")
     ink[:, 30:80][ink[:, 30:80] > 0] = 0  # erase nothing yet
@@ -136,3 +146,12 @@ def test_bent_cut_slips_between_leaning_digits() -> None:
     crossed = mask[np.arange(60), path].sum()
     assert crossed <= 4 < mask[:, 37].sum()
     assert np.abs(np.diff(path)).max() <= 1
+
+
+def test_a_long_stroke_does_not_set_the_slant() -> None:
+    ink = field("101")
+    cv2.line(ink, (200, 100), (370, 70), 1.0, 9, cv2.LINE_AA)  # wider than tall, heavier than all
+    line = segment(scan(ink)).line
+    _, _, stats, _ = cv2.connectedComponentsWithStats((line > 0.3).astype(np.uint8))
+    first = stats[1 + np.argmin(stats[1:, cv2.CC_STAT_LEFT])]
+    assert first[cv2.CC_STAT_WIDTH] <= 6  # the 1 stands upright in the reader's line

@@ -36,9 +36,11 @@ SPECK = 0.06  # marks smaller than this share of a typical digit's ink are speck
 MAIN = 0.4  # marks at least this share of the digit height are digits (or large parts of one)
 REACH = 1.5  # a digit further than this many digit heights from the others is not in the field
 ASPECT = 0.8  # MNIST's median width / height: a typical digit's width from the field's height
-WIDE = 1.0  # runs of ink at least this many typical digit widths wide may hold several digits
+WIDE = 0.8  # runs of ink at least this many typical digit widths wide may hold several digits
 WINDOW = 0.45  # cuts are sought this share of a digit's width either side of an even split
 BROAD = 1.5  # one digit is rarely wider than this many typical widths (MNIST: 95% are)
+NARROW = 0.25  # a narrow digit (a 1) is at least this many typical widths wide
+UNEVEN = 3  # cuts at the ink's narrowest points, not near an even split: the best few per count
 
 
 @dataclass(frozen=True, eq=False)
@@ -246,13 +248,15 @@ def _writing_height(binary: np.ndarray) -> float:
 
 def _upright(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Shear the writer's slant out of the whole field (the median slant of its marks, from
-    their second moments) so digits stand upright for grouping and vertical cuts."""
+    their second moments) so digits stand upright for grouping and vertical cuts. Marks wider
+    than tall are left out while others count: the moments of touching digits measure how
+    they sit side by side, not their slant."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), None, 8)
+    marks = [i for i in range(1, count) if stats[i, cv2.CC_STAT_HEIGHT] >= 8]
+    narrow = [i for i in marks if stats[i, cv2.CC_STAT_WIDTH] <= 1.2 * stats[i, cv2.CC_STAT_HEIGHT]]
     slants, weights = [], []
-    for i in range(1, count):
+    for i in narrow or marks:
         x, y, w, h, area = stats[i]
-        if h < 8:
-            continue
         ys, xs = np.nonzero(labels[y : y + h, x : x + w] == i)
         var_y = float(((ys - ys.mean()) ** 2).mean())
         slants.append(float(((xs - xs.mean()) * (ys - ys.mean())).mean()) / max(var_y, 1e-6))
@@ -336,8 +340,10 @@ def _groups(stats: np.ndarray) -> list[list[int]]:
 
 
 def _splits(mask: np.ndarray, typical: float) -> list[list[np.ndarray]]:
-    """Ways to cut one mark into digits: when it is wide for one digit, k pieces for each k its
-    width allows, cut at the emptiest columns near the even split."""
+    """Ways to cut one mark into digits: when it may be more than one digit, k pieces for each k
+    its width allows, cut at the emptiest columns near the even split, and at the thinnest
+    points anywhere that leave every piece as wide as a narrow digit and no wider than a broad
+    one (the UNEVEN cheapest)."""
     xs = np.flatnonzero(mask.any(axis=0))
     x0, x1 = int(xs.min()), int(xs.max()) + 1
     width = x1 - x0
@@ -348,23 +354,39 @@ def _splits(mask: np.ndarray, typical: float) -> list[list[np.ndarray]]:
     columns = mask[:, x0:x1]
     ink = np.convolve(columns.sum(axis=0), np.ones(3), mode="same")
     crossings = (np.diff(columns.astype(np.int8), axis=0) == 1).sum(axis=0)
+    cost = crossings * 1000 + ink
+    narrow = max(2, round(NARROW * typical))
+    # the thinnest points anywhere: a narrow digit at the end of a run is far from even
+    lowest = [
+        c
+        for c in range(narrow, width - narrow + 1)
+        if cost[c] < cost[c - 1] and cost[c] <= cost[min(c + 1, width - 1)]
+    ]
     for k in range(2, min(MAX_SPLIT, round(width / typical) + 1) + 1):
         options = []
         for j in range(1, k):
             centre, window = j * width / k, WINDOW * width / k
             lo, hi = int(centre - window), int(np.ceil(centre + window)) + 1
             cuts = [round(centre)]
-            for cost in (ink[lo:hi], crossings[lo:hi] * 1000 + ink[lo:hi]):
-                best = lo + int(np.argmin(cost))
+            for column_cost in (ink[lo:hi], cost[lo:hi]):
+                best = lo + int(np.argmin(column_cost))
                 if all(abs(best - c) >= 3 for c in cuts):
                     cuts.append(best)
             options.append(sorted(cuts))
+        uneven = []
+        for cuts in itertools.combinations(lowest, k - 1):
+            widths = np.diff([0, *cuts, width])
+            if widths.min() >= narrow and widths.max() <= BROAD * typical:
+                uneven.append(list(cuts))
+        uneven.sort(key=lambda cuts: sum(cost[c] for c in cuts))
+        combos = _combinations(options)
+        combos += [cuts for cuts in uneven if cuts not in combos][:UNEVEN]
         # each cut column straight down, and bent along the least-ink path near it
         shapes = {
             c: (np.full(len(mask), x0 + c), _path(mask, x0 + c, round(WINDOW * typical)))
-            for c in {c for cuts in options for c in cuts}
+            for c in {c for cuts in combos for c in cuts}
         }
-        for cuts in _combinations(options):
+        for cuts in combos:
             for bent in (0, 1):
                 edges = [None, *(shapes[c][bent] for c in cuts), None]
                 pieces = [_cut(mask, a, b) for a, b in itertools.pairwise(edges)]
