@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import benchmarks
 from trainer import forms, mnist
 from trainer.storage import open_store
 from worker import batches, local, queue, templates
@@ -131,4 +132,4 @@ def table(report: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    benchmarks.run(main)

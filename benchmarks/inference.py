@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+import benchmarks
 from trainer import models, strings
 from worker import inference
 
@@ -73,4 +74,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    benchmarks.run(main)

@@ -33,6 +33,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+import benchmarks
 from benchmarks import naive
 from benchmarks.compute import Compute, peak_rss
 from trainer import mnist, registry, samples, train
@@ -515,4 +516,4 @@ def table(report: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    benchmarks.run(main)
