@@ -36,11 +36,12 @@ SPECK = 0.06  # marks smaller than this share of a typical digit's ink are speck
 MAIN = 0.4  # marks at least this share of the digit height are digits (or large parts of one)
 REACH = 1.5  # a digit further than this many digit heights from the others is not in the field
 ASPECT = 0.8  # MNIST's median width / height: a typical digit's width from the field's height
-WIDE = 0.8  # runs of ink at least this many typical digit widths wide may hold several digits
+WIDE = 1.0  # runs of ink at least this many typical digit widths wide may hold several digits
 WINDOW = 0.45  # cuts are sought this share of a digit's width either side of an even split
 BROAD = 1.5  # one digit is rarely wider than this many typical widths (MNIST: 95% are)
-NARROW = 0.25  # a narrow digit (a 1) is at least this many typical widths wide
-UNEVEN = 3  # cuts at the ink's narrowest points, not near an even split: the best few per count
+NARROW = 0.1  # a narrow digit (a 1, a stroke wide) is at least this many typical widths wide
+UNEVEN = 2  # cuts at the ink's thinnest points, not near an even split: the best few per count
+THINNEST = 8  # thinnest points considered for those cuts
 
 
 @dataclass(frozen=True, eq=False)
@@ -136,7 +137,10 @@ def segment(gray: np.ndarray, reduced: int = 1) -> Field:
     @cache
     def cut(index: int) -> list[list[Piece]]:
         part, x, y = crop(index, index)
-        return [[piece(p, x, y) for p in split] for split in _splits(part, typical[0])]
+        splits = _splits(part, typical[0])
+        # splits share pieces (the same array): each is framed, and later read, once
+        framed = {id(p): piece(p, x, y) for split in splits for p in split}
+        return [[framed[id(p)] for p in split] for split in splits]
 
     everything, x0, y0 = crop(0, len(groups) - 1)
     h, w = everything.shape
@@ -356,43 +360,64 @@ def _splits(mask: np.ndarray, typical: float) -> list[list[np.ndarray]]:
     crossings = (np.diff(columns.astype(np.int8), axis=0) == 1).sum(axis=0)
     cost = crossings * 1000 + ink
     narrow = max(2, round(NARROW * typical))
-    # the thinnest points anywhere: a narrow digit at the end of a run is far from even
-    lowest = [
+    # the thinnest points anywhere (a narrow digit at the end of a run is far from even): the
+    # local minima of the cost, the cheapest few
+    minima = [
         c
         for c in range(narrow, width - narrow + 1)
         if cost[c] < cost[c - 1] and cost[c] <= cost[min(c + 1, width - 1)]
     ]
-    for k in range(2, min(MAX_SPLIT, round(width / typical) + 1) + 1):
-        options = []
-        for j in range(1, k):
-            centre, window = j * width / k, WINDOW * width / k
-            lo, hi = int(centre - window), int(np.ceil(centre + window)) + 1
-            cuts = [round(centre)]
-            for column_cost in (ink[lo:hi], cost[lo:hi]):
-                best = lo + int(np.argmin(column_cost))
-                if all(abs(best - c) >= 3 for c in cuts):
-                    cuts.append(best)
-            options.append(sorted(cuts))
-        uneven = []
-        for cuts in itertools.combinations(lowest, k - 1):
-            widths = np.diff([0, *cuts, width])
-            if widths.min() >= narrow and widths.max() <= BROAD * typical:
-                uneven.append(list(cuts))
+    lowest = sorted(sorted(minima, key=cost.__getitem__)[:THINNEST])
+
+    @cache
+    def edge(column: int, bent: bool) -> np.ndarray:
+        """A cut straight down at `column`, or bent along the least-ink path near it."""
+        if bent:
+            return _path(mask, x0 + column, round(WINDOW * typical))
+        return np.full(len(mask), x0 + column)
+
+    @cache
+    def between(left: tuple[int, bool] | None, right: tuple[int, bool] | None) -> np.ndarray | None:
+        """The piece between two cuts (None: the edge); a piece many splits share is one array."""
+        return _cut(
+            mask, None if left is None else edge(*left), None if right is None else edge(*right)
+        )
+
+    def fits(cuts: tuple[int, ...]) -> bool:
+        """Whether every piece is at least a narrow digit wide and at most a broad one."""
+        edges = [0, *cuts, width]
+        return all(narrow <= b - a <= BROAD * typical for a, b in itertools.pairwise(edges))
+
+    for k in range(2, MAX_SPLIT + 1):
+        # near an even split, into as many digits as typical widths fit in the mark
+        combos = _even(ink, cost, width, k) if k <= round(width / typical) + 1 else []
+        # at the thinnest points, the cheapest few
+        uneven = [list(c) for c in itertools.combinations(lowest, k - 1) if fits(c)]
         uneven.sort(key=lambda cuts: sum(cost[c] for c in cuts))
-        combos = _combinations(options)
         combos += [cuts for cuts in uneven if cuts not in combos][:UNEVEN]
-        # each cut column straight down, and bent along the least-ink path near it
-        shapes = {
-            c: (np.full(len(mask), x0 + c), _path(mask, x0 + c, round(WINDOW * typical)))
-            for c in {c for cuts in combos for c in cuts}
-        }
         for cuts in combos:
-            for bent in (0, 1):
-                edges = [None, *(shapes[c][bent] for c in cuts), None]
-                pieces = [_cut(mask, a, b) for a, b in itertools.pairwise(edges)]
+            for bent in (False, True):
+                edges = [None, *((c, bent) for c in cuts), None]
+                pieces = [between(a, b) for a, b in itertools.pairwise(edges)]
                 if all(p is not None for p in pieces):
                     splits.append(pieces)
     return splits
+
+
+def _even(ink: np.ndarray, cost: np.ndarray, width: int, k: int) -> list[list[int]]:
+    """Cuts into k pieces near the even split: each cut at the even column itself, or at the
+    emptiest column (least ink; fewest strokes crossed, then least ink) within WINDOW of it."""
+    options = []
+    for j in range(1, k):
+        centre, window = j * width / k, WINDOW * width / k
+        lo, hi = int(centre - window), int(np.ceil(centre + window)) + 1
+        cuts = [round(centre)]
+        for column_cost in (ink[lo:hi], cost[lo:hi]):
+            best = lo + int(np.argmin(column_cost))
+            if all(abs(best - c) >= 3 for c in cuts):
+                cuts.append(best)
+        options.append(sorted(cuts))
+    return _combinations(options)
 
 
 def _path(mask: np.ndarray, column: int, reach: int) -> np.ndarray:
