@@ -202,3 +202,20 @@ def test_a_fields_shape_picks_the_likeliest_string_that_fits() -> None:
         pipeline._best({"12": -1.0, "1234": -3.0}, FieldSpec("n", (0, 0, 1, 1), digits=3).fits)
         == "12"
     )
+
+
+def test_a_digits_second_likeliest_reading_is_offered_for_the_shape_to_pick() -> None:
+    one, two = (pipeline.Piece(np.zeros((28, 28), np.float32), (0, 0, 1, 1)) for _ in range(2))
+    probabilities = np.zeros((2, 11), np.float32)
+    probabilities[0, [1, 7]] = 0.9, 0.1  # a 1, or maybe a 7
+    probabilities[1, 2] = 1.0
+    predictions = {
+        piece: Prediction(int(row.argmax()), float(row.max()), row)
+        for piece, row in zip((one, two), probabilities, strict=True)
+    }
+    texts = pipeline._texts([[pipeline.Option([one], 0)], [pipeline.Option([two], 0)]], predictions)
+    assert list(texts) == ["12", "72"]
+    reading = pipeline._choose(
+        texts, predictions, None, FieldSpec("n", (0, 0, 1, 1), pattern="7.").fits
+    )
+    assert reading.text == "72" and abs(reading.digits[0].confidence - 0.1) < 1e-6

@@ -33,10 +33,24 @@ def configure_threads(processes: int) -> None:
 
 @dataclass
 class Prediction:
-    """Label and softmax confidence of one image."""
+    """Label and softmax confidence of one image, and its whole softmax output if known."""
 
     label: int
     confidence: float
+    probabilities: np.ndarray | None = None
+
+    def probability(self, digit: int) -> float:
+        """How likely the image is `digit`."""
+        if self.probabilities is None:
+            return self.confidence if digit == self.label else 0.0
+        return float(self.probabilities[digit])
+
+    def likely(self, floor: float) -> list[int]:
+        """The digits at least `floor` likely (the label always), likeliest first."""
+        if self.probabilities is None:
+            return [self.label]
+        order = np.argsort(-self.probabilities[:NOT_A_DIGIT])
+        return [self.label, *(int(d) for d in order[1:] if self.probabilities[d] >= floor)]
 
 
 class Classifier:
@@ -61,7 +75,7 @@ class Classifier:
             return []
         probs = self.probabilities(images)
         labels = probs[:, :NOT_A_DIGIT].argmax(axis=1)  # the digits, never "not one digit"
-        return [Prediction(int(k), float(p[k])) for k, p in zip(labels, probs, strict=True)]
+        return [Prediction(int(k), float(p[k]), p) for k, p in zip(labels, probs, strict=True)]
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """Softmax outputs (N, classes) for a non-empty batch of normalised digits."""

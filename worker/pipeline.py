@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import astuple, dataclass, field
+from dataclasses import dataclass, field
 from functools import cached_property, partial
 from typing import TypeVar
 
@@ -35,6 +35,8 @@ Fits = Callable[[str], bool]  # whether a string has a field's shape (its digit 
 SURE = 0.9999  # a mark read alone this surely is not offered cut into touching digits
 JOIN_COST = 0.1  # log-likelihood a reading pays per separate mark it joins into one digit
 TEXTS = 16  # strings kept per field from the segmenter's readings, likeliest first
+SECOND = 0.01  # a digit read this likely is offered too, besides the likeliest
+READS = 3  # digits one piece is offered as, at most (a field's readings multiply)
 _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fetch-decode")
 
 
@@ -209,28 +211,29 @@ def _unsure(run: Run, predictions: dict[Piece, Prediction], classifier: Classifi
     return [i for i in run.marks if predictions[run.whole(i, i)].confidence < SURE]
 
 
-def _fit(option: Option, predictions: list[Prediction]) -> float:
-    """How likely a reading is, in logs: the product of its digits' confidences (a model with a
-    "not one digit" class gives a wrong cut's pieces low confidence), less a little for each
-    join, so that on a tie separate marks stay separate digits."""
-    return sum(math.log(max(p.confidence, 1e-12)) for p in predictions) - JOIN_COST * option.joins
-
-
 def _texts(
     options: list[list[Option]], predictions: dict[Piece, Prediction]
 ) -> dict[str, tuple[float, list[Piece]]]:
     """The TEXTS likeliest strings the segmenter's readings of a field's runs give, each with
-    its fit and its digits, run by run keeping the likeliest per string."""
+    its fit and its digits, run by run keeping the likeliest per string. A reading's fit is the
+    product of its digits' probabilities (a model with a "not one digit" class gives a wrong
+    cut's pieces low ones), less a little for each join, so that on a tie separate marks stay
+    separate digits; a piece is read as its likeliest digit, or another SECOND likely."""
     texts: dict[str, tuple[float, list[Piece]]] = {"": (0.0, [])}
     for group in options:
         longer: dict[str, tuple[float, list[Piece]]] = {}
-        for text, (fit, pieces) in texts.items():
-            for option in group:
-                read = [predictions[p] for p in option.pieces]
-                key = text + "".join(str(p.label) for p in read)
-                score = fit + _fit(option, read)
-                if key not in longer or longer[key][0] < score:
-                    longer[key] = (score, pieces + option.pieces)
+        for option in group:
+            read = [predictions[p] for p in option.pieces]
+            for digits in itertools.product(*(p.likely(SECOND)[:READS] for p in read)):
+                fit = sum(
+                    math.log(max(p.probability(d), 1e-12))
+                    for p, d in zip(read, digits, strict=True)
+                )
+                fit -= JOIN_COST * option.joins
+                key = "".join(map(str, digits))
+                for text, (before, pieces) in texts.items():
+                    if text + key not in longer or longer[text + key][0] < before + fit:
+                        longer[text + key] = (before + fit, pieces + option.pieces)
         texts = dict(sorted(longer.items(), key=lambda kv: -kv[1][0])[:TEXTS])
     return texts
 
@@ -301,18 +304,18 @@ def _choose(
     both models (the sum of their log-likelihoods); the winner's share of the probability of
     all strings scored caps its digits' confidence."""
     if line is None or not line.text:  # reading nothing where there is ink tells nothing
-        segmented = {text: fit for text, (fit, _) in texts.items()}
-        pieces = texts[_best(segmented, fits)][1]
-        return Reading([Digit(*astuple(predictions[p]), p.box) for p in pieces])
-    scores = {text: fit + strings.likelihood(line.logits, text) for text, (fit, _) in texts.items()}
-    scores.setdefault(line.text, line.fit + strings.likelihood(line.logits, line.text))
-    best = _best(scores, fits)
-    share = 1.0 / sum(math.exp(score - scores[best]) for score in scores.values())
+        scores, share = {text: fit for text, (fit, _) in texts.items()}, 1.0
+        best = _best(scores, fits)
+    else:
+        scores = {t: fit + strings.likelihood(line.logits, t) for t, (fit, _) in texts.items()}
+        scores.setdefault(line.text, line.fit + strings.likelihood(line.logits, line.text))
+        best = _best(scores, fits)
+        share = 1.0 / sum(math.exp(score - scores[best]) for score in scores.values())
     if best in texts:
         return Reading(
             [
-                Digit(predictions[p].label, min(predictions[p].confidence, share), p.box)
-                for p in texts[best][1]
+                Digit(int(d), min(predictions[p].probability(int(d)), share), p.box)
+                for d, p in zip(best, texts[best][1], strict=True)
             ]
         )
     return Reading(
