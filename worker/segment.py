@@ -252,9 +252,9 @@ def _writing_height(binary: np.ndarray) -> float:
 
 def _upright(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Shear the writer's slant out of the whole field (the median slant of its marks, from
-    their second moments) so digits stand upright for grouping and vertical cuts. Marks wider
-    than tall are left out while others count: the moments of touching digits measure how
-    they sit side by side, not their slant."""
+    their second moments) so digits stand upright for grouping and vertical cuts. Marks much
+    wider than tall are left out while others count: the moments of touching digits or of a
+    long tail measure how the ink lies, not the slant."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), None, 8)
     marks = [i for i in range(1, count) if stats[i, cv2.CC_STAT_HEIGHT] >= 8]
     narrow = [i for i in marks if stats[i, cv2.CC_STAT_WIDTH] <= 1.2 * stats[i, cv2.CC_STAT_HEIGHT]]
