@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from trainer.errors import UserError
 
@@ -15,3 +18,10 @@ def run(main: Callable[[], None]) -> None:
         main()
     except UserError as exc:
         sys.exit(f"error: {exc}")
+
+
+def save(report: dict[str, Any], out: Path) -> None:
+    """Save a benchmark's numbers as JSON to `out` (its folder made if need be), and say where."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"saved {out}", file=sys.stderr)

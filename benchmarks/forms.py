@@ -63,9 +63,7 @@ def main(argv: list[str] | None = None) -> None:
         pages_per_second=summary["images_per_second"],
     )
     print(table(report))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"saved {args.out}", file=sys.stderr)
+    benchmarks.save(report, args.out)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -9,7 +9,6 @@ Weights do not change the cost, so freshly built models are timed; no data set i
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from collections.abc import Callable
@@ -69,8 +68,7 @@ def main() -> None:
         speeds = row["images_per_second"]
         cells = " ".join(f"{speeds[b]:>12,.0f}" for b in BATCHES)
         print(f"{row['model']:<6} {row['parameters']:>9,} {cells}  ({1e6 / speeds[256]:.1f} µs)")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"cores": os.cpu_count(), "rows": rows}, indent=2))
+    benchmarks.save({"cores": os.cpu_count(), "rows": rows}, args.out)
 
 
 if __name__ == "__main__":

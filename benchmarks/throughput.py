@@ -60,9 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     model, metadata = model_file(args)
     report = measure(args, files, labels, model, metadata)
     print(table(report))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"saved {args.out}", file=sys.stderr)
+    benchmarks.save(report, args.out)
 
 
 def _parser() -> argparse.ArgumentParser:
