@@ -93,19 +93,26 @@ def write_scans(
 
 
 def _save(out_dir: Path, stem: str, image: np.ndarray, rng: np.random.Generator) -> str:
-    """Write image as out_dir/stem.jpg (random quality) or stem.png, as drawn from rng; returns
-    the file name."""
+    """Write image as out_dir/stem.jpg or stem.png, as `encode` draws from rng; returns the file
+    name."""
+    suffix, data = encode(image, rng)
+    (out_dir / f"{stem}{suffix}").write_bytes(data)
+    return f"{stem}{suffix}"
+
+
+def encode(image: np.ndarray, rng: np.random.Generator) -> tuple[str, bytes]:
+    """The image as a file's bytes: JPEG of random quality or lossless PNG, as drawn from rng;
+    returns the file suffix and the bytes."""
     if rng.random() < _JPEG_SHARE:
-        name = f"{stem}.jpg"
+        suffix = ".jpg"
         quality = int(rng.integers(_JPEG_QUALITY[0], _JPEG_QUALITY[1] + 1))
-        ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        ok, data = cv2.imencode(suffix, image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     else:
-        name = f"{stem}.png"
-        ok, data = cv2.imencode(".png", image)
+        suffix = ".png"
+        ok, data = cv2.imencode(suffix, image)
     if not ok:
-        raise RuntimeError(f"OpenCV could not encode {name}")
-    (out_dir / name).write_bytes(data.tobytes())
-    return name
+        raise RuntimeError(f"OpenCV could not encode a {suffix} image")
+    return suffix, data.tobytes()
 
 
 def _tidy(out_dir: Path, prefix: str, mapping: dict[str, str]) -> None:

@@ -42,7 +42,7 @@ def make(
     rng = np.random.default_rng(seed)
     lines = np.empty((count, HEIGHT, WIDTH), np.uint8)
     targets = np.zeros((count, LONGEST), np.int32)
-    lengths = rng.choice(np.arange(1, LONGEST + 1), size=count, p=_LENGTHS)
+    lengths = rng.choice(np.arange(1, LONGEST + 1), size=count, p=LENGTHS)
     for n, length in enumerate(lengths):
         chosen = rng.integers(len(digits), size=length)
         ink, height = _line([mnist.crop(digits[i]) for i in chosen], rng)
@@ -52,7 +52,7 @@ def make(
 
 
 # fields of 3-8 digits are the common case; single digits and long numbers also occur
-_LENGTHS = np.array([4, 4, 10, 10, 10, 10, 10, 10, 6, 6], float) / 80
+LENGTHS = np.array([4, 4, 10, 10, 10, 10, 10, 10, 6, 6], float) / 80
 
 
 def _line(crops: list[np.ndarray], rng: np.random.Generator) -> tuple[np.ndarray, float]:
