@@ -38,7 +38,7 @@ from benchmarks import naive
 from benchmarks.compute import Compute, peak_rss
 from trainer import mnist, registry, samples, train
 from trainer.storage import Store, open_store
-from worker import batches, local, queue
+from worker import batches, lines, local, queue
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -136,7 +136,8 @@ def model_file(args: argparse.Namespace) -> tuple[bytes, dict[str, Any]]:
         source = open_store(f"file://{folder.absolute()}")
         if registry.current_version(source) is None:
             print(f"training the {name} model for the benchmark (once)", file=sys.stderr)
-            train.run(source, name, args.data, "always", epochs=1 if args.quick else None)
+            epochs = 1 if args.quick else None
+            train.run(source, name, args.data, "always", epochs=epochs, scanned=lines.scanned)
     metadata = registry.resolve(source)
     return source.get(f"models/v{metadata['version']:04d}/model.keras"), metadata
 

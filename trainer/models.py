@@ -25,6 +25,7 @@ class Recipe:
     stroke_jitter: bool = False  # randomly thicken or thin strokes in the input pipeline
     nondigits: int = 0  # images of touching pairs and fragments added as an 11th class
     lines: int = 0  # lines of digits (trainer/strings.py) to train a string reader on, if any
+    scanned: float = 0.0  # share of a reader's lines rendered as scans, framed as the worker does
 
     @property
     def classes(self) -> int:
@@ -45,7 +46,7 @@ RECIPES = {
         lines=60000,
     ),
 }
-READER = Recipe(epochs=12, batch_size=64, learning_rate=3e-3, cosine=True, ema=True)
+READER = Recipe(epochs=12, batch_size=64, learning_rate=3e-3, cosine=True, ema=True, scanned=0.5)
 
 
 def build(name: str) -> keras.Model:

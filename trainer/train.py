@@ -88,6 +88,10 @@ def _fit(
     model.fit(**inputs, epochs=epochs, verbose=0, callbacks=[callback])
 
 
+# lines of MNIST digits -> (framed lines, targets), as strings.make: (digits, labels, count, seed)
+Lines = Callable[[np.ndarray, np.ndarray, int, int], tuple[np.ndarray, np.ndarray]]
+
+
 def _reader(
     data: mnist.Mnist,
     limit: int | None,
@@ -95,14 +99,23 @@ def _reader(
     epochs: int | None,
     seed: int,
     log: Callable[[str], None],
+    scanned: Lines | None,
 ) -> tuple[Any, dict[str, Any]]:
-    """Train the string reader on `count` lines of MNIST training digits; score it on lines of
-    test digits (whole lines read exactly)."""
+    """Train the string reader on `count` lines of MNIST training digits, the recipe's share of
+    them framed from scans by `scanned` when given; score it on lines of test digits (whole
+    lines read exactly)."""
     import keras
 
     recipe = models.READER
     epochs = epochs or recipe.epochs
-    lines, targets = strings.make(data.x_train[:limit], data.y_train[:limit], count, seed)
+    digits, labels = data.x_train[:limit], data.y_train[:limit]
+    rendered = round(count * recipe.scanned) if scanned else 0
+    lines, targets = strings.make(digits, labels, count - rendered, seed)
+    if rendered:
+        started = time.monotonic()
+        more, more_targets = scanned(digits, labels, rendered, seed)
+        lines, targets = np.concatenate([lines, more]), np.concatenate([targets, more_targets])
+        log(f"reader: {len(more)} lines framed from scans ({time.monotonic() - started:.0f} s)")
     reader = models.build_reader()
     # the lines stay uint8 (a quarter of float32's memory), scaled to [0, 1] a batch at a time
     scaled = _batches(lines, targets, recipe.batch_size, seed, _to_unit)
@@ -114,7 +127,8 @@ def _reader(
     read = [[digit for digit, _, _ in strings.decode(row)] for row in logits]
     right = sum(r == [k - 1 for k in t if k] for r, t in zip(read, truth.tolist(), strict=True))
     return reader, {
-        "lines": count,
+        "lines": len(lines),
+        "scanned_lines": len(lines) - (count - rendered),
         "epochs": epochs,
         "line_accuracy": round(right / len(read), 5),
         "training_seconds": round(seconds, 1),
@@ -129,8 +143,10 @@ def train(
     limit: int | None = None,
     seed: int = 0,
     log: Callable[[str], None] = _log,
+    scanned: Lines | None = None,
 ) -> tuple[Any, dict[str, Any]]:
-    """Fit architecture `name`; return the model and its metadata (metrics, recipe, provenance)."""
+    """Fit architecture `name`; return the model and its metadata (metrics, recipe, provenance).
+    `scanned` frames reader training lines from scans (the worker's lines.scanned)."""
     import keras
     import tensorflow as tf
 
@@ -201,7 +217,7 @@ def train(
     }
     if recipe.lines:
         count = max(200, recipe.lines * len(data.x_train[:limit]) // 60000)
-        reader, metadata["reader"] = _reader(data, limit, count, given, seed, log)
+        reader, metadata["reader"] = _reader(data, limit, count, given, seed, log, scanned)
         model = models.together(model, reader)
     return model, metadata
 

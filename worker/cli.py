@@ -104,6 +104,7 @@ def train(
     """Train a model on MNIST and publish it as a new version."""
     from trainer import models, registry
     from trainer import train as trainer
+    from worker import lines
 
     if model not in models.RECIPES:
         raise UserError(f"unknown model {model!r}; choose from {', '.join(models.RECIPES)}")
@@ -118,6 +119,7 @@ def train(
         batch_size=batch_size,
         limit=limit,
         seed=seed,
+        scanned=lines.scanned,
     )
     state = "now current" if meta["promoted"] else "not promoted"
     typer.echo(
