@@ -42,8 +42,7 @@ def make(
     rng = np.random.default_rng(seed)
     lines = np.empty((count, HEIGHT, WIDTH), np.uint8)
     targets = np.zeros((count, LONGEST), np.int32)
-    lengths = rng.choice(np.arange(1, LONGEST + 1), size=count, p=LENGTHS)
-    for n, length in enumerate(lengths):
+    for n, length in enumerate(lengths(count, rng)):
         chosen = rng.integers(len(digits), size=length)
         ink, height = _line([mnist.crop(digits[i]) for i in chosen], rng)
         lines[n] = np.round(frame(ink, height)[0] * 255).astype(np.uint8)
@@ -51,8 +50,13 @@ def make(
     return lines, targets
 
 
+def lengths(count: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` line lengths of 1 to LONGEST digits, drawn as fields of forms have them."""
+    return rng.choice(np.arange(1, LONGEST + 1), size=count, p=_LENGTHS)
+
+
 # fields of 3-8 digits are the common case; single digits and long numbers also occur
-LENGTHS = np.array([4, 4, 10, 10, 10, 10, 10, 10, 6, 6], float) / 80
+_LENGTHS = np.array([4, 4, 10, 10, 10, 10, 10, 10, 6, 6], float) / 80
 
 
 def _line(crops: list[np.ndarray], rng: np.random.Generator) -> tuple[np.ndarray, float]:

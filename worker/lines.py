@@ -40,7 +40,7 @@ def _scanned(
     lines = np.zeros((count, strings.HEIGHT, strings.WIDTH), np.uint8)
     targets = np.zeros((count, strings.LONGEST), np.int32)
     kept = np.zeros(count, bool)
-    lengths = rng.choice(np.arange(1, strings.LONGEST + 1), size=count, p=strings.LENGTHS)
+    lengths = strings.lengths(count, rng)
     for n, (length, child) in enumerate(zip(lengths, rng.spawn(count), strict=True)):
         chosen = child.integers(len(digits), size=length)
         data = samples.encode(samples.render_field([digits[i] for i in chosen], child), child)[1]
