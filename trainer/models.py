@@ -43,10 +43,10 @@ RECIPES = {
         ema=True,
         stroke_jitter=True,
         nondigits=6000,
-        lines=60000,
+        lines=120000,
     ),
 }
-READER = Recipe(epochs=12, batch_size=64, learning_rate=3e-3, cosine=True, ema=True, scanned=0.5)
+READER = Recipe(epochs=4, batch_size=64, learning_rate=3e-3, cosine=True, ema=True, scanned=0.5)
 
 
 def build(name: str) -> keras.Model:
