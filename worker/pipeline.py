@@ -37,6 +37,7 @@ JOIN_COST = 0.1  # log-likelihood a reading pays per separate mark it joins into
 TEXTS = 16  # strings kept per field from the segmenter's readings, likeliest first
 SECOND = 0.01  # a digit read this likely is offered too, besides the likeliest
 READS = 3  # digits one piece is offered as, at most (a field's readings multiply)
+DOUBT = 0.1  # odds that a piece is framed too badly for its reading to mean anything (_log_fit)
 _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fetch-decode")
 
 
@@ -225,10 +226,7 @@ def _texts(
         for option in group:
             read = [predictions[p] for p in option.pieces]
             for digits in itertools.product(*(p.likely(SECOND)[:READS] for p in read)):
-                fit = sum(
-                    math.log(max(p.probability(d), 1e-12))
-                    for p, d in zip(read, digits, strict=True)
-                )
+                fit = sum(_log_fit(p.probability(d)) for p, d in zip(read, digits, strict=True))
                 fit -= JOIN_COST * option.joins
                 key = "".join(map(str, digits))
                 for text, (before, pieces) in texts.items():
@@ -236,6 +234,13 @@ def _texts(
                         longer[text + key] = (before + fit, pieces + option.pieces)
         texts = dict(sorted(longer.items(), key=lambda kv: -kv[1][0])[:TEXTS])
     return texts
+
+
+def _log_fit(probability: float) -> float:
+    """How well a piece's ink fits a digit the CNN gives `probability`: that probability mixed
+    with a uniform guess at odds DOUBT, so no one piece cut or framed badly (a sliver of a
+    neighbour, a box line left in) can veto a string on its own."""
+    return math.log((1 - DOUBT) * probability + DOUBT / 10)
 
 
 @dataclass
@@ -288,7 +293,7 @@ def _lines(
     start = time.perf_counter()
     probs = iter(classifier.probabilities(np.stack([p.image for p in pieces])) if pieces else [])
     for line in unseen:
-        line.fit = sum(math.log(max(float(next(probs)[d]), 1e-12)) for d, _, _ in line.digits)
+        line.fit = sum(_log_fit(float(next(probs)[d])) for d, _, _ in line.digits)
     spent["infer"] += time.perf_counter() - start
     return lines
 
