@@ -90,6 +90,21 @@ def test_the_string_reader_overrules_a_doubtful_segmentation() -> None:
     assert lefts == sorted(lefts) and all(digit.box[2] > 0 for digit in reading.digits)
 
 
+class Certain(Spelling):
+    """Spelling, with a CNN that gives each piece's label all the probability and no other
+    digit any."""
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        rows = super().probabilities(images)
+        return (rows == rows.max(axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_a_piece_the_cnn_rules_out_does_not_veto_a_sure_reader() -> None:
+    # the reader's 1 falls on ink the CNN reads as 7 with probability 1 (a sliver, a box line)
+    (reading,), _ = pipeline.read([touching_sevens()], lambda data: data, Certain("71"))
+    assert reading.text == "71"
+
+
 def test_no_cuts_for_a_model_that_cannot_judge_them() -> None:
     classifier = Shapes()
     classifier.judges_cuts = False  # a 10-class model reads any piece as some digit

@@ -217,9 +217,10 @@ def _texts(
 ) -> dict[str, tuple[float, list[Piece]]]:
     """The TEXTS likeliest strings the segmenter's readings of a field's runs give, each with
     its fit and its digits, run by run keeping the likeliest per string. A reading's fit is the
-    product of its digits' probabilities (a model with a "not one digit" class gives a wrong
-    cut's pieces low ones), less a little for each join, so that on a tie separate marks stay
-    separate digits; a piece is read as its likeliest digit, or another SECOND likely."""
+    product of its digits' probabilities, each hedged by _log_fit (a model with a "not one
+    digit" class gives a wrong cut's pieces low ones), less a little for each join, so that on
+    a tie separate marks stay separate digits; a piece is read as its likeliest digit, or
+    another SECOND likely."""
     texts: dict[str, tuple[float, list[Piece]]] = {"": (0.0, [])}
     for group in options:
         longer: dict[str, tuple[float, list[Piece]]] = {}
