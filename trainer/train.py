@@ -111,11 +111,14 @@ def _reader(
     digits, labels = data.x_train[:limit], data.y_train[:limit]
     rendered = round(count * recipe.scanned) if scanned else 0
     lines, targets = strings.make(digits, labels, count - rendered, seed)
+    framed = 0
     if rendered:
         started = time.monotonic()
         more, more_targets = scanned(digits, labels, rendered, seed)
+        framed = len(more)
         lines, targets = np.concatenate([lines, more]), np.concatenate([targets, more_targets])
-        log(f"reader: {len(more)} lines framed from scans ({time.monotonic() - started:.0f} s)")
+        del more, more_targets  # else the fit would hold the framed lines twice
+        log(f"reader: {framed} lines framed from scans ({time.monotonic() - started:.0f} s)")
     reader = models.build_reader()
     # the lines stay uint8 (a quarter of float32's memory), scaled to [0, 1] a batch at a time
     scaled = _batches(lines, targets, recipe.batch_size, seed, _to_unit)
@@ -128,7 +131,7 @@ def _reader(
     right = sum(r == [k - 1 for k in t if k] for r, t in zip(read, truth.tolist(), strict=True))
     return reader, {
         "lines": len(lines),
-        "scanned_lines": len(lines) - (count - rendered),
+        "scanned_lines": framed,
         "epochs": epochs,
         "line_accuracy": round(right / len(read), 5),
         "training_seconds": round(seconds, 1),
