@@ -88,18 +88,37 @@ def _wait_done(batch: str, env: dict[str, str], why: str) -> None:
         time.sleep(0.5)
 
 
-def _submit(folder: Path, names: list[str], env: dict[str, str], *options: str) -> str:
-    submitted = cli("submit", *(str(folder / n) for n in names), *options, env=env)
+def _submit(paths: list[str], env: dict[str, str], *options: str) -> str:
+    submitted = cli("submit", *paths, *options, env=env)
     assert submitted.returncode == 0, submitted.stderr
     return submitted.stdout.strip()
 
 
-def _wait_started(client: redis.Redis, batch: str, chunk: int) -> None:
-    """Until a worker has started the chunk (its start is counted in Redis)."""
+def _submit_held(
+    store: Store, folder: Path, names: list[str], held: int, env: dict[str, str], size: int
+) -> tuple[str, Path]:
+    """Submit `names` from inside a file store, the `held`-th as a named pipe: the chunk that
+    holds it stays in a worker's hands until the test lets it go, however fast the worker."""
+    inbox = Path(store.root, "incoming")
+    inbox.mkdir()
+    for name in names:
+        (inbox / name).write_bytes((folder / name).read_bytes())
+    pipe = inbox / names[held]
+    pipe.unlink()
+    os.mkfifo(pipe)
+    return _submit([f"{store.url}/incoming/"], env, "--chunk-size", str(size)), pipe
+
+
+def _reading(pipe: Path) -> int:
+    """Wait until a worker opens the pipe to read it; return the writing end, which keeps the
+    worker waiting until it is closed."""
     deadline = time.monotonic() + 60
-    while not client.get(f"scandigits:attempts:{batch}:{chunk}"):
-        assert time.monotonic() < deadline, f"chunk {chunk} did not start"
-        time.sleep(0.01)
+    while True:
+        try:
+            return os.open(pipe, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # ENXIO: no reader yet
+            assert time.monotonic() < deadline, f"no worker read {pipe.name}"
+            time.sleep(0.01)
 
 
 def _records(batch: str, env: dict[str, str]) -> list[dict]:
@@ -254,7 +273,7 @@ def test_lost_messages_are_found_and_resumed(redis_url, trained, file_store, sca
     env = {"SCANDIGITS_BROKER_URL": redis_url, "SCANDIGITS_STORE": file_store.url}
     folder, labels = scans
     names = sorted(labels)[:10]
-    batch = _submit(folder, names, env, "--chunk-size", "4")
+    batch = _submit([str(folder / n) for n in names], env, "--chunk-size", "4")
 
     def status() -> dict:
         return _status(batch, env)
@@ -294,13 +313,14 @@ def test_chunk_of_a_killed_worker_is_resumed(
     folder, labels = scans
     names = sorted(labels)
     queue.connect(redis_url)
-    client = redis.Redis.from_url(redis_url)
     processes = local.start_workers(1, env, tmp_path / "logs")
     local.wait_ready(processes, tmp_path / "logs")
-    batch = _submit(folder, names, env, "--chunk-size", "24")
-    _wait_started(client, batch, chunks_before)
+    batch, pipe = _submit_held(file_store, folder, names, 24 * chunks_before, env, 24)
+    held = _reading(pipe)
     local.kill(processes[0])
-    assert not file_store.exists(batches.chunk_key(batch, chunks_before)), "killed too late"
+    os.close(held)
+    pipe.unlink()
+    pipe.write_bytes((folder / pipe.name).read_bytes())
 
     def status() -> dict:
         return _status(batch, env)
@@ -317,6 +337,7 @@ def test_chunk_of_a_killed_worker_is_resumed(
         local.stop_workers(processes)
     records = _records(batch, env)
     assert sorted(Path(r["source"]).name for r in records) == names
+    assert all(r["error"] is None for r in records)
 
 
 def test_poison_chunk_is_marked_failed_and_the_batch_completes(
@@ -337,17 +358,18 @@ def test_poison_chunk_is_marked_failed_and_the_batch_completes(
     worker = processes[0]
     try:
         local.wait_ready(processes, tmp_path / "logs")
-        batch = _submit(folder, names, env, "--chunk-size", "24")
+        batch, pipe = _submit_held(file_store, folder, names, 0, env, 24)
         attempts = f"scandigits:attempts:{batch}:0"
         for crash in range(1, MAX_ATTEMPTS + 1):
             deadline = time.monotonic() + 60
-            while int(client.get(attempts) or 0) < crash:  # chunk 0 has started again
+            while int(client.get(attempts) or 0) < crash:  # the last crashed process is gone
                 assert time.monotonic() < deadline, f"chunk 0 was not redelivered ({crash})"
                 time.sleep(0.01)
+            held = _reading(pipe)  # and chunk 0 is in hand again
             children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
             for child in children:
                 os.kill(int(child), signal.SIGSEGV)
-            assert not file_store.exists(batches.chunk_key(batch, 0)), "killed too late"
+            os.close(held)
         _wait_done(batch, env, "batch with a poison chunk did not finish")
         assert worker.poll() is None, "the worker survives its pool process crashing"
     finally:
@@ -366,17 +388,20 @@ def test_sigterm_finishes_the_chunk_in_hand_and_takes_no_more(
     folder, labels = scans
     names = sorted(labels)
     queue.connect(redis_url)
-    client = redis.Redis.from_url(redis_url)
     processes = local.start_workers(1, env, tmp_path / "logs")
     local.wait_ready(processes, tmp_path / "logs")
-    batch = _submit(folder, names, env, "--chunk-size", "48")
-    _wait_started(client, batch, 0)
+    batch, pipe = _submit_held(file_store, folder, names, 0, env, 48)
+    held = _reading(pipe)
     processes[0].terminate()
+    os.set_blocking(held, True)
+    with os.fdopen(held, "wb") as image:
+        image.write((folder / pipe.name).read_bytes())
     assert processes[0].wait(timeout=60) == 0
-    assert file_store.exists(batches.chunk_key(batch, 0)), "the chunk in hand was finished"
+    document = json.loads(file_store.get(batches.chunk_key(batch, 0)))
+    assert all(r["error"] is None for r in document["records"]), "the chunk in hand was read"
     assert not file_store.exists(batches.chunk_key(batch, 1)), "no new chunk was taken"
     assert queue.pending(batch, range(2), 600) == {1}
-    client.delete(queue.app.conf.task_default_queue)  # leave no work to later tests' workers
+    redis.Redis.from_url(redis_url).delete(queue.app.conf.task_default_queue)  # none for others
 
 
 def test_redis_wiped_mid_batch_is_stalled_then_resumed(trained, file_store, scans, tmp_path):
