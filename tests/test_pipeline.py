@@ -90,6 +90,26 @@ def test_the_string_reader_overrules_a_doubtful_segmentation() -> None:
     assert lefts == sorted(lefts) and all(digit.box[2] > 0 for digit in reading.digits)
 
 
+def test_the_reader_sees_every_line_in_each_shift_in_one_pass() -> None:
+    shown: list[np.ndarray] = []
+
+    class Watched(Spelling):
+        """Spelling, keeping each batch of lines it is shown."""
+
+        def read_lines(self, lines: np.ndarray) -> np.ndarray:
+            shown.append(lines)
+            return super().read_lines(lines)
+
+    readings, _ = pipeline.read([touching_sevens()] * 2, lambda data: data, Watched("77"))
+    assert [r.text for r in readings] == ["77", "77"]
+    (lines,) = shown
+    assert len(lines) == 2 * len(pipeline.SHIFTS)
+    line, width = lines[0], lines.shape[2]
+    for k, columns in enumerate(pipeline.SHIFTS):
+        view = lines[2 * k]
+        assert np.array_equal(view[:, 2:-2], line[:, 2 - columns : width - 2 - columns])
+
+
 class Certain(Spelling):
     """Spelling, with a CNN that gives each piece's label all the probability and no other
     digit any."""

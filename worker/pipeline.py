@@ -38,6 +38,7 @@ TEXTS = 16  # strings kept per field from the segmenter's readings, likeliest fi
 SECOND = 0.01  # a digit read this likely is offered too, besides the likeliest
 READS = 3  # digits one piece is offered as, at most (a field's readings multiply)
 DOUBT = 0.1  # odds that a piece is framed too badly for its reading to mean anything (_log_fit)
+SHIFTS = (0, -2, 2)  # columns the reader's views of a line are moved by (the first is decoded)
 _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fetch-decode")
 
 
@@ -246,17 +247,23 @@ def _log_fit(probability: float) -> float:
 
 @dataclass
 class _Line:
-    """A field as the string reader reads it: its logits, and its digits with the reader's
-    confidence and their span of the line (between the midpoints to their neighbours)."""
+    """A field as the string reader reads it: its logits for each of SHIFTS, and its digits
+    with the reader's confidence and their span of the line (between the midpoints to their
+    neighbours), decoded from the unshifted view."""
 
     found: Field
-    logits: np.ndarray
+    views: list[np.ndarray]
     digits: list[tuple[int, float, tuple[int, int]]]
     fit: float = 0.0  # the classifier's log-likelihood of those digits, read from their ink
 
     @property
     def text(self) -> str:
         return "".join(str(digit) for digit, _, _ in self.digits)
+
+    def likelihood(self, text: str) -> float:
+        """The reader's log-likelihood of `text`, averaged over the views: steadier than one
+        view's, whose columns can fall awkwardly across a digit."""
+        return float(np.mean([strings.likelihood(view, text) for view in self.views]))
 
     @cached_property
     def pieces(self) -> list[Piece]:
@@ -270,22 +277,23 @@ def _lines(
     texts: list[dict[str, tuple[float, list[Piece]]]],
     spent: Counter[str],
 ) -> list[_Line | None]:
-    """Each field's line read by the string reader in one batched pass (None without one); a
-    string the segmenter did not offer is also scored by the classifier, its digits framed
-    from the reader's positions (one more batched pass)."""
+    """Each field's line read by the string reader, all its views in one batched pass (None
+    without a reader); a string the segmenter did not offer is also scored by the classifier,
+    its digits framed from the reader's positions (one more batched pass)."""
     if not fields or not classifier.reads_lines:
         return [None] * len(fields)
     start = time.perf_counter()
+    framed = np.stack([f.line for f in fields])
+    logits = classifier.read_lines(np.concatenate([_shifted(framed, dx) for dx in SHIFTS]))
+    views = logits.reshape(len(SHIFTS), len(fields), *logits.shape[1:])
     lines = []
-    for found, logits in zip(
-        fields, classifier.read_lines(np.stack([f.line for f in fields])), strict=True
-    ):
-        read = strings.decode(logits)
+    for n, found in enumerate(fields):
+        read = strings.decode(views[0, n])
         centres = [(first + last) // 2 for _, (first, last), _ in read]
         cuts = [(a + b) // 2 for a, b in itertools.pairwise(centres)]
         spans = zip([0, *cuts], [*cuts, strings.WIDTH], strict=True) if read else []
         digits = [(d, p, columns) for (d, _, p), columns in zip(read, spans, strict=True)]
-        lines.append(_Line(found, logits, digits))
+        lines.append(_Line(found, list(views[:, n]), digits))
     spent["infer"] += time.perf_counter() - start
     unseen = [line for line, seen in zip(lines, texts, strict=True) if line.text not in seen]
     start = time.perf_counter()
@@ -297,6 +305,16 @@ def _lines(
         line.fit = sum(_log_fit(float(next(probs)[d])) for d, _, _ in line.digits)
     spent["infer"] += time.perf_counter() - start
     return lines
+
+
+def _shifted(lines: np.ndarray, columns: int) -> np.ndarray:
+    """`lines` moved right by `columns` (left if negative), blank where they leave the frame."""
+    moved = np.zeros_like(lines)
+    if columns >= 0:
+        moved[:, :, columns:] = lines[:, :, : lines.shape[2] - columns]
+    else:
+        moved[:, :, :columns] = lines[:, :, -columns:]
+    return moved
 
 
 def _choose(
@@ -313,8 +331,8 @@ def _choose(
         scores, share = {text: fit for text, (fit, _) in texts.items()}, 1.0
         best = _best(scores, fits)
     else:
-        scores = {t: fit + strings.likelihood(line.logits, t) for t, (fit, _) in texts.items()}
-        scores.setdefault(line.text, line.fit + strings.likelihood(line.logits, line.text))
+        scores = {t: fit + line.likelihood(t) for t, (fit, _) in texts.items()}
+        scores.setdefault(line.text, line.fit + line.likelihood(line.text))
         best = _best(scores, fits)
         share = 1.0 / sum(math.exp(score - scores[best]) for score in scores.values())
     if best in texts:
