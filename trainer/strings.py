@@ -109,24 +109,24 @@ def decode(logits: np.ndarray) -> list[tuple[int, tuple[int, int], float]]:
     return digits
 
 
-def likelihood(logits: np.ndarray, text: str) -> float:
-    """Log-probability the reader gives `text` for one line (CTC forward algorithm)."""
+def likelihood(logits: np.ndarray, text: str) -> np.ndarray:
+    """Log-probability the reader gives `text` for each line of `logits` (..., steps × 11), all
+    lines in one CTC forward pass."""
     logp = np.log(np.maximum(_softmax(logits), 1e-30))
     if not text:
-        return float(logp[:, 0].sum())
+        return logp[..., 0].sum(axis=-1)
     path = np.zeros(2 * len(text) + 1, int)  # blank, d1, blank, d2, ..., blank
     path[1::2] = [int(c) + 1 for c in text]
     # a step may skip a blank between two different digits
     skip = np.zeros(len(path), bool)
     skip[3::2] = path[3::2] != path[1:-2:2]
-    alpha = np.full(len(path), -np.inf)
-    alpha[:2] = logp[0, path[:2]]
-    for row in logp[1:]:
-        stay = alpha
-        step = np.concatenate([[-np.inf], alpha[:-1]])
-        jump = np.where(skip, np.concatenate([[-np.inf, -np.inf], alpha[:-2]]), -np.inf)
-        alpha = np.logaddexp(np.logaddexp(stay, step), jump) + row[path]
-    return float(np.logaddexp(alpha[-1], alpha[-2]))
+    alpha = np.full((*logp.shape[:-2], len(path) + 2), -np.inf)  # two unreachable states first
+    alpha[..., 2:4] = logp[..., 0, path[:2]]
+    for step in range(1, logp.shape[-2]):
+        stay, advance = alpha[..., 2:], alpha[..., 1:-1]
+        jump = np.where(skip, alpha[..., :-2], -np.inf)
+        alpha[..., 2:] = np.logaddexp(np.logaddexp(stay, advance), jump) + logp[..., step, path]
+    return np.logaddexp(alpha[..., -1], alpha[..., -2])
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -252,7 +252,7 @@ class _Line:
     neighbours), decoded from the unshifted view."""
 
     found: Field
-    views: list[np.ndarray]
+    views: np.ndarray  # (len(SHIFTS), steps, 11)
     digits: list[tuple[int, float, tuple[int, int]]]
     fit: float = 0.0  # the classifier's log-likelihood of those digits, read from their ink
 
@@ -263,7 +263,7 @@ class _Line:
     def likelihood(self, text: str) -> float:
         """The reader's log-likelihood of `text`, averaged over the views: steadier than one
         view's, whose columns can fall awkwardly across a digit."""
-        return float(np.mean([strings.likelihood(view, text) for view in self.views]))
+        return float(np.mean(strings.likelihood(self.views, text)))
 
     @cached_property
     def pieces(self) -> list[Piece]:
@@ -293,7 +293,7 @@ def _lines(
         cuts = [(a + b) // 2 for a, b in itertools.pairwise(centres)]
         spans = zip([0, *cuts], [*cuts, strings.WIDTH], strict=True) if read else []
         digits = [(d, p, columns) for (d, _, p), columns in zip(read, spans, strict=True)]
-        lines.append(_Line(found, list(views[:, n]), digits))
+        lines.append(_Line(found, views[:, n], digits))
     spent["infer"] += time.perf_counter() - start
     unseen = [line for line, seen in zip(lines, texts, strict=True) if line.text not in seen]
     start = time.perf_counter()
