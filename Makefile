@@ -8,6 +8,9 @@ STAMP := $(VENV)/.installed
 # when present, otherwise the trainer falls back to the standard keras download.
 SCANDIGITS_MNIST_DIR ?= $(abspath $(wildcard ../shared/data/mnist))
 export SCANDIGITS_MNIST_DIR
+# digits by writers outside MNIST, to adapt and measure on, likewise when present
+SCANDIGITS_WRITERS_DIR ?= $(abspath $(wildcard ../shared/data/newwriters))
+export SCANDIGITS_WRITERS_DIR
 
 .PHONY: install demo lint test images images-push clean
 

@@ -26,6 +26,7 @@ class Recipe:
     nondigits: int = 0  # images of touching pairs and fragments added as an 11th class
     lines: int = 0  # lines of digits (trainer/strings.py) to train a string reader on, if any
     scanned: float = 0.0  # share of a reader's lines rendered as scans, framed as the worker does
+    adapt: int = 0  # copies of other writers' digits (trainer/newwriters.py) trained on, if given
 
     @property
     def classes(self) -> int:
@@ -44,6 +45,7 @@ RECIPES = {
         stroke_jitter=True,
         nondigits=6000,
         lines=120000,
+        adapt=2,
     ),
 }
 READER = Recipe(epochs=4, batch_size=64, learning_rate=3e-3, cosine=True, ema=True, scanned=0.5)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from trainer import mnist, models, nondigits, registry, strings
+from trainer import mnist, models, newwriters, nondigits, registry, strings
 from trainer.storage import Store
 
 
@@ -43,13 +43,29 @@ def _to_unit(images: Any, labels: Any) -> tuple[Any, Any]:
 def _batches(
     x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, transform: Callable
 ) -> dict[str, Any]:
-    """`model.fit` inputs: shuffled batches of (x, y), each passed through `transform`."""
+    """`model.fit` inputs: shuffled batches of (x, y), each passed through `transform`. Only
+    the shuffled indices go through tf.data, each batch gathered from the arrays as it is
+    needed: a dataset of the arrays themselves would copy them, and its shuffle buffer would
+    hold a second copy (a gigabyte each for the reader's lines)."""
     import tensorflow as tf
 
+    def gather(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return x[index], y[index]
+
+    def load(index: Any) -> tuple[Any, Any]:
+        images, targets = tf.numpy_function(
+            gather, [index], [tf.as_dtype(x.dtype), tf.as_dtype(y.dtype)], stateful=False
+        )
+        return (
+            tf.ensure_shape(images, (None, *x.shape[1:])),
+            tf.ensure_shape(targets, (None, *y.shape[1:])),
+        )
+
     dataset = (
-        tf.data.Dataset.from_tensor_slices((x, y))
+        tf.data.Dataset.range(len(x))
         .shuffle(len(x), seed=seed)
         .batch(batch_size)
+        .map(load, num_parallel_calls=2)
         .map(transform, num_parallel_calls=2)
         .prefetch(2)
     )
@@ -100,15 +116,17 @@ def _reader(
     seed: int,
     log: Callable[[str], None],
     scanned: Lines | None,
+    others: tuple[np.ndarray, np.ndarray],
 ) -> tuple[Any, dict[str, Any]]:
-    """Train the string reader on `count` lines of MNIST training digits, the recipe's share of
-    them framed from scans by `scanned` when given; score it on lines of test digits (whole
-    lines read exactly)."""
+    """Train the string reader on `count` lines of MNIST training digits and `others` (other
+    writers' digits), the recipe's share of them framed from scans by `scanned` when given;
+    score it on lines of test digits (whole lines read exactly)."""
     import keras
 
     recipe = models.READER
     epochs = epochs or recipe.epochs
-    digits, labels = data.x_train[:limit], data.y_train[:limit]
+    digits = np.concatenate([data.x_train[:limit], others[0]])
+    labels = np.concatenate([data.y_train[:limit], others[1]])
     rendered = round(count * recipe.scanned) if scanned else 0
     lines, targets = strings.make(digits, labels, count - rendered, seed)
     framed = 0
@@ -147,9 +165,11 @@ def train(
     seed: int = 0,
     log: Callable[[str], None] = _log,
     scanned: Lines | None = None,
+    writers: newwriters.Writers | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Fit architecture `name`; return the model and its metadata (metrics, recipe, provenance).
-    `scanned` frames reader training lines from scans (the worker's lines.scanned)."""
+    `scanned` frames reader training lines from scans (the worker's lines.scanned); `writers`
+    adds the adapted part of other writers' digits, as many copies as the recipe says."""
     import keras
     import tensorflow as tf
 
@@ -158,10 +178,12 @@ def train(
     batch_size = batch_size or recipe.batch_size
     keras.utils.set_random_seed(seed)
     x_train, y_train = data.x_train[:limit], data.y_train[:limit]
+    others = _others(writers, recipe.adapt, len(x_train))
     if recipe.nondigits:
         extra = nondigits.make(x_train, y_train, recipe.nondigits * len(x_train) // 60000, seed)
         x_train = np.concatenate([x_train, extra])
         y_train = np.concatenate([y_train, np.full(len(extra), models.NOT_A_DIGIT, np.uint8)])
+    x_train, y_train = np.concatenate([x_train, others[0]]), np.concatenate([y_train, others[1]])
     x_train = x_train.astype(np.float32) / 255.0
     x_test = data.x_test.astype(np.float32) / 255.0
     onehot = keras.utils.to_categorical
@@ -182,6 +204,7 @@ def train(
         "categorical_crossentropy",
         log,
     )
+    del inputs  # the reader trains next: free the CNN's batches first
     seconds = time.monotonic() - started
     model.compile(optimizer=model.optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
     train_loss, train_acc = model.evaluate(x_train, labels, batch_size=1024, verbose=0)
@@ -199,6 +222,7 @@ def train(
             "schedule": "warmup+cosine" if recipe.cosine else "constant",
             "stroke_jitter": recipe.stroke_jitter,
             "nondigit_images": int((y_train == models.NOT_A_DIGIT).sum()),
+            "other_writers_images": len(others[0]),
             "optimizer": "adam",
             "loss": "categorical_crossentropy",
             "seed": seed,
@@ -210,6 +234,7 @@ def train(
         "test_loss": round(float(test_loss), 5),
         "training_seconds": round(seconds, 1),
         "dataset_sha256": data.fingerprint,
+        "other_writers_sha256": writers.fingerprint if writers is not None else None,
         "libraries": {
             "python": platform.python_version(),
             "tensorflow": tf.__version__,
@@ -220,9 +245,21 @@ def train(
     }
     if recipe.lines:
         count = max(200, recipe.lines * len(data.x_train[:limit]) // 60000)
-        reader, metadata["reader"] = _reader(data, limit, count, given, seed, log, scanned)
+        reader, metadata["reader"] = _reader(data, limit, count, given, seed, log, scanned, others)
         model = models.together(model, reader)
     return model, metadata
+
+
+def _others(
+    writers: newwriters.Writers | None, copies: int, images: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """`copies` of the other writers' adapted digits and their labels (none without writers),
+    as large a share of them as `images` is of MNIST's 60,000 training images."""
+    if writers is None or not copies:
+        return np.empty((0, 28, 28), np.uint8), np.empty(0, np.uint8)
+    count = min(len(writers.x_adapt), -(-len(writers.x_adapt) * images // 60000))
+    x, y = writers.x_adapt[:count], writers.y_adapt[:count]
+    return np.tile(x, (copies, 1, 1)), np.tile(y, copies)
 
 
 def run(
@@ -230,12 +267,15 @@ def run(
     name: str,
     data_source: str | None,
     promote: str = "if-better",
+    writers: str | None = None,
     **options: Any,
 ) -> dict[str, Any]:
-    """Load MNIST, train, publish; return the published metadata plus `promoted`."""
+    """Load MNIST (and other writers' digits from the folder `writers`, if given), train,
+    publish; return the published metadata plus `promoted`."""
     store.check()
     data = mnist.load(data_source)
-    model, metadata = train(name, data, **options)
+    others = newwriters.load(writers) if writers else None
+    model, metadata = train(name, data, writers=others, **options)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp, "model.keras")
         model.save(path)
