@@ -154,10 +154,13 @@ def handwrite(
     size: float,
     rng: np.random.Generator,
     pen_width: float | None = None,
+    sizes: float = 0.1,
+    pens: float = 0.0,
 ) -> tuple[list[np.ndarray], float]:
-    """Draw 28x28 uint8 MNIST digits as one writer's hand, about `size` pixels tall, with one pen
-    (`pen_width` pixels wide, or a random one); returns each digit's ink coverage on its own
-    patch, the ink's centre at the patch's centre, and the pen's typical stroke width."""
+    """Draw 28x28 uint8 MNIST digits as one writer's hand, about `size` pixels tall (each within
+    ±`sizes` of it), with one pen (`pen_width` pixels wide, or a random one; each digit's
+    within ±`pens` of it); returns each digit's ink coverage on its own patch, the ink's centre
+    at the patch's centre, and the pen's typical stroke width."""
     for digit in digits:
         if digit.shape != (28, 28):
             raise ValueError(f"expected 28x28 MNIST digits, got shape {digit.shape}")
@@ -166,7 +169,8 @@ def handwrite(
     widen = rng.uniform(0.85, 1.15)
     patches, strokes = [], []
     for digit in digits:
-        patch, stroke = _field_digit(digit, size, slant, widen, pen, rng)
+        own = (*pen[:2], pen[2] * rng.uniform(1 - pens, 1 + pens)) if pens else pen
+        patch, stroke = _field_digit(digit, size, slant, widen, own, rng, sizes)
         patches.append(patch)
         strokes.append(stroke)
     return patches, float(np.median(strokes))
@@ -179,11 +183,13 @@ def compose(
     stroke: float,
     rng: np.random.Generator,
     inks: Sequence[tuple] = _INKS,
+    dropout: Sequence[float] | None = None,
 ) -> np.ndarray:
     """Scan handwriting (`coverage`, in one of `inks`) over a form's print (`printed`, in black
-    or dark gray), both HxW float32 in [0, 1], on random paper under uneven light, through the
+    or dark gray, or in a light drop-out colour: `dropout`, BGR shares of the paper's
+    reflectance), both HxW float32 in [0, 1], on random paper under uneven light, through the
     camera (`stroke`: the handwriting's stroke width); returns HxW gray or HxWx3 BGR uint8."""
-    return _develop(_lit(coverage, printed, colour, rng, inks), stroke, rng)
+    return _develop(_lit(coverage, printed, colour, rng, inks, dropout), stroke, rng)
 
 
 def _lit(
@@ -192,13 +198,17 @@ def _lit(
     colour: bool,
     rng: np.random.Generator,
     inks: Sequence[tuple],
+    dropout: Sequence[float] | None = None,
 ) -> list[np.ndarray]:
     """The paper with its print and handwriting under the light, as float planes (0-255, one
     for gray, three for BGR); its page-sized intermediates are gone before the camera's."""
     height, width = coverage.shape
     paper, texture = _paper(height, width, rng)
     ink, coverage = _ink(coverage, paper, rng, inks)
-    tone = np.float32(rng.uniform(0.05, 0.35) * rng.uniform(0.92, 1.08, size=3))
+    if dropout is None:
+        tone = np.float32(rng.uniform(0.05, 0.35) * rng.uniform(0.92, 1.08, size=3))
+    else:
+        tone = np.float32(paper * np.float32(dropout))
     printed = printed * rng.uniform(0.75, 1.0)
     light = _illumination(height, width, rng) * 255.0
     # the form's print lies on the paper and the handwriting on both
@@ -247,12 +257,14 @@ def _field_digit(
     widen: float,
     pen: tuple[float, float, float],
     rng: np.random.Generator,
+    sizes: float = 0.1,
 ) -> tuple[np.ndarray, float]:
-    """One digit of a field: the writer's slant and width, its own height and small rotation,
-    drawn with the writer's pen on a patch just big enough; returns coverage and stroke width."""
+    """One digit of a field: the writer's slant and width, its own height (within ±`sizes` of
+    `size`) and small rotation, drawn with the writer's pen on a patch just big enough; returns
+    coverage and stroke width."""
     x, y, w, h = _ink_box(digit)
     centre = np.float32([x + w / 2 - 0.5, y + h / 2 - 0.5])
-    target = size * rng.uniform(0.9, 1.1)
+    target = size * rng.uniform(1 - sizes, 1 + sizes)
     angle = math.radians(rng.uniform(-_FIELD_ROTATION, _FIELD_ROTATION))
     rotate = np.float32([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
     stretch = np.diag(np.float32([widen * rng.uniform(0.95, 1.05), 1]))
@@ -268,10 +280,16 @@ def _field_digit(
 
 
 def layout(
-    patches: list[np.ndarray], size: float, rng: np.random.Generator
+    patches: list[np.ndarray],
+    size: float,
+    rng: np.random.Generator,
+    spacing: float | None = None,
+    pressure: Sequence[float] | None = None,
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """Set the digit patches left to right on a jittered baseline, ink to ink gaps from wide to
-    touching; returns the coverage, cropped to the ink, and the ink's x0, y0, x1, y1 in it."""
+    touching (about `spacing` of `size` apart, or a random writer's), each digit's ink at its
+    `pressure` (1 if not given); returns the coverage, cropped to the ink, and the ink's x0,
+    y0, x1, y1 in it."""
     masks = [patch > 0.5 for patch in patches]  # gaps between visible ink edges
     rows = [np.flatnonzero(mask.any(axis=1)) for mask in masks]
     # top of each patch relative to the baseline: the ink's bottom rests on it, give or take
@@ -282,7 +300,7 @@ def layout(
     top = min(tops)
     band = max(t + p.shape[0] for t, p in zip(tops, patches, strict=True)) - top
     right = np.full(band, -2 * _FAR, np.float32)  # rightmost ink so far, per row
-    spacing = rng.uniform(0.1, 0.35) * size  # this writer's usual gap
+    spacing = (rng.uniform(0.1, 0.35) if spacing is None else spacing) * size  # a usual gap
     lefts, reach = [], -np.inf
     for number, (mask, t) in enumerate(zip(masks, tops, strict=True)):
         rows_on = mask.any(axis=1)
@@ -313,10 +331,11 @@ def layout(
     x_min = min(lft for lft, p in zip(lefts, patches, strict=True))
     width = max(lft + p.shape[1] for lft, p in zip(lefts, patches, strict=True)) - x_min
     coverage = np.zeros((band, width), np.float32)
-    for patch, lft, t in zip(patches, lefts, tops, strict=True):
+    weights = [1.0] * len(patches) if pressure is None else pressure
+    for patch, lft, t, weight in zip(patches, lefts, tops, weights, strict=True):
         y0, x0 = t - top, lft - x_min
         view = coverage[y0 : y0 + patch.shape[0], x0 : x0 + patch.shape[1]]
-        np.maximum(view, patch, out=view)
+        np.maximum(view, patch * weight if weight != 1.0 else patch, out=view)
     ys, xs = np.nonzero(coverage > 0.1)
     if ys.size == 0:
         return coverage, (0, 0, width, band)

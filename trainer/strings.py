@@ -16,6 +16,7 @@ from trainer import mnist
 HEIGHT, WIDTH = 32, 256  # a framed line; the reader's time steps are WIDTH / 4 columns
 DIGIT = 20  # a typical digit's height in the frame, as in MNIST's 20×20 box
 LONGEST = 10  # digits in a line, at most
+GAP = 0.3  # digit heights between digits in a framed line, at most (wider gaps are closed)
 
 
 def frame(ink: np.ndarray, height: float) -> tuple[np.ndarray, float]:
@@ -60,11 +61,12 @@ _LENGTHS = np.array([4, 4, 10, 10, 10, 10, 10, 10, 6, 6], float) / 80
 
 
 def _line(crops: list[np.ndarray], rng: np.random.Generator) -> tuple[np.ndarray, float]:
-    """Digits written on one line with varied size, height, spacing and pen; returns the ink
-    cropped to the line and the median digit height."""
+    """Digits written on one line with varied size (±30%), height, spacing and pen; returns the
+    ink cropped to the line and the median digit height. Digits stand at most GAP heights
+    apart, as the worker frames any line of writing (`worker.segment`)."""
     scaled = []
     for crop in crops:
-        factor = rng.uniform(0.8, 1.2)
+        factor = rng.uniform(0.7, 1.3)
         size = (max(1, round(crop.shape[1] * factor)), max(1, round(crop.shape[0] * factor)))
         scaled.append(cv2.resize(crop, size, interpolation=cv2.INTER_AREA))
     tallest = max(c.shape[0] for c in scaled)
@@ -78,7 +80,7 @@ def _line(crops: list[np.ndarray], rng: np.random.Generator) -> tuple[np.ndarray
         # most digits stand apart; about one pair in three touches or overlaps, by up to
         # half a typical digit's width (so a narrow 1 may sit inside its neighbour)
         apart = rng.random() < 0.7
-        gap = rng.uniform(0, 0.5) * DIGIT if apart else -rng.uniform(0, 0.4) * DIGIT
+        gap = rng.uniform(0, GAP) * DIGIT if apart else -rng.uniform(0, 0.4) * DIGIT
         x = max(x + 1, x + crop.shape[1] + round(gap))
     pen = rng.random()
     if pen < 0.15:

@@ -1,6 +1,7 @@
 """Training lines for the string reader as it will see them: digits rendered as scanned fields
-(trainer/samples.py), encoded, decoded and framed by the worker's own segmentation, so the
-reader learns the framing's artefacts (mended box lines, blur, restroked pens) too."""
+of every print style and spacing (trainer/varied.py), encoded, decoded and framed by the
+worker's own segmentation, so the reader learns the framing's artefacts (mended box lines,
+tick stubs, blur, restroked pens) too."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from concurrent.futures import ProcessPoolExecutor
 import cv2
 import numpy as np
 
-from trainer import samples, strings
+from trainer import samples, strings, varied
 from worker.decode import decode_reduced
 from worker.preprocess import NoInkError
 from worker.segment import segment
@@ -43,7 +44,7 @@ def _scanned(
     lengths = strings.lengths(count, rng)
     for n, (length, child) in enumerate(zip(lengths, rng.spawn(count), strict=True)):
         chosen = child.integers(len(digits), size=length)
-        data = samples.encode(samples.render_field([digits[i] for i in chosen], child), child)[1]
+        data = samples.encode(varied.render([digits[i] for i in chosen], child), child)[1]
         try:
             field = segment(*decode_reduced(data))
         except NoInkError:
