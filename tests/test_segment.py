@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
 from worker.segment import Run, segment
 
@@ -156,3 +157,85 @@ def test_a_long_stroke_does_not_set_the_slant() -> None:
     _, _, stats, _ = cv2.connectedComponentsWithStats((line > 0.3).astype(np.uint8))
     first = stats[1 + np.argmin(stats[1:, cv2.CC_STAT_LEFT])]
     assert first[cv2.CC_STAT_WIDTH] <= 6  # the 1 stands upright in the reader's line
+
+
+def marks_and_left_out(ink: np.ndarray) -> tuple[int, int]:
+    found = segment(scan(ink))
+    return len(found.marks), len(found.left_out)
+
+
+def test_digits_far_apart_all_belong_to_the_field() -> None:
+    ink = np.zeros((140, 1000), np.float32)
+    for x in (30, 150, 420, 860):  # gaps of 1.4 to 6 digit heights
+        draw(ink, "7", x)
+    found = segment(scan(ink))
+    assert len(found.marks) == 4 and not found.left_out
+    assert len(whole(found.runs)) == 4
+    # the reader's line closes the gaps: its ink spans little more than four digits
+    columns = np.flatnonzero(found.line.max(axis=0) > 0.3)
+    assert columns.max() - columns.min() < 4 * 20 + 3 * 0.3 * 20 + 10
+
+
+def test_a_faint_digit_is_found() -> None:
+    ink = field("7070")
+    faint = np.zeros_like(ink)
+    draw(faint, "7", 320)
+    found = segment(scan(ink + 0.2 * faint))  # a fifth as dark as its neighbours
+    assert len(found.marks) == 5 and not found.left_out
+    assert found.marks[-1].box[0] >= 310
+
+
+def test_a_mark_off_the_line_is_left_out_and_named() -> None:
+    ink = field("707", size=(260, 420))
+    draw(ink, "0", 300, y=170)  # below the line, as a stray note would be
+    found = segment(scan(ink))
+    assert len(found.marks) == 3
+    ((x, y, _, h),) = found.left_out
+    assert abs(x - 300) <= 6 and abs(y - 170) <= 6 and h > 50
+
+
+def comb(cells: int, ticks: str, glyphs: str, thick: int = 2) -> np.ndarray:
+    """A comb box of `cells` cells 80 px wide, divided by `ticks` ("up": short ticks rising
+    from the bottom line, "down": hanging from the top, "full": full-height dividers), with a
+    glyph written in each cell; a 1 stands on the bottom line, as straight as a tick."""
+    ink = np.zeros((170, 40 + 80 * cells), np.float32)
+    top, bottom = 25, 135
+    cv2.rectangle(ink, (20, top), (20 + 80 * cells, bottom), 1.0, thick)
+    for n in range(1, cells):
+        x = 20 + 80 * n
+        ends = {"up": (bottom - 40, bottom), "down": (top, top + 40), "full": (top, bottom)}
+        cv2.line(ink, (x, ends[ticks][0]), (x, ends[ticks][1]), 1.0, thick)
+    for n, glyph in enumerate(glyphs):
+        draw(ink, glyph, 20 + 80 * n + (38 if glyph == "1" else 22), y=74 if glyph == "1" else 50)
+    return ink
+
+
+@pytest.mark.parametrize("ticks", ["up", "down", "full"])
+def test_comb_ticks_and_dividers_are_not_read(ticks: str) -> None:
+    found = segment(scan(comb(6, ticks, "701170")))
+    assert len(found.marks) == 6 and not found.left_out
+    for mark in found.marks:  # no tick joined a digit
+        assert mark.box[3] < 70 and mark.box[2] < 45
+
+
+def test_a_one_standing_on_an_underline_is_not_a_tick() -> None:
+    ink = field("7177")
+    cv2.line(ink, (10, 101), (410, 101), 1.0, 2)  # the 1 stands on it: straight, and touching
+    found = segment(scan(ink))
+    assert len(found.marks) == 4
+
+
+@pytest.mark.parametrize("style", ["dotted", "dashed"])
+def test_dotted_and_dashed_boxes_are_not_read(style: str) -> None:
+    ink = field("7070")
+    period, length = (6, 2) if style == "dotted" else (14, 9)
+    for x in range(10, 400, period):
+        for y in (25, 115):
+            cv2.line(ink, (x, y), (min(x + length - 1, 400), y), 1.0, 2)
+    for y in range(25, 115, period):
+        for x in (10, 400):
+            cv2.line(ink, (x, y), (x, min(y + length - 1, 115)), 1.0, 2)
+    found = segment(scan(ink))
+    assert len(found.marks) == 4 and not found.left_out
+    for mark in found.marks:
+        assert mark.box[3] < 70

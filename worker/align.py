@@ -43,6 +43,7 @@ TOLERANCE = 5.0  # px at detection size: a box lands on a rectangle with every c
 MAX_RECTS = 1000  # rectangles of a template box's size considered at most
 PROPOSALS = 20  # proposals grown at most, from the likeliest pairings of a box and a rectangle
 SHIFTS = 8  # offsets the most pairings agree on, tried on the best proposal
+MARGIN = 0.25  # box heights of the page kept all round a field's box when it is cut out
 
 Line = tuple[int, int]  # a printed line's first and last row (or column)
 
@@ -64,7 +65,7 @@ class Alignment:
         the top left corner."""
         return _corners(field, shape) @ self.matrix[:, :2].T + self.matrix[:, 2]
 
-    def crop(self, page: np.ndarray, field: FieldSpec, margin: float = 0.25) -> np.ndarray:
+    def crop(self, page: np.ndarray, field: FieldSpec, margin: float = MARGIN) -> np.ndarray:
         """The field's box cut out of `page` upright, with `margin` box heights all round, at
         the page's own resolution."""
         (x0, y0), _, (x1, y1), _ = _corners(field, page.shape)
@@ -79,6 +80,13 @@ class Alignment:
         back = self.matrix @ into
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
         return cv2.warpAffine(page, back, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
+
+
+def inside(shape: tuple[int, ...], margin: float = MARGIN) -> tuple[int, int, int, int]:
+    """The box (x0, y0, x1, y1) within a field cut out by `Alignment.crop` of `shape`."""
+    h, w = shape[:2]
+    pad = round(h * margin / (1 + 2 * margin))
+    return pad, pad, w - pad, h - pad
 
 
 def align(page: np.ndarray, template: Template) -> Alignment:

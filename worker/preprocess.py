@@ -21,6 +21,10 @@ MIN_SIDE = 96  # ... but a long thin field keeps at least this height
 # normalised scans come out with MNIST's own stroke widths (median 2.3 px at half intensity).
 TARGET_STROKE = 2.5
 MIN_CONTRAST = 0.12  # flattened ink weaker than this (of full scale) counts as a blank page
+NOISE = 6.0  # flattened ink this many robust deviations above the paper's level is a mark
+FAINTEST = 0.025  # ...and never less than this (of full scale)
+FAINT = 0.5  # a faint mark's ink is what reaches this share of its own strong ink (...
+STRONG = 0.9  # ...its pixels' 90th percentile: pen crossings of a thin pen are darker)
 
 
 class NoInkError(ValueError):
@@ -36,13 +40,56 @@ def prepare(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
 
 
 def locate(ink: np.ndarray) -> np.ndarray:
-    """The ink mask of a flattened bright-ink image: Otsu, relative to its strongest ink."""
-    peak = float(cv2.blur(ink, (3, 3)).max())  # the blur keeps lone noise pixels from counting
+    """The ink mask of a flattened bright-ink image: Otsu, relative to its strongest ink, and
+    the marks too faint for that threshold (a digit written lighter than its neighbours),
+    each by its own peak."""
+    smooth = cv2.blur(ink, (3, 3))  # the blur keeps lone noise pixels from counting
+    strong = ink > strong_level(ink, smooth)
+    return strong | _faint(smooth, strong)
+
+
+def strong_level(ink: np.ndarray, smooth: np.ndarray | None = None) -> float:
+    """The ink level of plain writing: Otsu's threshold relative to the strongest ink, at least
+    a quarter of it."""
+    peak = float((cv2.blur(ink, (3, 3)) if smooth is None else smooth).max())
     if peak < MIN_CONTRAST:
         raise NoInkError("no ink found (blank or near-blank image)")
     scaled = np.round(ink / peak * 255).clip(0, 255).astype(np.uint8)
     otsu, _ = cv2.threshold(scaled, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    return scaled > max(otsu, 64)
+    return (max(otsu, 64) + 0.5) / 255 * peak
+
+
+def _faint(smooth: np.ndarray, strong: np.ndarray) -> np.ndarray:
+    """The marks clearly above the paper's noise that the strong threshold leaves mostly out (a
+    light or thin-penned digit), each thresholded at FAINT of its own peak, as a mask."""
+    sample = smooth[::2, ::2]
+    paper = float(np.median(sample))
+    spread = 1.4826 * float(np.median(np.abs(sample - paper)))
+    low = max(FAINTEST, paper + NOISE * spread)
+    count, labels = cv2.connectedComponents((smooth > low).astype(np.uint8), None, 8)
+    if count < 2:
+        return np.zeros_like(strong)
+    marked = labels > 0
+    values, owners = smooth[marked], labels[marked]
+    order = np.lexsort((values, owners))
+    sizes = np.bincount(owners, minlength=count)
+    starts = np.cumsum(sizes) - sizes
+    peaks = np.zeros(count, np.float32)
+    peaks[1:] = values[order][starts[1:] + (STRONG * (sizes[1:] - 1)).astype(int)]
+    own = marked & (smooth >= FAINT * peaks[labels])
+    held = np.bincount(labels[own & strong], minlength=count)
+    faint = (held < 0.5 * np.bincount(labels[own], minlength=count)) & (peaks >= 1.5 * low)
+    faint[0] = False
+    return own & faint[labels]
+
+
+def writing_height(binary: np.ndarray) -> float:
+    """Median height of the larger marks of a binary image: about the height of the writing."""
+    count, _, stats, _ = cv2.connectedComponentsWithStats(binary, None, 8)
+    if count < 2:
+        return 0.0
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    return float(np.median(stats[1:, cv2.CC_STAT_HEIGHT][areas >= 0.2 * areas.max()]))
 
 
 def to_mnist(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -71,7 +118,9 @@ def _bright_ink(gray: np.ndarray) -> np.ndarray:
 
 def _flatten(ink: np.ndarray) -> np.ndarray:
     """Subtract the background (a morphological opening wider than any stroke), so shadows,
-    gradients and paper tint drop out while strokes keep their grey levels."""
+    gradients and paper tint drop out while strokes keep their grey levels. The paper is
+    continued past the edges (a point reflection), so a gradient does not leave its bright end
+    behind at the border."""
     h, w = ink.shape
     factor = min(1.0, 64 / min(h, w))
     small = cv2.resize(
@@ -79,7 +128,10 @@ def _flatten(ink: np.ndarray) -> np.ndarray:
     )
     k = max(3, (min(small.shape) // 3) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
-    background = cv2.morphologyEx(small, cv2.MORPH_OPEN, kernel)
+    pad = min(k, *small.shape) - 1
+    padded = np.pad(small, pad, mode="reflect", reflect_type="odd") if pad > 0 else small
+    opened = cv2.morphologyEx(padded, cv2.MORPH_OPEN, kernel)
+    background = opened[pad : pad + small.shape[0], pad : pad + small.shape[1]]
     background = cv2.resize(cv2.blur(background, (3, 3)), (w, h), interpolation=cv2.INTER_LINEAR)
     return np.clip(ink - background, 0.0, 1.0)
 

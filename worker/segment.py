@@ -1,8 +1,11 @@
-"""Find the digits of a field: printed lines out, the writing's slant out, ink grouped into
-digits left to right, and touching digits offered to the classifier as alternative splits;
-and the whole line of writing, framed for the string reader.
+"""Find the digits of a field: printed structure out, the writing's slant out, its marks on
+the line of writing grouped into digits left to right, and touching digits offered to the
+classifier as alternative splits; and the whole line of writing, framed for the string
+reader.
 
-A scan of one digit and a field of several take the same path: one group or many.
+Every mark of a digit's size in the field is on the line of writing, however far from its
+neighbours, or is named as left out (`Field.left_out`): nothing is dropped unseen. A scan of
+one digit and a field of several take the same path: one group or many.
 """
 
 from __future__ import annotations
@@ -16,14 +19,15 @@ import cv2
 import numpy as np
 
 from trainer import strings
+from worker import printed
 from worker.preprocess import (
     NoInkError,
     levels,
-    locate,
     prepare,
     stroke_radius,
     thicken,
     to_mnist,
+    writing_height,
 )
 
 WRITING = 96  # px: writing taller than this is scaled down first
@@ -34,7 +38,8 @@ MAX_READINGS = 64  # alternative readings of one run of ink, at most
 JOIN = 0.15  # marks closer than this share of the digit height may be parts of one digit
 SPECK = 0.06  # marks smaller than this share of a typical digit's ink are specks
 MAIN = 0.4  # marks at least this share of the digit height are digits (or large parts of one)
-REACH = 1.5  # a digit further than this many digit heights from the others is not in the field
+BAND = 0.3  # a mark on the line of writing reaches within this many digit heights of its middle
+SLOPE = 0.2  # the line of writing rises or falls at most this much per unit of width (11°)
 ASPECT = 0.8  # MNIST's median width / height: a typical digit's width from the field's height
 WIDE = 1.0  # runs of ink at least this many typical digit widths wide may hold several digits
 WINDOW = 0.45  # cuts are sought this share of a digit's width either side of an even split
@@ -43,6 +48,8 @@ NARROW = 0.1  # a narrow digit (a 1, a stroke wide) is at least this many typica
 UNEVEN = 2  # cuts at the ink's thinnest points, not near an even split: the best few per count
 THINNEST = 8  # thinnest points considered for those cuts
 
+Box = tuple[int, int, int, int]  # x, y, width, height in scan pixels
+
 
 @dataclass(frozen=True, eq=False)
 class Piece:
@@ -50,7 +57,7 @@ class Piece:
     Pieces compare by identity, so a reading's predictions can be looked up by piece."""
 
     image: np.ndarray
-    box: tuple[int, int, int, int]
+    box: Box
 
 
 @dataclass(frozen=True)
@@ -94,29 +101,54 @@ class Run:
 
 
 @dataclass(frozen=True)
+class Mark:
+    """A mark on the line of writing (a digit, or part of one): its box in the scan and the
+    columns [first, last) it takes in the reader's line."""
+
+    box: Box
+    columns: tuple[float, float]
+
+
+@dataclass(frozen=True)
 class Field:
     """A field's digit candidates, run by run, and its whole line of writing framed for the
-    string reader, with the digit under any span of that frame's columns."""
+    string reader, with the digit under any span of that frame's columns; its marks on the line
+    of writing, and the boxes of the marks of a digit's size left out (off the line)."""
 
     runs: list[Run]
     line: np.ndarray
     span: Callable[[int, int], Piece]  # the ink under line columns [first, last) (or all)
+    marks: list[Mark]
+    left_out: list[Box]
 
 
-def segment(gray: np.ndarray, reduced: int = 1) -> Field:
+def segment(
+    gray: np.ndarray, reduced: int = 1, inside: tuple[int, int, int, int] | None = None
+) -> Field:
     """Digit candidates of a 2-D float32 gray scan in [0, 1], left to right; `reduced`: scan
-    pixels per pixel of `gray` (a scan decoded at reduced size), for the boxes."""
+    pixels per pixel of `gray` (a scan decoded at reduced size), for the boxes; `inside`: the
+    field's own area (x0, y0, x1, y1 in `gray`'s pixels) where the scan holds more, such as a
+    form's box cut out with a margin: marks wholly outside it are not the field's."""
     ink, mask, scale = _small(*prepare(gray))
-    ink, mask = _without_lines(ink, mask)
+    ink, mask = printed.remove(ink, mask)
+    if inside is not None:
+        mask = _inside(mask, np.array(inside, float) * scale)
+        ink = np.where(mask, ink, 0.0).astype(np.float32)
     ink, mask, shear = _upright(ink, mask)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), None, 8)
     back = cv2.invertAffineTransform(shear) * (reduced / scale)
     limit = np.array(gray.shape[::-1]) * reduced
-    groups = _groups(stats[1:count])
+    groups, off, slope = _line_of_writing(stats[1:count])
     boxes = [_box(stats[[i + 1 for i in members]]) for members in groups]
     # a typical digit: the field's median height, and MNIST's median aspect (0.8) for its width
     height = float(np.median([h for *_, h in boxes]))
     typical = (ASPECT * height, height)
+
+    def scanned(box: Box) -> Box:
+        """A box of the upright working image in scan pixels."""
+        x, y, w, h = box
+        corners = np.float32([[x, y], [x + w, y], [x, y + h], [x + w, y + h]])
+        return _outer(corners @ back[:, :2].T + back[:, 2], limit)
 
     @cache
     def crop(first: int, last: int) -> tuple[np.ndarray, int, int]:
@@ -144,19 +176,33 @@ def segment(gray: np.ndarray, reduced: int = 1) -> Field:
 
     everything, x0, y0 = crop(0, len(groups) - 1)
     h, w = everything.shape
+    window = (slice(y0, y0 + h), slice(x0, x0 + w))
+    owner = np.full(count, -1)
+    for n, members in enumerate(groups):
+        owner[[i + 1 for i in members]] = n
+    placed, lefts = _compose(ink[window], labels[window], owner, boxes, (x0, y0), height, slope)
     radius = stroke_radius(everything, strings.DIGIT / height)
-    line, across = strings.frame(
-        thicken(levels(ink[y0 : y0 + h, x0 : x0 + w], everything), radius), height
-    )
+    line, across = strings.frame(thicken(placed, radius), height)
+    # each pixel's column in the composed line: its group's ink moved by the gaps closed
+    starts = np.array([box[0] - x0 - left for box, left in zip(boxes, lefts, strict=True)])
+    moved = np.arange(w)[None, :] - starts[owner[labels[window]]]
+
+    def column(x: float) -> float:
+        """A column of the composed line as a column of the reader's frame."""
+        return (x + radius) * across + 2
 
     def span(first: int, last: int) -> Piece:
         lo, hi = (max(0, round((c - 2) / across) - radius) for c in (first, last))
-        part = everything.copy()
-        part[:, :lo] = False
-        part[:, hi:] = False
+        part = everything & (moved >= lo) & (moved < hi)
         return piece(part if part.any() else everything, x0, y0)
 
-    return Field([Run(marks, whole, cut) for marks in _runs(boxes, typical)], line, span)
+    marks = [
+        Mark(scanned(box), (column(left), column(left + box[2])))
+        for box, left in zip(boxes, lefts, strict=True)
+    ]
+    left_out = [scanned(_box(stats[[i + 1 for i in members]])) for members in off]
+    runs = [Run(marks, whole, cut) for marks in _runs(boxes, typical)]
+    return Field(runs, line, span, marks, left_out)
 
 
 def _runs(boxes: list[tuple[int, int, int, int]], typical: tuple[float, float]) -> list[list[int]]:
@@ -188,7 +234,7 @@ def _partitions(run: list[int]) -> list[list[tuple[int, int]]]:
 def _small(ink: np.ndarray, mask: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray, float]:
     """Scale down so the writing is at most WRITING px tall: plenty for a 20×20 digit, and the
     cost of everything after grows with the pixel count."""
-    factor = WRITING / max(_writing_height(mask.astype(np.uint8)), 1.0)
+    factor = WRITING / max(writing_height(mask.astype(np.uint8)), 1.0)
     if factor >= 1.0:
         return ink, mask, scale
     size = (max(1, round(mask.shape[1] * factor)), max(1, round(mask.shape[0] * factor)))
@@ -203,51 +249,21 @@ def _box(stats: np.ndarray) -> tuple[int, int, int, int]:
     return int(x0), int(y0), int(x1 - x0), int(y1 - y0)
 
 
-def _without_lines(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Remove printed rules: horizontal lines far longer than the writing is tall (underlines,
-    box edges) and the upright box sides between them; strokes crossing a line are mended."""
-    w = mask.shape[1]
-    faint = (ink >= 0.5 * ink[mask].min()).astype(np.uint8)  # printed lines are often light
-    # horizontal runs longer than a digit is tall: parts of lines, not of digits
-    step = max(8, round(_writing_height(mask.astype(np.uint8))))
-    runs = cv2.morphologyEx(faint, cv2.MORPH_OPEN, np.ones((1, step), np.uint8))
-    # join the steps of a slightly rotated line, then judge whole lines
-    joined = cv2.morphologyEx(runs, cv2.MORPH_CLOSE, np.ones((3, step), np.uint8)) & faint
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(joined, None, 8)
-    writing = _writing_height((mask & (runs == 0)).astype(np.uint8))
-    rows = [
-        i
-        for i in range(1, count)
-        if stats[i, cv2.CC_STAT_WIDTH] >= max(0.4 * w, 2.0 * writing)
-        and stats[i, cv2.CC_STAT_HEIGHT] <= 0.05 * stats[i, cv2.CC_STAT_WIDTH] + 6
-    ]
-    if not rows:
-        return ink, mask
-    lines = np.isin(labels, rows)
-    thick = int(stats[rows, cv2.CC_STAT_HEIGHT].max())
-    inner = [
-        int(stats[rows, cv2.CC_STAT_TOP].min() + thick),
-        int(stats[rows, cv2.CC_STAT_TOP].max()),
-    ]
-    if inner[1] - inner[0] > 8:  # a box: its sides are upright runs from one line to the other
-        reach = np.ones((inner[1] - inner[0] - 2, 1), np.uint8)
-        lines |= cv2.morphologyEx(faint, cv2.MORPH_OPEN, reach) > 0
-    lines = cv2.dilate(lines.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    # print darker than the writing set the threshold: find the writing's own without it
-    mask = mask | locate(np.where(lines, 0.0, ink).astype(np.float32))
-    rest = (mask & ~lines).astype(np.uint8)
-    mended = cv2.morphologyEx(rest, cv2.MORPH_CLOSE, np.ones((thick + 4, 1), np.uint8)) > 0
-    keep = mask & (~lines | mended)
-    return np.where(keep, ink, 0.0).astype(np.float32), keep
+def _inside(mask: np.ndarray, area: np.ndarray) -> np.ndarray:
+    """The mask without the marks wholly outside `area` (x0, y0, x1, y1)."""
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), None, 8)
+    x, y, w, h = (stats[:, k] for k in range(4))
+    x0, y0, x1, y1 = area
+    within = (x < x1) & (x + w > x0) & (y < y1) & (y + h > y0)
+    within[0] = False
+    return within[labels]
 
 
-def _writing_height(binary: np.ndarray) -> float:
-    """Median height of the larger marks: about the height of the handwriting."""
-    count, _, stats, _ = cv2.connectedComponentsWithStats(binary, None, 8)
-    if count < 2:
-        return 0.0
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    return float(np.median(stats[1:, cv2.CC_STAT_HEIGHT][areas >= 0.2 * areas.max()]))
+def _outer(points: np.ndarray, limit: np.ndarray) -> Box:
+    """The box, in whole pixels within (0, 0)-`limit`, around points (N×2)."""
+    low = np.clip(np.floor(points.min(axis=0)), 0, limit).astype(int)
+    high = np.clip(np.ceil(points.max(axis=0)), 0, limit).astype(int)
+    return (*map(int, low), *map(int, high - low))
 
 
 def _upright(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -279,8 +295,10 @@ def _upright(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     return sheared_ink, sheared_mask > 0, shear
 
 
-def _groups(stats: np.ndarray) -> list[list[int]]:
-    """Indices of the marks making up each digit (or run of touching digits), left to right."""
+def _line_of_writing(stats: np.ndarray) -> tuple[list[list[int]], list[list[int]], float]:
+    """The marks making up each digit (or run of touching digits) on the line of writing, left
+    to right; the marks of a digit's size off that line (a label, a signature above), each on
+    its own; and the line's slope. Indices are into `stats`."""
     if len(stats) == 0:
         raise NoInkError("no ink found (blank or near-blank image)")
     x, y, w, h, area = (stats[:, k].astype(float) for k in range(5))
@@ -293,7 +311,12 @@ def _groups(stats: np.ndarray) -> list[list[int]]:
         raise NoInkError(f"no digit field found ({len(main)} separate marks)")
     if not len(main):
         raise NoInkError("no ink found (only specks)")
-    groups = [[int(i)] for i in main[np.argsort(x[main])]]
+    slope, level = _baseline(x[main] + w[main] / 2, y[main] + h[main] / 2, area[main], height)
+    middle = level + slope * (x + w / 2)
+    on = (y < middle + BAND * height) & (y + h > middle - BAND * height)
+    groups = [[int(i)] for i in main[on[main]]]
+    groups.sort(key=lambda g: x[g[0]])
+    off = [[int(i)] for i in main[~on[main]]]
 
     def extent(group: list[int]) -> tuple[float, float, float, float]:
         return (
@@ -314,33 +337,82 @@ def _groups(stats: np.ndarray) -> list[list[int]]:
                 groups[a] += groups.pop(a + 1)
                 merged = True
                 break
-    # smaller marks join the digit they sit over or beside; the others are specks
+
+    def gap(group: list[int], i: int) -> float:
+        gx0, gy0, gx1, gy1 = extent(group)
+        dx = max(gx0 - (x[i] + w[i]), x[i] - gx1, 0.0)
+        dy = max(gy0 - (y[i] + h[i]), y[i] - gy1, 0.0)
+        return dx + dy
+
+    # smaller marks join the digit they sit over or beside; the others are specks, unless
+    # together they make up a mark of a digit's size (a light digit broken into pieces)
+    loose: list[list[int]] = []
     for i in np.flatnonzero(kept & (h < MAIN * height)):
-        gaps = []
-        for group in groups:
-            gx0, gy0, gx1, gy1 = extent(group)
-            dx = max(gx0 - (x[i] + w[i]), x[i] - gx1, 0.0)
-            dy = max(gy0 - (y[i] + h[i]), y[i] - gy1, 0.0)
-            gaps.append(dx + dy)
+        gaps = [gap(group, i) for group in groups]
         nearest = int(np.argmin(gaps))
         if gaps[nearest] <= 0.25 * height:
             groups[nearest].append(int(i))
-    # one line of writing: the digits overlap the band where most of them are, and sit near
-    # each other, from the biggest outwards
-    top = float(np.median([extent(g)[1] for g in groups]))
-    bottom = float(np.median([extent(g)[3] for g in groups]))
-    on_line = [g for g in groups if extent(g)[1] < bottom and extent(g)[3] > top]
-    # (two marks far apart vertically leave the band between them: keep the bigger)
-    groups = on_line or [max(groups, key=lambda g: area[g].sum())]
-    first = int(np.argmax([area[g].sum() for g in groups]))
-    lo = hi = first
-    while lo > 0 and extent(groups[lo])[0] - extent(groups[lo - 1])[2] <= REACH * height:
-        lo -= 1
-    while hi < len(groups) - 1 and extent(groups[hi + 1])[0] - extent(groups[hi])[2] <= (
-        REACH * height
-    ):
-        hi += 1
-    return groups[lo : hi + 1]
+            continue
+        if not on[i]:
+            continue
+        near = [g for g in loose if gap(g, i) <= 0.25 * height]
+        loose = [g for g in loose if g not in near] + [[int(i), *itertools.chain(*near)]]
+    pieces = [g for g in loose if extent(g)[3] - extent(g)[1] >= MAIN * height]
+    return sorted(groups + pieces, key=lambda g: extent(g)[0]), off, slope
+
+
+def _baseline(
+    cx: np.ndarray, cy: np.ndarray, weight: np.ndarray, height: float
+) -> tuple[float, float]:
+    """The line of writing through marks' centres: its slope (Theil-Sen: the median slope
+    between marks at least half a digit apart, of three marks or more; at most SLOPE) and its
+    level at x = 0 (the median by ink, so a mark off the line cannot move it)."""
+    slope = 0.0
+    if len(cx) >= 3:
+        i, j = np.triu_indices(len(cx), 1)
+        dx = cx[j] - cx[i]
+        apart = np.abs(dx) >= 0.5 * height
+        if apart.any():
+            slope = float(np.clip(np.median((cy[j] - cy[i])[apart] / dx[apart]), -SLOPE, SLOPE))
+    levels_ = cy - slope * cx
+    order = np.argsort(levels_)
+    cumulative = np.cumsum(weight[order])
+    return slope, float(levels_[order[np.searchsorted(cumulative, cumulative[-1] / 2)]])
+
+
+def _compose(
+    ink: np.ndarray,
+    labels: np.ndarray,
+    owner: np.ndarray,
+    boxes: list[Box],
+    origin: tuple[int, int],
+    height: float,
+    slope: float,
+) -> tuple[np.ndarray, list[int]]:
+    """The line of writing as the reader should see it: each digit's own ink, its grey levels
+    stretched digit by digit (a digit written lighter is as plain as the others), set left to
+    right with gaps wider than strings.GAP digit heights closed to that, the line's slope taken
+    out. `ink` and `labels` are the writing's window at `origin`; `owner` maps a label to its
+    group. Returns the composed line and each group's left column in it."""
+    x0, y0 = origin
+    lefts, tops, closed, right = [], [], 0, None
+    centre = boxes[0][0] + boxes[0][2] / 2
+    for x, y, w, _ in boxes:
+        if right is not None and x - right > strings.GAP * height:
+            closed += round(x - right - strings.GAP * height)
+        right = x + w if right is None else max(right, x + w)
+        lefts.append(x - x0 - closed)
+        tops.append(y - y0 - round(slope * (x + w / 2 - centre)))
+    lift = min(tops)
+    rows = max(top - lift + box[3] for top, box in zip(tops, boxes, strict=True))
+    columns = max(left + box[2] for left, box in zip(lefts, boxes, strict=True))
+    line = np.zeros((rows, columns), np.float32)
+    for n, ((x, y, w, h), left, top) in enumerate(zip(boxes, lefts, tops, strict=True)):
+        window = (slice(y - y0, y - y0 + h), slice(x - x0, x - x0 + w))
+        part = owner[labels[window]] == n
+        view = line[top - lift : top - lift + h, left : left + w]
+        np.maximum(view, levels(ink[window], part), out=view)
+    return line, lefts
 
 
 def _splits(mask: np.ndarray, typical: float) -> list[list[np.ndarray]]:

@@ -1,0 +1,136 @@
+"""Take a field's printed structure out of its ink, whatever the form's style, so nothing
+printed is read as a digit: rules (solid, dashed or dotted: an underline, a box's top and
+bottom), the box's sides and comb dividers that run from rule to rule, and comb ticks that
+rise from a rule or hang from it at the comb's regular spacing. Strokes of writing that cross
+the print are mended.
+
+A handwritten 1 is as straight as a tick; what tells them apart is the comb's lattice: ticks
+stand at regular steps along the rule (with the box's sides and dividers), a digit in a cell
+stands between them.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from worker.preprocess import locate, strong_level, writing_height
+
+RULE = 0.4  # a rule spans at least this share of the field's width...
+RULE_WRITING = 2.0  # ...and at least this many heights of writing: no digit stroke is that long
+BREAK = 0.12  # gaps in a dashed or dotted line up to this share of the writing's height
+TICK = 0.1  # a tick is at least this share of the writing's height long
+TICK_REACH = 3  # px: a tick ends this near its rule (its rule's pixels are taken out first)
+ON_LATTICE = 0.08  # share of the comb's step a tick may stand off its place on the lattice
+NARROWEST = 0.5  # comb cells are at least this many writing heights wide
+
+
+def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ink and its mask without the print (both as given when nothing printed is found)."""
+    w = mask.shape[1]
+    faint = (ink >= 0.5 * strong_level(ink)).astype(np.uint8)  # printed lines are often light
+    step = max(8, round(writing_height(mask.astype(np.uint8))))
+    gap = max(2, round(BREAK * step))
+    # horizontal runs longer than a digit is tall, the breaks of a dashed line bridged first
+    bridged = cv2.morphologyEx(faint, cv2.MORPH_CLOSE, np.ones((1, gap), np.uint8))
+    runs = cv2.morphologyEx(bridged, cv2.MORPH_OPEN, np.ones((1, step), np.uint8))
+    # join the steps of a slightly rotated line, then judge whole lines
+    joined = cv2.morphologyEx(runs, cv2.MORPH_CLOSE, np.ones((3, step), np.uint8)) & bridged
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(joined, None, 8)
+    writing = writing_height((mask & (runs == 0)).astype(np.uint8))
+    rules = [
+        i
+        for i in range(1, count)
+        if stats[i, cv2.CC_STAT_WIDTH] >= max(RULE * w, RULE_WRITING * writing)
+        and stats[i, cv2.CC_STAT_HEIGHT] <= 0.05 * stats[i, cv2.CC_STAT_WIDTH] + 6
+    ]
+    if not rules:
+        return ink, mask
+    across = np.isin(labels, rules) & (faint > 0)
+    thick = int(stats[rules, cv2.CC_STAT_HEIGHT].max())
+    bands = [(int(y), int(y + h)) for y, h in stats[rules][:, [1, 3]]]
+    down = np.zeros_like(across)
+    inner = [min(b for _, b in bands), max(t for t, _ in bands)]
+    if inner[1] - inner[0] > 8:  # a box: its sides and dividers run from one rule to the other
+        upright = cv2.morphologyEx(faint, cv2.MORPH_CLOSE, np.ones((gap, 1), np.uint8))
+        reach = np.ones((inner[1] - inner[0] - 2, 1), np.uint8)
+        down |= (cv2.morphologyEx(upright, cv2.MORPH_OPEN, reach) > 0) & (faint > 0)
+    down |= _ticks(faint & ~across, bands, _columns(down), thick, writing)
+    # print darker than the writing set the threshold: find the writing's own without it
+    lines = across | down
+    near = cv2.dilate(lines.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    mask = mask | locate(np.where(near, 0.0, ink).astype(np.float32))
+    rest = (mask & ~near).astype(np.uint8)
+    # a stroke across a rule is mended up and down, one across a divider or tick sideways
+    removed = np.zeros_like(near)
+    for printed, kernel in ((across, (thick + 4, 1)), (down, (1, thick + 4))):
+        grown = cv2.dilate(printed.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        closed = cv2.morphologyEx(rest, cv2.MORPH_CLOSE, np.ones(kernel, np.uint8)) > 0
+        removed |= grown & ~closed
+    keep = mask & ~removed
+    return np.where(keep, ink, 0.0).astype(np.float32), keep
+
+
+def _columns(down: np.ndarray) -> list[float]:
+    """The centres of the upright lines found (a box's sides, comb dividers)."""
+    count, _, _, centres = cv2.connectedComponentsWithStats(down.astype(np.uint8), None, 8)
+    return [float(centres[i, 0]) for i in range(1, count)]
+
+
+def _ticks(
+    ink: np.ndarray,
+    bands: list[tuple[int, int]],
+    anchors: list[float],
+    thick: int,
+    writing: float,
+) -> np.ndarray:
+    """The comb ticks: straight upright strokes, no wider than a printed line, that end on a
+    rule (rising to it or hanging from it) and stand on a regular lattice along it with the
+    box's sides and dividers (`anchors`)."""
+    shortest = max(3, round(TICK * writing))
+    upright = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((shortest, 1), np.uint8))
+    count, labels, stats, centres = cv2.connectedComponentsWithStats(upright, None, 8)
+    reach = TICK_REACH + thick
+    candidates = [
+        i
+        for i in range(1, count)
+        if stats[i, cv2.CC_STAT_WIDTH] <= thick + 3
+        and any(
+            abs(stats[i, cv2.CC_STAT_TOP] + stats[i, cv2.CC_STAT_HEIGHT] - top) <= reach
+            or abs(stats[i, cv2.CC_STAT_TOP] - bottom) <= reach
+            for top, bottom in bands
+        )
+    ]
+    on = _lattice([float(centres[i, 0]) for i in candidates], anchors, NARROWEST * writing)
+    return np.isin(labels, [candidates[k] for k in on])
+
+
+def _lattice(xs: Sequence[float], anchors: Sequence[float], narrowest: float) -> list[int]:
+    """Which of `xs` stand on the most regular lattice through them and the `anchors`: the
+    lattice with the most places taken less the places left empty between its ends, of at
+    least three places taken (three ticks when there are no anchors)."""
+    points = sorted([*xs, *anchors])
+    best: tuple[int, list[int]] = (0, [])
+    narrowest = max(narrowest, 2.0)
+    for a, b in itertools.combinations(points, 2):
+        for steps in range(1, int((b - a) / narrowest) + 1):
+            period = (b - a) / steps
+            tolerance = max(2.0, ON_LATTICE * period)
+            places = [_place(x, a, period, tolerance) for x in [*xs, *anchors]]
+            ticks = [k for k, place in enumerate(places[: len(xs)]) if place is not None]
+            taken = {place for place in places if place is not None}
+            if not ticks or len(taken) < 3 or (not anchors and len(ticks) < 3):
+                continue
+            empty = max(taken) - min(taken) + 1 - len(taken)
+            if len(taken) - empty > best[0]:
+                best = (len(taken) - empty, ticks)
+    return best[1]
+
+
+def _place(x: float, start: float, period: float, tolerance: float) -> int | None:
+    """The place of `x` on the lattice start + k·period, or None if it stands off it."""
+    k = round((x - start) / period)
+    return k if abs(x - start - k * period) <= tolerance else None
