@@ -4,11 +4,15 @@ a multi-page input is read on its own."""
 
 from __future__ import annotations
 
+import csv
+import io
+
 import cv2
 import numpy as np
+import pytest
 
 from trainer import strings
-from worker import pipeline
+from worker import pipeline, results
 from worker.inference import Prediction
 from worker.templates import FieldSpec, Template
 
@@ -88,6 +92,44 @@ def test_the_string_reader_overrules_a_doubtful_segmentation() -> None:
     assert reading.text == "717" and len(reading.digits) == 3
     lefts = [digit.box[0] for digit in reading.digits]
     assert lefts == sorted(lefts) and all(digit.box[2] > 0 for digit in reading.digits)
+
+
+def sevens(xs: tuple[int, ...], below: int | None = None) -> bytes:
+    """Separate 7s at `xs` on one line, and one more `below` it (at that x) if given."""
+    ink = np.zeros((220, max(xs) + 100), np.float32)
+    for x, y in [(x, 30) for x in xs] + ([(below, 150)] if below is not None else []):
+        points = np.int32([[x, y], [x + 40, y], [x + 14, y + 60]])
+        cv2.polylines(ink, [points], False, 1.0, 5, cv2.LINE_AA)
+    return png(ink)
+
+
+def test_marks_the_reading_leaves_out_are_named_and_sent_to_review() -> None:
+    far_apart = sevens((30, 200, 420))
+    (reading,), _ = pipeline.read([far_apart], lambda data: data, Spelling("7"))
+    assert reading.text == "7"  # the reader, surer than the segmenter, read one digit of three
+    assert [mark.why for mark in reading.left_out] == [pipeline.NOT_READ] * 2
+    assert [mark.box[0] for mark in reading.left_out] == pytest.approx([200, 420], abs=10)
+    assert reading.confidence <= pipeline.UNACCOUNTED
+    record = results.record("f.png", None, reading, 1, 0.1)  # however low the threshold
+    assert record["needs_review"] and record["review_reason"] == "2 marks not read"
+    assert len(record["left_out"]) == 2
+    row = next(csv.DictReader(io.StringIO(results.csv_bytes([record]).decode())))
+    assert row["needs_review"] == "True" and row["review_reason"] == "2 marks not read"
+
+
+def test_a_mark_off_the_line_is_named() -> None:
+    (reading,), _ = pipeline.read([sevens((30, 110), below=60)], lambda data: data, Spelling("77"))
+    assert reading.text == "77"
+    ((mark,),) = [reading.left_out]
+    assert mark.why == pipeline.OFF_LINE and abs(mark.box[1] - 150) <= 6
+    record = results.record("f.png", None, reading, 1, 0.8)
+    assert record["needs_review"] and record["review_reason"] == "1 mark off the line"
+
+
+def test_a_reading_of_every_mark_far_apart_is_not_sent_to_review() -> None:
+    (reading,), _ = pipeline.read([sevens((30, 200, 420))], lambda data: data, Spelling("777"))
+    assert reading.text == "777" and not reading.left_out
+    assert not results.record("f.png", None, reading, 1, 0.8)["needs_review"]
 
 
 def test_the_reader_sees_every_line_in_each_shift_in_one_pass() -> None:
@@ -250,7 +292,8 @@ def test_a_digits_second_likeliest_reading_is_offered_for_the_shape_to_pick() ->
     }
     texts = pipeline._texts([[pipeline.Option([one], 0)], [pipeline.Option([two], 0)]], predictions)
     assert list(texts) == ["12", "72"]
+    blank = pipeline.Field([], np.zeros((32, 256), np.float32), lambda *_: one, [], [])
     reading = pipeline._choose(
-        texts, predictions, None, FieldSpec("n", (0, 0, 1, 1), pattern="7.").fits
+        blank, texts, predictions, None, FieldSpec("n", (0, 0, 1, 1), pattern="7.").fits
     )
     assert reading.text == "72" and abs(reading.digits[0].confidence - 0.1) < 1e-6

@@ -79,11 +79,13 @@ def test_form_csv_has_a_column_per_field_and_names_those_to_review() -> None:
         "amount",
         "needs_review",
         "review_fields",
+        "review_reasons",
         "error",
         "model",
     ]
     assert [r["account"] for r in rows] == ["4242", "4243", ""]
     assert [r["review_fields"] for r in rows] == ["", "account", ""]
+    assert [r["review_reasons"] for r in rows] == ["", "account: luhn check digit fails", ""]
     assert [r["needs_review"] for r in rows] == ["False", "True", "True"]
 
 

@@ -3,6 +3,10 @@ passes over the digit candidates of all of them (each span of marks read whole, 
 the marks that are not surely one digit), one of the string reader over their whole lines of
 writing, and for each image the string both models find likeliest.
 
+No digit goes missing unseen: a mark of a digit's size that the string chosen does not read,
+or that lies off the line of writing, is named in the reading (`Reading.left_out`), and its
+confidence is then never high.
+
 OpenCV and I/O release the GIL, so a thread pool overlaps fetching with decoding.
 """
 
@@ -23,11 +27,11 @@ import numpy as np
 
 from trainer import strings
 from trainer.storage import ObjectMissing, StoreError
-from worker.align import AlignError, align
+from worker.align import AlignError, align, inside
 from worker.decode import DecodeError, decode_reduced
 from worker.inference import Classifier, Prediction
 from worker.preprocess import NoInkError
-from worker.segment import Field, Option, Piece, Run, segment
+from worker.segment import Box, Field, Option, Piece, Run, segment
 from worker.templates import Template
 
 T = TypeVar("T")
@@ -39,6 +43,8 @@ SECOND = 0.01  # a digit read this likely is offered too, besides the likeliest
 READS = 3  # digits one piece is offered as, at most (a field's readings multiply)
 DOUBT = 0.1  # odds that a piece is framed too badly for its reading to mean anything (_log_fit)
 SHIFTS = (0, -2, 2)  # columns the reader's views of a line are moved by (the first is decoded)
+UNACCOUNTED = 0.5  # a reading that leaves a mark of a digit's size out is at most this sure
+OFF_LINE, NOT_READ = "off the line", "not read"  # why a mark is left out
 _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fetch-decode")
 
 
@@ -51,12 +57,23 @@ class Digit:
     box: tuple[int, int, int, int]
 
 
+@dataclass(frozen=True)
+class LeftOut:
+    """A mark of a digit's size that is not in the text read: its box in the scan, and why
+    (OFF_LINE: not on the line of writing; NOT_READ: on it, but no digit read there)."""
+
+    box: Box
+    why: str
+
+
 @dataclass
 class Reading:
-    """What was read from one image: its digits left to right, or a one-line error."""
+    """What was read from one image: its digits left to right and the marks left out, or a
+    one-line error."""
 
     digits: list[Digit] = field(default_factory=list)
     error: str | None = None
+    left_out: list[LeftOut] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -69,8 +86,10 @@ class Reading:
 
     @property
     def confidence(self) -> float:
-        """The least confident digit's confidence: a string is only as sure as its weakest digit."""
-        return min((d.confidence for d in self.digits), default=0.0)
+        """The least confident digit's confidence: a string is only as sure as its weakest digit,
+        and never sure while ink of a digit's size is left out of it."""
+        sure = min((d.confidence for d in self.digits), default=0.0)
+        return min(sure, UNACCOUNTED) if self.left_out else sure
 
 
 def _load(
@@ -118,9 +137,9 @@ def _crops(page: np.ndarray, template: Template) -> list[np.ndarray]:
 
 
 def _segmented(crop: np.ndarray) -> Field | str:
-    """One form field's writing, or why there is none to read."""
+    """One form field's writing (the marks that reach into its box), or why there is none."""
     try:
-        return segment(crop)
+        return segment(crop, inside=inside(crop.shape))
     except NoInkError as exc:
         return str(exc)
 
@@ -187,8 +206,8 @@ def _read_fields(
     texts = [_texts(group, predictions) for group in groups]
     lines = _lines(classifier, fields, texts, spent)
     return [
-        _choose(t, predictions, line, fits)
-        for t, line, fits in zip(texts, lines, shapes, strict=True)
+        _choose(found, t, predictions, line, fits)
+        for found, t, line, fits in zip(fields, texts, lines, shapes, strict=True)
     ]
 
 
@@ -254,6 +273,7 @@ class _Line:
     found: Field
     views: np.ndarray  # (len(SHIFTS), steps, 11)
     digits: list[tuple[int, float, tuple[int, int]]]
+    centres: list[float]  # the line columns each digit was read at
     fit: float = 0.0  # the classifier's log-likelihood of those digits, read from their ink
 
     @property
@@ -293,7 +313,7 @@ def _lines(
         cuts = [(a + b) // 2 for a, b in itertools.pairwise(centres)]
         spans = zip([0, *cuts], [*cuts, strings.WIDTH], strict=True) if read else []
         digits = [(d, p, columns) for (d, _, p), columns in zip(read, spans, strict=True)]
-        lines.append(_Line(found, views[:, n], digits))
+        lines.append(_Line(found, views[:, n], digits, [float(c) for c in centres]))
     spent["infer"] += time.perf_counter() - start
     unseen = [line for line, seen in zip(lines, texts, strict=True) if line.text not in seen]
     start = time.perf_counter()
@@ -318,6 +338,7 @@ def _shifted(lines: np.ndarray, columns: int) -> np.ndarray:
 
 
 def _choose(
+    found: Field,
     texts: dict[str, tuple[float, list[Piece]]],
     predictions: dict[Piece, Prediction],
     line: _Line | None,
@@ -326,7 +347,10 @@ def _choose(
     """The field's likeliest string, among those that `fits` if any string offered does.
     With a string reader, each string the segmenter offers and the reader's own are scored by
     both models (the sum of their log-likelihoods); the winner's share of the probability of
-    all strings scored caps its digits' confidence."""
+    all strings scored caps its digits' confidence. The marks the winner leaves out are named:
+    a segmenter's string reads every mark on the line; the reader's, each run of marks (one
+    digit, or parts of one) that one of its digits lies nearest to."""
+    off = [LeftOut(box, OFF_LINE) for box in found.left_out]
     if line is None or not line.text:  # reading nothing where there is ink tells nothing
         scores, share = {text: fit for text, (fit, _) in texts.items()}, 1.0
         best = _best(scores, fits)
@@ -340,13 +364,26 @@ def _choose(
             [
                 Digit(int(d), min(predictions[p].probability(int(d)), share), p.box)
                 for d, p in zip(best, texts[best][1], strict=True)
-            ]
+            ],
+            left_out=off,
         )
+    spans = [
+        (found.marks[run.marks[0]].columns[0], found.marks[run.marks[-1]].columns[1])
+        for run in found.runs
+    ]
+    read = {int(np.argmin([max(lo - c, c - hi, 0) for lo, hi in spans])) for c in line.centres}
+    unread = [
+        LeftOut(found.marks[i].box, NOT_READ)
+        for k, run in enumerate(found.runs)
+        if k not in read
+        for i in run.marks
+    ]
     return Reading(
         [
             Digit(d, min(p, share), piece.box)
             for (d, p, _), piece in zip(line.digits, line.pieces, strict=True)
-        ]
+        ],
+        left_out=off + unread,
     )
 
 

@@ -18,9 +18,20 @@ if TYPE_CHECKING:
     from worker.pipeline import Form, Reading
     from worker.templates import Template
 
-COLUMNS = ("source", "key", "page", "label", "confidence", "text", "error", "model", "needs_review")
+COLUMNS = (
+    "source",
+    "key",
+    "page",
+    "label",
+    "confidence",
+    "text",
+    "error",
+    "model",
+    "needs_review",
+    "review_reason",
+)
 # a form page's CSV columns after source, key, page and its fields (templates.RESERVED)
-FORM_COLUMNS = ("needs_review", "review_fields", "error", "model")
+FORM_COLUMNS = ("needs_review", "review_fields", "review_reasons", "error", "model")
 REVIEW_BELOW = 0.8  # default confidence under which a person should look at a result
 
 
@@ -32,8 +43,9 @@ def record(
     review_below: float,
     page: int | None = None,
 ) -> dict[str, Any]:
-    """One input's result, in the documented field order; errors always need review. `page`
-    (from 1) is set only for a page of a multi-page input."""
+    """One input's result, in the documented field order; errors and marks left out always
+    need review. `page` (from 1) is set only for a page of a multi-page input."""
+    reason = review_reason(reading, review_below)
     return {
         "source": source,
         "key": key,
@@ -43,12 +55,34 @@ def record(
         "text": reading.text,
         "error": reading.error,
         "model": model,
-        "needs_review": reading.error is not None or reading.confidence < review_below,
+        "needs_review": reason is not None,
+        "review_reason": reason,
         "digits": [
             {"label": d.label, "confidence": round(d.confidence, 5), "box": list(d.box)}
             for d in reading.digits
         ],
+        "left_out": _left_out(reading),
     }
+
+
+def review_reason(reading: Reading, review_below: float, problem: str | None = None) -> str | None:
+    """Why a person should look at a reading, in a few words (its error, the marks it left
+    out, the field rule it breaks, its low confidence), or None if nobody need."""
+    if reading.error is not None:
+        return reading.error
+    if reading.left_out:
+        counts = Counter(mark.why for mark in reading.left_out)
+        return ", ".join(f"{n} mark{'s' * (n > 1)} {why}" for why, n in counts.items())
+    if problem is not None:
+        return problem
+    if reading.confidence < review_below:
+        return f"confidence {reading.confidence:.2f} below {review_below:.2f}"
+    return None
+
+
+def _left_out(reading: Reading) -> list[dict[str, Any]]:
+    """The marks of a digit's size left out of a reading, as JSON."""
+    return [{"box": list(mark.box), "why": mark.why} for mark in reading.left_out]
 
 
 def form_record(
@@ -65,13 +99,16 @@ def form_record(
     specs = {spec.name: spec for spec in template.fields}
     fields = {}
     for name, reading in form.fields.items():  # none when the page could not be read
-        valid = reading.error is None and specs[name].valid(reading.text)
+        problem = specs[name].problem(reading.text)
+        reason = review_reason(reading, review_below, problem)
         fields[name] = {
             "text": reading.text,
             "confidence": round(reading.confidence, 5),
-            "needs_review": not valid or reading.confidence < review_below,
-            "valid": valid,
+            "needs_review": reason is not None,
+            "review_reason": reason,
+            "valid": reading.error is None and problem is None,
             "error": reading.error,
+            "left_out": _left_out(reading),
         }
     return {
         "source": source,
@@ -103,6 +140,11 @@ def csv_bytes(records: Iterable[dict[str, Any]], fields: Sequence[str] = ()) -> 
                 **r,
                 **{name: read[name]["text"] if name in read else None for name in fields},
                 "review_fields": " ".join(n for n in fields if read.get(n, {}).get("needs_review")),
+                "review_reasons": "; ".join(
+                    f"{n}: {read[n]['review_reason']}"
+                    for n in fields
+                    if read.get(n, {}).get("review_reason")
+                ),
             }
         writer.writerow({k: "" if r[k] is None else r[k] for k in columns})
     return out.getvalue().encode()

@@ -37,7 +37,9 @@ MAX_DEPTH = 8  # a template nests 5 deep
 MAX_DIGITS = 40
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
 # a page's own columns in the results CSV (worker/results.py): no field may take their names
-RESERVED = frozenset(["source", "key", "page", "needs_review", "review_fields", "error", "model"])
+RESERVED = frozenset(
+    ["source", "key", "page", "needs_review", "review_fields", "review_reasons", "error", "model"]
+)
 DIGITS = re.compile(r"[0-9]+")
 
 
@@ -88,7 +90,19 @@ class FieldSpec:
     def valid(self, text: str) -> bool:
         """Whether `text` meets every rule the field has: digit count, pattern, check digit;
         an empty text never does."""
-        return self.fits(text) and (self.check is None or CHECKS[self.check](text))
+        return self.problem(text) is None
+
+    def problem(self, text: str) -> str | None:
+        """The first rule `text` breaks, in a few words, or None."""
+        if not text:
+            return "nothing read"
+        if not self.fits(text):
+            if self.digits is not None and len(text) != self.digits:
+                return f"{len(text)} digits, not {self.digits}"
+            return "does not match its pattern"
+        if self.check is not None and not CHECKS[self.check](text):
+            return f"{self.check} check digit fails"
+        return None
 
 
 @dataclass(frozen=True)
