@@ -34,9 +34,11 @@ def test_evaluate_cli(digits, trained, file_store, mnist_dir: Path, tmp_path: Pa
         "evaluate", "--scans", str(folder), "--data", str(mnist_dir), "--store", file_store.url
     )
     assert result.returncode == 0, result.stderr
-    assert "mnist  accuracy 0.9" in result.stdout and "on 31 items" in result.stdout
+    assert "mnist: accuracy 0.9" in result.stdout and "on 31 items" in result.stdout
     report = json.loads(file_store.get("models/v0001/evaluation/report.json"))
-    assert report["mnist"]["items"] == 10000 and report["scans"]["items"] == 31
+    assert report["mnist"]["items"] == 10000 and report["scans"]["scans"]["items"] == 31
+    scans = report["scans"]["scans"]  # the broken file is sent to review
+    assert scans["wrong_not_sent_to_review"] <= scans["not_sent_to_review"] <= 30
     for name in ("mnist_confusion", "scans_confusion", "worst_errors"):
         png = file_store.get(f"models/v0001/evaluation/{name}.png")
         assert cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR) is not None
@@ -68,5 +70,5 @@ def test_evaluate_fields_from_the_samples_command(
     assert result.returncode == 0, result.stderr
     assert "field accuracy" in result.stdout
     report = json.loads(file_store.get("models/v0001/evaluation/report.json"))
-    assert report["scans"]["single_digit_accuracy"] is None
-    assert 0 <= report["scans"]["field_accuracy"] <= 1
+    fields = report["scans"]["fields"]
+    assert fields["single_digit_accuracy"] is None and 0 <= fields["field_accuracy"] <= 1

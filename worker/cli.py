@@ -52,6 +52,14 @@ MnistData = Annotated[
     str | None,
     typer.Option(envvar="SCANDIGITS_MNIST_DIR", help="MNIST folder (IDX .gz) or mnist.npz"),
 ]
+WritersData = Annotated[
+    str | None,
+    typer.Option(
+        "--writers",
+        envvar="SCANDIGITS_WRITERS_DIR",
+        help="Folder of other writers' digits (USPS, optdigits, Semeion digits.npz)",
+    ),
+]
 ChunkSize = Annotated[
     int, typer.Option(envvar="SCANDIGITS_CHUNK_SIZE", min=1, help="Images per task")
 ]
@@ -99,9 +107,10 @@ def train(
         str, typer.Option(help="Move `current` to the new version: always|if-better|never")
     ] = "if-better",
     seed: int = 0,
+    writers: WritersData = None,
     store: StoreUrl = DEFAULT_STORE,
 ) -> None:
-    """Train a model on MNIST and publish it as a new version."""
+    """Train a model on MNIST (adapted to other writers' digits, if given) and publish it."""
     from trainer import models, registry
     from trainer import train as trainer
     from worker import lines
@@ -120,6 +129,7 @@ def train(
         limit=limit,
         seed=seed,
         scanned=lines.scanned,
+        writers=writers,
     )
     state = "now current" if meta["promoted"] else "not promoted"
     typer.echo(
@@ -259,32 +269,37 @@ def results(
 def evaluate(
     model: ModelVersion = None,
     scans: Annotated[
-        Path | None, typer.Option(help="Folder of scans with labels.json (name -> digits)")
+        list[Path] | None,
+        typer.Option(help="Folder of scans with labels.json (name -> digits); repeat for more"),
     ] = None,
     data: MnistData = None,
+    review_threshold: ReviewBelow = REVIEW_BELOW,
     store: StoreUrl = DEFAULT_STORE,
 ) -> None:
     """Score a model on MNIST test (and scans); store figures and a report with the model."""
     from worker import evaluate as evaluation
 
-    report = evaluation.run(_open(store), model, data, scans)
+    report = evaluation.run(_open(store), model, data, scans or [], review_threshold)
     typer.echo(f"model v{report['model']} ({report['architecture']})")
-    for name in ("mnist", "scans"):
-        if name in report:
-            part = report[name]
-            typer.echo(f"{name:<6} accuracy {part['accuracy']:.4f} on {part['items']} items")
-            for kind in ("single_digit", "field"):
-                value = part.get(f"{kind}_accuracy") if name == "scans" else None
-                if value is not None:
-                    typer.echo(f"  {kind.replace('_', ' ')} accuracy {value:.4f}")
-            classes = part["per_class"].items()
-            typer.echo("  class     " + " ".join(f"{k:>6}" for k, _ in classes))
-            for metric in ("precision", "recall"):
-                cells = " ".join(
-                    f"{v[metric]:>6.3f}" if v[metric] is not None else f"{'-':>6}"
-                    for _, v in classes
-                )
-                typer.echo(f"  {metric:<9} {cells}")
+    parts = {"mnist": report["mnist"], **report.get("scans", {})}
+    for name, part in parts.items():
+        typer.echo(f"{name}: accuracy {part['accuracy']:.4f} on {part['items']} items")
+        for kind in ("single_digit", "field"):
+            value = part.get(f"{kind}_accuracy") if name != "mnist" else None
+            if value is not None:
+                typer.echo(f"  {kind.replace('_', ' ')} accuracy {value:.4f}")
+        if name != "mnist":
+            typer.echo(
+                f"  digit recall {part['digit_recall']:.4f}; not sent to review "
+                f"{part['not_sent_to_review']}, of them wrong {part['wrong_not_sent_to_review']}"
+            )
+        classes = part["per_class"].items()
+        typer.echo("  class     " + " ".join(f"{k:>6}" for k, _ in classes))
+        for metric in ("precision", "recall"):
+            cells = " ".join(
+                f"{v[metric]:>6.3f}" if v[metric] is not None else f"{'-':>6}" for _, v in classes
+            )
+            typer.echo(f"  {metric:<9} {cells}")
     for name, url in report["figures"].items():
         typer.echo(f"{name}: {url}")
 
@@ -509,22 +524,52 @@ def samples(
             "--forms", help="Filled-in forms as PDF and TIFF files, with form.yaml and truth.json"
         ),
     ] = False,
+    generator: Annotated[
+        str,
+        typer.Option(
+            help="samples: the project's own renderer; specimens: an independent one "
+            "(docs/specimens.md) whose seeds under 1000 are held out, 1000 and up for development"
+        ),
+    ] = "samples",
+    other_writers: Annotated[
+        bool,
+        typer.Option(
+            "--other-writers",
+            help="Digits by writers outside MNIST (the measured part of --writers), not MNIST's",
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option(help="Picks the digits and every variation")] = 0,
     data: MnistData = None,
+    writers: WritersData = None,
 ) -> None:
     """Render labelled sample scans of MNIST test digits (for evaluate, demos, benchmarks)."""
     from trainer import forms as form_generator
-    from trainer import mnist
-    from trainer import samples as generator
+    from trainer import mnist, newwriters, specimens
+    from trainer import samples as own
 
-    digits = mnist.load(data)
+    if generator not in ("samples", "specimens"):
+        raise UserError("--generator must be samples or specimens")
+    if other_writers:
+        if not writers:
+            raise UserError("--other-writers needs --writers DIR or SCANDIGITS_WRITERS_DIR")
+        found = newwriters.load(writers)
+        images, labels = found.x_measure, found.y_measure
+    else:
+        digits = mnist.load(data)
+        images, labels = digits.x_test, digits.y_test
     if forms:
-        truth = form_generator.write_forms(out, digits.x_test, digits.y_test, count, seed=seed)
+        make = specimens.write_forms if generator == "specimens" else form_generator.write_forms
+        truth = make(out, images, labels, count, seed=seed)
         _err(f"wrote {len(truth)} form pages, form.yaml and truth.json to {out}/")
         return
-    write = generator.write_fields if fields else generator.write_scans
-    labels = write(out, digits.x_test, digits.y_test, count, seed=seed)
-    _err(f"wrote {len(labels)} scans and labels.json to {out}/")
+    if generator == "specimens":
+        if not fields:
+            raise UserError("--generator specimens renders --fields or --forms")
+        write = specimens.write_fields
+    else:
+        write = own.write_fields if fields else own.write_scans
+    written = write(out, images, labels, count, seed=seed)
+    _err(f"wrote {len(written)} scans and labels.json to {out}/")
 
 
 template_app = typer.Typer(no_args_is_help=True, help="Check form templates against pages.")

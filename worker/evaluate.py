@@ -1,13 +1,15 @@
-"""Evaluate a model version on the MNIST test set and on a labelled folder of scans.
+"""Evaluate a model version on the MNIST test set and on labelled folders of scans.
 
-A scans folder holds images and a ``labels.json`` mapping file name → digit string. Scores,
-a confusion-matrix PNG per data set and a gallery of the worst errors are stored under
-``models/vNNNN/evaluation/`` and summarised in the version's metadata.
+A scans folder holds images and a ``labels.json`` mapping file name → digit string. Scores
+(with how many readings that were not sent to review are wrong), a confusion-matrix PNG per
+data set and a gallery of the worst errors are stored under ``models/vNNNN/evaluation/`` and
+summarised in the version's metadata.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ import numpy as np
 from trainer import mnist, registry
 from trainer.errors import UserError
 from trainer.storage import Store
-from worker import inference, pipeline, review
+from worker import inference, pipeline, results, review
 from worker.decode import DecodeError, decode
 
 WORST = 40  # errors shown in the gallery, most confident first
@@ -79,10 +81,16 @@ def confusion_png(matrix: list[list[int]], title: str) -> bytes:
 
 
 def run(
-    store: Store, version: int | str | None, data: str | None, scans: Path | None
+    store: Store,
+    version: int | str | None,
+    data: str | None,
+    scans: Sequence[Path] = (),
+    review_below: float = results.REVIEW_BELOW,
 ) -> dict[str, Any]:
-    """Evaluate, store the figures and report, and record the summary in the metadata."""
-    labels = _labels(scans) if scans is not None else {}
+    """Evaluate, store the figures and report, and record the summary in the metadata. Each
+    folder of `scans` is scored as a set named after the folder."""
+    sets = _named(scans)
+    labels = {name: _labels(folder) for name, folder in sets.items()}
     metadata = registry.resolve(store, version)
     classifier = inference.classifier(store, metadata["version"])
     prefix = f"models/v{metadata['version']:04d}/evaluation"
@@ -96,9 +104,14 @@ def run(
     }
     report["mnist"] = scores(truth, [str(p.label) for p in predictions])
     figures = {"mnist_confusion": confusion_png(report["mnist"]["confusion"], "MNIST test")}
-    if scans is not None:
-        report["scans"], wrong = _scan_scores(scans, labels, classifier)
-        figures["scans_confusion"] = confusion_png(report["scans"]["confusion"], str(scans))
+    if sets:
+        report["scans"], wrong = {}, []
+        for name, folder in sets.items():
+            report["scans"][name], misread = _scan_scores(
+                folder, labels[name], classifier, review_below
+            )
+            wrong += misread
+            figures[f"{name}_confusion"] = confusion_png(report["scans"][name]["confusion"], name)
     else:
         wrong = [
             (p.confidence, 1.0 - images[i], t, str(p.label))
@@ -119,7 +132,9 @@ def run(
     store.put(f"{prefix}/report.json", json.dumps(report, indent=2).encode())
     summary = {
         "mnist_accuracy": report["mnist"]["accuracy"],
-        "scans_accuracy": report["scans"]["accuracy"] if scans else None,
+        "scans_accuracy": {
+            name: part["accuracy"] for name, part in report.get("scans", {}).items()
+        },
         "figures": report["figures"],
     }
     registry.annotate(store, metadata["version"], evaluation=summary)
@@ -137,14 +152,29 @@ def _labels(folder: Path) -> dict[str, str]:
     return {str(name): str(text) for name, text in labels.items()}
 
 
+def _named(folders: Sequence[Path]) -> dict[str, Path]:
+    """Each folder by its name, made unique with its position where names repeat."""
+    names = [folder.resolve().name or "scans" for folder in folders]
+    return {
+        name if names.count(name) == 1 else f"{name}-{n}": folder
+        for n, (name, folder) in enumerate(zip(names, folders, strict=True), start=1)
+    }
+
+
 def _scan_scores(
-    folder: Path, labels: dict[str, str], classifier: inference.Classifier
+    folder: Path, labels: dict[str, str], classifier: inference.Classifier, review_below: float
 ) -> tuple[dict[str, Any], list]:
-    """Read every labelled file; score the strings; collect the misreads."""
+    """Read every labelled file; score the strings, and those not sent to review; collect
+    the misreads."""
     names = sorted(labels)
     readings, _ = pipeline.read([folder / n for n in names], Path.read_bytes, classifier)
     read = [r.text for r in readings]
     truth = [labels[n] for n in names]
+    trusted = [
+        t == r
+        for t, r, reading in zip(truth, read, readings, strict=True)
+        if results.review_reason(reading, review_below) is None
+    ]
     wrong = []
     for name, reading, t, r in zip(names, readings, truth, read, strict=True):
         if t != r:
@@ -153,4 +183,12 @@ def _scan_scores(
             except (OSError, DecodeError):
                 gray = None
             wrong.append((reading.confidence, gray, t, r))
-    return scores(truth, read), wrong
+    unflagged = {
+        "review_below": review_below,
+        "not_sent_to_review": len(trusted),
+        "wrong_not_sent_to_review": trusted.count(False),
+        "error_rate_not_sent_to_review": round(trusted.count(False) / len(trusted), 5)
+        if trusted
+        else None,
+    }
+    return {**scores(truth, read), **unflagged}, wrong
