@@ -25,6 +25,9 @@ NOISE = 6.0  # flattened ink this many robust deviations above the paper's level
 FAINTEST = 0.025  # ...and never less than this (of full scale)
 FAINT = 0.5  # a faint mark's ink is what reaches this share of its own strong ink (...
 STRONG = 0.9  # ...its pixels' 90th percentile: pen crossings of a thin pen are darker)
+FLAT = 3.0  # a mark this many times wider than tall is no digit (a dash, an underline)
+WRITING_SIZE = 3.0  # a faint mark spans at most this many heights of the plain writing: larger
+# is shading the flattening left (beside a box line, at a crop's edge), not a light digit
 
 
 class NoInkError(ValueError):
@@ -66,7 +69,8 @@ def _faint(smooth: np.ndarray, strong: np.ndarray) -> np.ndarray:
     paper = float(np.median(sample))
     spread = 1.4826 * float(np.median(np.abs(sample - paper)))
     low = max(FAINTEST, paper + NOISE * spread)
-    count, labels = cv2.connectedComponents((smooth > low).astype(np.uint8), None, 8)
+    marks = (smooth > low).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(marks, None, 8)
     if count < 2:
         return np.zeros_like(strong)
     marked = labels > 0
@@ -79,17 +83,26 @@ def _faint(smooth: np.ndarray, strong: np.ndarray) -> np.ndarray:
     own = marked & (smooth >= FAINT * peaks[labels])
     held = np.bincount(labels[own & strong], minlength=count)
     faint = (held < 0.5 * np.bincount(labels[own], minlength=count)) & (peaks >= 1.5 * low)
+    if strong.any():
+        largest = WRITING_SIZE * max(writing_height(strong.astype(np.uint8)), 8.0)
+        faint &= stats[:, cv2.CC_STAT_WIDTH : cv2.CC_STAT_HEIGHT + 1].max(axis=1) <= largest
     faint[0] = False
     return own & faint[labels]
 
 
 def writing_height(binary: np.ndarray) -> float:
-    """Median height of the larger marks of a binary image: about the height of the writing."""
+    """Median height of the larger marks of a binary image: about the height of the writing.
+    Marks FLAT times wider than tall (a dash of a printed line, an underline) are not writing
+    and are left out, unless every mark is."""
     count, _, stats, _ = cv2.connectedComponentsWithStats(binary, None, 8)
     if count < 2:
         return 0.0
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    return float(np.median(stats[1:, cv2.CC_STAT_HEIGHT][areas >= 0.2 * areas.max()]))
+    stats = stats[1:]
+    upright = stats[:, cv2.CC_STAT_WIDTH] < FLAT * stats[:, cv2.CC_STAT_HEIGHT]
+    if upright.any():
+        stats = stats[upright]
+    areas = stats[:, cv2.CC_STAT_AREA]
+    return float(np.median(stats[:, cv2.CC_STAT_HEIGHT][areas >= 0.2 * areas.max()]))
 
 
 def to_mnist(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -22,6 +22,9 @@ from worker.preprocess import locate, strong_level, writing_height
 RULE = 0.4  # a rule spans at least this share of the field's width...
 RULE_WRITING = 2.0  # ...and at least this many heights of writing: no digit stroke is that long
 BREAK = 0.12  # gaps in a dashed or dotted line up to this share of the writing's height
+DASHES = 0.25  # a dashed side's breaks are at most this share of the box's inner height
+INKED = 0.4  # a printed line's dashes or dots cover at least this share of its length
+ALONE = 0.2  # beside a printed line, at most this share of the paper is inked
 TICK = 0.1  # a tick is at least this share of the writing's height long
 TICK_REACH = 3  # px: a tick ends this near its rule (its rule's pixels are taken out first)
 ON_LATTICE = 0.08  # share of the comb's step a tick may stand off its place on the lattice
@@ -31,7 +34,10 @@ NARROWEST = 0.5  # comb cells are at least this many writing heights wide
 def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The ink and its mask without the print (both as given when nothing printed is found)."""
     w = mask.shape[1]
-    faint = (ink >= 0.5 * strong_level(ink)).astype(np.uint8)  # printed lines are often light
+    smooth = cv2.blur(ink, (3, 3))
+    level = 0.5 * strong_level(ink, smooth)  # printed lines are often lighter than writing
+    faint = (ink >= level).astype(np.uint8)
+    clean = (smooth >= level).astype(np.uint8)  # without the scanner's specks
     step = max(8, round(writing_height(mask.astype(np.uint8))))
     gap = max(2, round(BREAK * step))
     # horizontal runs longer than a digit is tall, the breaks of a dashed line bridged first
@@ -40,12 +46,14 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # join the steps of a slightly rotated line, then judge whole lines
     joined = cv2.morphologyEx(runs, cv2.MORPH_CLOSE, np.ones((3, step), np.uint8)) & bridged
     count, labels, stats, _ = cv2.connectedComponentsWithStats(joined, None, 8)
+    inked = np.bincount(labels[faint > 0], minlength=count)
     writing = writing_height((mask & (runs == 0)).astype(np.uint8))
     rules = [
         i
         for i in range(1, count)
         if stats[i, cv2.CC_STAT_WIDTH] >= max(RULE * w, RULE_WRITING * writing)
         and stats[i, cv2.CC_STAT_HEIGHT] <= 0.05 * stats[i, cv2.CC_STAT_WIDTH] + 6
+        and inked[i] >= INKED * stats[i, cv2.CC_STAT_AREA]
     ]
     if not rules:
         return ink, mask
@@ -55,9 +63,7 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     down = np.zeros_like(across)
     inner = [min(b for _, b in bands), max(t for t, _ in bands)]
     if inner[1] - inner[0] > 8:  # a box: its sides and dividers run from one rule to the other
-        upright = cv2.morphologyEx(faint, cv2.MORPH_CLOSE, np.ones((gap, 1), np.uint8))
-        reach = np.ones((inner[1] - inner[0] - 2, 1), np.uint8)
-        down |= (cv2.morphologyEx(upright, cv2.MORPH_OPEN, reach) > 0) & (faint > 0)
+        down |= _sides(clean, inner, gap, thick) & (faint > 0)
     down |= _ticks(faint & ~across, bands, _columns(down), thick, writing)
     # print darker than the writing set the threshold: find the writing's own without it
     lines = across | down
@@ -72,6 +78,39 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         removed |= grown & ~closed
     keep = mask & ~removed
     return np.where(keep, ink, 0.0).astype(np.float32), keep
+
+
+def _sides(clean: np.ndarray, inner: list[int], gap: int, thick: int) -> np.ndarray:
+    """The box's sides and comb dividers: upright lines from one rule to the other, no wider
+    than a printed line. A solid line may touch the writing; a dashed one (breaks up to
+    DASHES of the box's inner height bridged) must be mostly inked along its length and
+    stand alone, as a digit's strokes, bridged so, have more of the digit beside them."""
+    span = inner[1] - inner[0]
+    found = np.zeros(clean.shape, bool)
+    for bridge, alone in ((gap, False), (max(gap, round(DASHES * span)), True)):
+        upright = cv2.morphologyEx(clean, cv2.MORPH_CLOSE, np.ones((bridge, 1), np.uint8))
+        lines = cv2.morphologyEx(upright, cv2.MORPH_OPEN, np.ones((span - 2, 1), np.uint8))
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(lines, None, 8)
+        inked = np.bincount(labels[clean > 0], minlength=count)
+        sides = [
+            i
+            for i in range(1, count)
+            if stats[i, cv2.CC_STAT_WIDTH] <= 2 * thick + 3
+            and (
+                not alone
+                or (inked[i] >= INKED * stats[i, cv2.CC_STAT_AREA] and _alone(clean, stats[i]))
+            )
+        ]
+        found |= np.isin(labels, sides)
+    return found
+
+
+def _alone(clean: np.ndarray, stat: np.ndarray) -> bool:
+    """Whether the paper beside an upright line (its box `stat`) is mostly blank."""
+    x, y, w, h = stat[:4]
+    left = clean[y : y + h, max(0, x - w - 4) : max(0, x - 2)]
+    right = clean[y : y + h, x + w + 2 : x + 2 * w + 4]
+    return all(side.size == 0 or side.mean() < ALONE for side in (left, right))
 
 
 def _columns(down: np.ndarray) -> list[float]:
