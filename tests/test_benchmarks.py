@@ -66,8 +66,8 @@ def test_forms_run_goes_through_submit_with_a_template(trained, file_store, mnis
     assert "fields read exactly" in result.stdout
     rows = file_store.get(f"batches/{report['batch']}/results.csv").decode().splitlines()
     assert (
-        rows[0]
-        == "source,key,page,account,date,amount,reference,needs_review,review_fields,error,model"
+        rows[0] == "source,key,page,account,date,amount,reference,needs_review,review_fields,"
+        "review_reasons,error,model"
     )
     assert len(rows) == 4
     sheet = tmp_path / "review.png"
