@@ -169,6 +169,7 @@ def test_submit_folder_and_collect_results(cluster, scans, tmp_path: Path) -> No
         "error",
         "model",
         "needs_review",
+        "review_reason",
     ]
 
     status = json.loads(cli("status", batch, env=env).stdout)

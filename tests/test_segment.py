@@ -225,10 +225,10 @@ def test_a_one_standing_on_an_underline_is_not_a_tick() -> None:
     assert len(found.marks) == 4
 
 
-@pytest.mark.parametrize("style", ["dotted", "dashed"])
+@pytest.mark.parametrize("style", ["dotted", "dashed", "long dashes"])
 def test_dotted_and_dashed_boxes_are_not_read(style: str) -> None:
     ink = field("7070")
-    period, length = (6, 2) if style == "dotted" else (14, 9)
+    period, length = {"dotted": (6, 2), "dashed": (14, 9), "long dashes": (22, 14)}[style]
     for x in range(10, 400, period):
         for y in (25, 115):
             cv2.line(ink, (x, y), (min(x + length - 1, 400), y), 1.0, 2)
