@@ -137,7 +137,8 @@ def segment(
     ink, mask, shear = _upright(ink, mask)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), None, 8)
     back = cv2.invertAffineTransform(shear) * (reduced / scale)
-    limit = np.array(gray.shape[::-1]) * reduced
+    # a scan decoded at 1/r holds between (n - 1)·r + 1 and n·r pixels: boxes stay within the least
+    limit = (np.array(gray.shape[::-1]) - 1) * reduced + 1
     groups, off, slope = _line_of_writing(stats[1:count])
     boxes = [_box(stats[[i + 1 for i in members]]) for members in groups]
     # a typical digit: the field's median height, and MNIST's median aspect (0.8) for its width
