@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import struct
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,10 +42,15 @@ class Mnist:
     @property
     def fingerprint(self) -> str:
         """sha256 over the four arrays, so a model records exactly what it was trained on."""
-        digest = hashlib.sha256()
-        for name in FILES:
-            digest.update(np.ascontiguousarray(getattr(self, name)).tobytes())
-        return digest.hexdigest()
+        return sha256(getattr(self, name) for name in FILES)
+
+
+def sha256(arrays: Iterable[np.ndarray]) -> str:
+    """The hex sha256 over the bytes of `arrays`, in order."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
 
 
 def load(source: str | Path | None) -> Mnist:

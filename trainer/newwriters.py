@@ -10,7 +10,6 @@ is measured whole.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,10 +37,7 @@ class Writers:
     @property
     def fingerprint(self) -> str:
         """sha256 over the adapted part, so a model records what it was adapted on."""
-        digest = hashlib.sha256()
-        for array in (self.x_adapt, self.y_adapt):
-            digest.update(np.ascontiguousarray(array).tobytes())
-        return digest.hexdigest()
+        return mnist.sha256((self.x_adapt, self.y_adapt))
 
 
 def load(folder: str | Path) -> Writers:

@@ -30,7 +30,7 @@ COLUMNS = (
     "needs_review",
     "review_reason",
 )
-# a form page's CSV columns after source, key, page and its fields (templates.RESERVED)
+# a form page's CSV columns after source, key, page and its fields (no field may take their names)
 FORM_COLUMNS = ("needs_review", "review_fields", "review_reasons", "error", "model")
 REVIEW_BELOW = 0.8  # default confidence under which a person should look at a result
 

@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from trainer.errors import UserError
+from worker.results import FORM_COLUMNS
 
 MAX_BYTES = 256_000  # 200 fields take about 20 kB
 MAX_FIELDS = 200
@@ -37,9 +38,7 @@ MAX_DEPTH = 8  # a template nests 5 deep
 MAX_DIGITS = 40
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
 # a page's own columns in the results CSV (worker/results.py): no field may take their names
-RESERVED = frozenset(
-    ["source", "key", "page", "needs_review", "review_fields", "review_reasons", "error", "model"]
-)
+RESERVED = frozenset(("source", "key", "page", *FORM_COLUMNS))
 DIGITS = re.compile(r"[0-9]+")
 
 
