@@ -289,6 +289,7 @@ def work(store: Store, batch: str) -> None:
                 "error": None,
                 "model": manifest["model"],
                 "needs_review": False,
+                "review_reason": None,
                 "digits": [{"label": 7, "confidence": 1.0, "box": [0, 0, 1, 1]}],
             }
             for item in chunk

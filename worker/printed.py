@@ -11,7 +11,6 @@ stands between them.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 
 import cv2
@@ -29,6 +28,7 @@ TICK = 0.1  # a tick is at least this share of the writing's height long
 TICK_REACH = 3  # px: a tick ends this near its rule (its rule's pixels are taken out first)
 ON_LATTICE = 0.08  # share of the comb's step a tick may stand off its place on the lattice
 NARROWEST = 0.5  # comb cells are at least this many writing heights wide
+LATTICE_BLOCK = 1 << 20  # lattice×point cells scored at once (8 MB a float array)
 
 
 def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -150,26 +150,39 @@ def _ticks(
 def _lattice(xs: Sequence[float], anchors: Sequence[float], narrowest: float) -> list[int]:
     """Which of `xs` stand on the most regular lattice through them and the `anchors`: the
     lattice with the most places taken less the places left empty between its ends, of at
-    least three places taken (three ticks when there are no anchors)."""
-    points = sorted([*xs, *anchors])
-    best: tuple[int, list[int]] = (0, [])
-    narrowest = max(narrowest, 2.0)
-    for a, b in itertools.combinations(points, 2):
-        for steps in range(1, int((b - a) / narrowest) + 1):
-            period = (b - a) / steps
-            tolerance = max(2.0, ON_LATTICE * period)
-            places = [_place(x, a, period, tolerance) for x in [*xs, *anchors]]
-            ticks = [k for k, place in enumerate(places[: len(xs)]) if place is not None]
-            taken = {place for place in places if place is not None}
-            if not ticks or len(taken) < 3 or (not anchors and len(ticks) < 3):
-                continue
-            empty = max(taken) - min(taken) + 1 - len(taken)
-            if len(taken) - empty > best[0]:
-                best = (len(taken) - empty, ticks)
-    return best[1]
-
-
-def _place(x: float, start: float, period: float, tolerance: float) -> int | None:
-    """The place of `x` on the lattice start + k·period, or None if it stands off it."""
-    k = round((x - start) / period)
-    return k if abs(x - start - k * period) <= tolerance else None
+    least three places taken (three ticks when there are no anchors). Every lattice through
+    two of the points is scored at once, a block of lattices at a time (a field with many
+    upright strokes has tens of thousands)."""
+    points = np.sort([*xs, *anchors])
+    first, second = np.triu_indices(len(points), 1)  # every two points, in order
+    span = points[second] - points[first]
+    steps = (span / max(narrowest, 2.0)).astype(int)  # lattices of 1..steps places between
+    start, span = np.repeat(points[first], steps), np.repeat(span, steps)
+    if not len(start):
+        return []
+    ends = np.cumsum(steps)
+    period = span / (np.arange(len(start)) - np.repeat(ends - steps, steps) + 1)
+    values = np.array([*xs, *anchors])
+    best, chosen = 0, []
+    block = max(1, LATTICE_BLOCK // len(values))
+    for row in range(0, len(start), block):
+        a = start[row : row + block, None]
+        step = period[row : row + block, None]
+        place = np.round((values - a) / step)
+        on = np.abs(values - a - place * step) <= np.maximum(2.0, ON_LATTICE * step)
+        ordered = np.sort(np.where(on, place, np.inf), axis=1)
+        before = np.pad(ordered[:, :-1], ((0, 0), (1, 0)), constant_values=-np.inf)
+        distinct = np.isfinite(ordered) & (ordered != before)
+        taken = distinct.sum(axis=1)
+        ticks = on[:, : len(xs)].sum(axis=1)
+        low = ordered[:, 0]
+        high = np.where(on, place, -np.inf).max(axis=1)
+        score = np.where(
+            (ticks > 0) & (taken >= 3) & ((ticks >= 3) | bool(anchors)),
+            2 * taken - (high - low + 1),  # places taken less places empty between the ends
+            0,
+        )
+        top = int(np.argmax(score))
+        if score[top] > best:
+            best, chosen = score[top], np.flatnonzero(on[top, : len(xs)]).tolist()
+    return chosen
