@@ -28,6 +28,7 @@ TICK = 0.1  # a tick is at least this share of the writing's height long
 TICK_REACH = 3  # px: a tick ends this near its rule (its rule's pixels are taken out first)
 ON_LATTICE = 0.08  # share of the comb's step a tick may stand off its place on the lattice
 NARROWEST = 0.5  # comb cells are at least this many writing heights wide
+MOST_TICKS = 48  # the tallest upright strokes along a rule tried as ticks: 2 per cell of 24
 LATTICE_BLOCK = 1 << 20  # lattice×point cells scored at once (8 MB a float array)
 
 
@@ -143,6 +144,8 @@ def _ticks(
             for top, bottom in bands
         )
     ]
+    # a noisy scan can raise hundreds of specks along a rule: the tallest are the ticks
+    candidates = sorted(candidates, key=lambda i: -stats[i, cv2.CC_STAT_HEIGHT])[:MOST_TICKS]
     on = _lattice([float(centres[i, 0]) for i in candidates], anchors, NARROWEST * writing)
     return np.isin(labels, [candidates[k] for k in on])
 
