@@ -84,3 +84,10 @@ def test_blank_pages_have_no_ink(value: float) -> None:
 def test_one_pixel_image() -> None:
     with pytest.raises(NoInkError):
         normalise(np.zeros((1, 1), np.float32))
+
+
+def test_a_mask_without_ink_frames_blank() -> None:
+    """A piece whose ink was all taken for print gives a blank frame, not a crash."""
+    ink, mask = np.zeros((30, 20), np.float32), np.zeros((30, 20), bool)
+    mask[5:25, 8:11] = True
+    assert not to_mnist(ink, mask).any()

@@ -239,3 +239,12 @@ def test_dotted_and_dashed_boxes_are_not_read(style: str) -> None:
     assert len(found.marks) == 4 and not found.left_out
     for mark in found.marks:
         assert mark.box[3] < 70
+
+
+def test_a_one_close_to_both_box_lines_is_not_a_side() -> None:
+    """A 1 standing alone with little paper above and below it bridges to the box's lines as
+    a dashed side would; it is one long stroke, not dashes, so it is read."""
+    ink = field("71070", gap=30)
+    cv2.rectangle(ink, (10, 30), (400, 106), 1.0, 2)  # 10 px of paper above and below the 1
+    found = segment(scan(ink))
+    assert len(found.marks) == 5 and not found.left_out

@@ -109,8 +109,10 @@ def to_mnist(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Frame the digit whose ink pixels are `mask` as a 28×28 float32 MNIST digit."""
     ys, xs = np.nonzero(mask)
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    crop = levels(ink[y0:y1, x0:x1], mask[y0:y1, x0:x1])
-    return mnist.frame(_deskew(_match_stroke(crop, mask[y0:y1, x0:x1])))
+    crop = _match_stroke(levels(ink[y0:y1, x0:x1], mask[y0:y1, x0:x1]), mask[y0:y1, x0:x1])
+    if not crop.any():  # its ink all taken for print: a blank frame, read as no digit
+        return np.zeros((28, 28), np.float32)
+    return mnist.frame(_deskew(crop))
 
 
 def _bounded(gray: np.ndarray) -> tuple[np.ndarray, float]:

@@ -22,6 +22,7 @@ RULE = 0.4  # a rule spans at least this share of the field's width...
 RULE_WRITING = 2.0  # ...and at least this many heights of writing: no digit stroke is that long
 BREAK = 0.12  # gaps in a dashed or dotted line up to this share of the writing's height
 DASHES = 0.25  # a dashed side's breaks are at most this share of the box's inner height
+DASH = 0.5  # ...and its dashes too (a digit's stroke is longer)
 INKED = 0.4  # a printed line's dashes or dots cover at least this share of its length
 ALONE = 0.2  # beside a printed line, at most this share of the paper is inked
 TICK = 0.1  # a tick is at least this share of the writing's height long
@@ -83,9 +84,10 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _sides(clean: np.ndarray, inner: list[int], gap: int, thick: int) -> np.ndarray:
     """The box's sides and comb dividers: upright lines from one rule to the other, no wider
-    than a printed line. A solid line may touch the writing; a dashed one (breaks up to
-    DASHES of the box's inner height bridged) must be mostly inked along its length and
-    stand alone, as a digit's strokes, bridged so, have more of the digit beside them."""
+    than a printed line. A solid line meets both rules and may touch the writing; a dashed one
+    (breaks up to DASHES of the box's inner height bridged) must be dashes, mostly inked along
+    its length, and stand alone, as a digit's strokes, bridged so, have more of the digit
+    beside them."""
     span = inner[1] - inner[0]
     found = np.zeros(clean.shape, bool)
     for bridge, alone in ((gap, False), (max(gap, round(DASHES * span)), True)):
@@ -98,8 +100,11 @@ def _sides(clean: np.ndarray, inner: list[int], gap: int, thick: int) -> np.ndar
             for i in range(1, count)
             if stats[i, cv2.CC_STAT_WIDTH] <= 2 * thick + 3
             and (
-                not alone
-                or (inked[i] >= INKED * stats[i, cv2.CC_STAT_AREA] and _alone(clean, stats[i]))
+                _dashes(clean, stats[i], inner)
+                and inked[i] >= INKED * stats[i, cv2.CC_STAT_AREA]
+                and _alone(clean, stats[i])
+                if alone
+                else _joined(clean, stats[i], inner, thick)
             )
         ]
         found |= np.isin(labels, sides)
@@ -112,6 +117,28 @@ def _alone(clean: np.ndarray, stat: np.ndarray) -> bool:
     left = clean[y : y + h, max(0, x - w - 4) : max(0, x - 2)]
     right = clean[y : y + h, x + w + 2 : x + 2 * w + 4]
     return all(side.size == 0 or side.mean() < ALONE for side in (left, right))
+
+
+def _joined(clean: np.ndarray, stat: np.ndarray, inner: list[int], thick: int) -> bool:
+    """Whether an upright line (its box `stat`) meets both rules, inked a line's width and more
+    inside each, as a solid side is at the box's corners: a 1 bridged to them across a few
+    pixels of paper is not."""
+    x, w = stat[0], stat[2]
+    top, bottom = inner[0] + thick, inner[1] - thick
+    return bool(
+        clean[top : top + 2, x : x + w].any() and clean[bottom - 2 : bottom, x : x + w].any()
+    )
+
+
+def _dashes(clean: np.ndarray, stat: np.ndarray, inner: list[int]) -> bool:
+    """Whether the ink of an upright line (its box `stat`) between the rules is made of
+    dashes, none longer than DASH of the box's inner height: a 1 written close to both rules
+    bridges to them as a dashed side would, but is one long stroke."""
+    x, w = stat[0], stat[2]
+    inked = clean[inner[0] : inner[1], x : x + w].any(axis=1)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], inked.astype(np.int8), [0]])))
+    longest = int((edges[1::2] - edges[::2]).max()) if len(edges) else 0
+    return longest <= DASH * (inner[1] - inner[0])
 
 
 def _columns(down: np.ndarray) -> list[float]:
