@@ -183,7 +183,8 @@ def _lattice(xs: Sequence[float], anchors: Sequence[float], narrowest: float) ->
     least three places taken (three ticks when there are no anchors). Every lattice through
     two of the points is scored at once, a block of lattices at a time (a field with many
     upright strokes has tens of thousands)."""
-    points = np.sort([*xs, *anchors])
+    values = np.array([*xs, *anchors])
+    points = np.sort(values)
     first, second = np.triu_indices(len(points), 1)  # every two points, in order
     span = points[second] - points[first]
     steps = (span / max(narrowest, 2.0)).astype(int)  # lattices of 1..steps places between
@@ -192,7 +193,6 @@ def _lattice(xs: Sequence[float], anchors: Sequence[float], narrowest: float) ->
         return []
     ends = np.cumsum(steps)
     period = span / (np.arange(len(start)) - np.repeat(ends - steps, steps) + 1)
-    values = np.array([*xs, *anchors])
     best, chosen = 0, []
     block = max(1, LATTICE_BLOCK // len(values))
     for row in range(0, len(start), block):
