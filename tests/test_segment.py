@@ -248,3 +248,13 @@ def test_a_one_close_to_both_box_lines_is_not_a_side() -> None:
     cv2.rectangle(ink, (10, 30), (400, 106), 1.0, 2)  # 10 px of paper above and below the 1
     found = segment(scan(ink))
     assert len(found.marks) == 5 and not found.left_out
+
+
+def test_ones_in_a_slightly_turned_box_are_not_ticks() -> None:
+    """A turned box's rules span more rows than their pen; 1s standing clear of them are
+    writing: a tick ends on its rule's ink, not anywhere in the rows the rule spans."""
+    ink = field("71010", gap=30)
+    corners = np.int32([[8, 16], [404, 22], [404, 118], [8, 112]])  # turned by 0.9 degrees
+    cv2.polylines(ink, [corners], True, 1.0, 2, cv2.LINE_AA)
+    found = segment(scan(ink))
+    assert len(found.marks) == 5 and not found.left_out

@@ -60,13 +60,14 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if not rules:
         return ink, mask
     across = np.isin(labels, rules) & (faint > 0)
-    thick = int(stats[rules, cv2.CC_STAT_HEIGHT].max())
+    thick = int(stats[rules, cv2.CC_STAT_HEIGHT].max())  # more than the pen when rotated
+    pen = max(_thickness(across, labels, stats[i], i) for i in rules)
     bands = [(int(y), int(y + h)) for y, h in stats[rules][:, [1, 3]]]
     down = np.zeros_like(across)
     inner = [min(b for _, b in bands), max(t for t, _ in bands)]
     if inner[1] - inner[0] > 8:  # a box: its sides and dividers run from one rule to the other
         down |= _sides(clean, inner, gap, thick) & (faint > 0)
-    down |= _ticks(faint & ~across, bands, _columns(down), thick, writing)
+    down |= _ticks(faint & ~across, across, _columns(down), (pen, thick), writing)
     # print darker than the writing set the threshold: find the writing's own without it
     lines = across | down
     near = cv2.dilate(lines.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
@@ -141,6 +142,14 @@ def _dashes(clean: np.ndarray, stat: np.ndarray, inner: list[int]) -> bool:
     return longest <= DASH * (inner[1] - inner[0])
 
 
+def _thickness(across: np.ndarray, labels: np.ndarray, stat: np.ndarray, label: int) -> int:
+    """A rule's pen width: its median count of inked pixels per inked column (its box's
+    height is more when the form lies rotated)."""
+    x, y, w, h = stat[:4]
+    column = ((labels[y : y + h, x : x + w] == label) & across[y : y + h, x : x + w]).sum(axis=0)
+    return max(1, round(float(np.median(column[column > 0]))))
+
+
 def _columns(down: np.ndarray) -> list[float]:
     """The centres of the upright lines found (a box's sides, comb dividers)."""
     count, _, _, centres = cv2.connectedComponentsWithStats(down.astype(np.uint8), None, 8)
@@ -149,28 +158,35 @@ def _columns(down: np.ndarray) -> list[float]:
 
 def _ticks(
     ink: np.ndarray,
-    bands: list[tuple[int, int]],
+    across: np.ndarray,
     anchors: list[float],
-    thick: int,
+    lines: tuple[int, int],
     writing: float,
 ) -> np.ndarray:
-    """The comb ticks: straight upright strokes, no wider than a printed line, that end on a
-    rule (rising to it or hanging from it) and stand on a regular lattice along it with the
-    box's sides and dividers (`anchors`)."""
+    """The comb ticks: straight upright strokes, no wider than a printed line and attached to
+    no other ink, that end on a rule (`across`: rising to it or hanging from it) and stand on a
+    regular lattice along it with the box's sides and dividers (`anchors`). A digit's upright
+    stroke goes on into the rest of the digit."""
     shortest = max(3, round(TICK * writing))
     upright = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((shortest, 1), np.uint8))
     count, labels, stats, centres = cv2.connectedComponentsWithStats(upright, None, 8)
-    reach = TICK_REACH + thick
-    candidates = [
-        i
-        for i in range(1, count)
-        if stats[i, cv2.CC_STAT_WIDTH] <= thick + 3
-        and any(
-            abs(stats[i, cv2.CC_STAT_TOP] + stats[i, cv2.CC_STAT_HEIGHT] - top) <= reach
-            or abs(stats[i, cv2.CC_STAT_TOP] - bottom) <= reach
-            for top, bottom in bands
+    _, strokes, whole, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), None, 8)
+    pen, thick = lines
+    reach, narrow = TICK_REACH + pen, thick + 3
+
+    def tick(i: int) -> bool:
+        x, y, w, h, area = stats[i]
+        own = whole[strokes[labels == i][0]]
+        alone = own[cv2.CC_STAT_WIDTH] <= narrow + 2 and own[cv2.CC_STAT_AREA] <= 1.5 * area
+        sides = slice(max(0, x - 1), x + w + 1)
+        rising = across[y + h : y + h + reach, x : x + w].any()
+        hanging = across[max(0, y - reach) : y, x : x + w].any()
+        free = (rising and not ink[max(0, y - 6) : max(0, y - 2), sides].any()) or (
+            hanging and not ink[y + h + 2 : y + h + 6, sides].any()
         )
-    ]
+        return w <= narrow and bool(rising or hanging) and (alone or free or (rising and hanging))
+
+    candidates = [i for i in range(1, count) if tick(i)]
     # a noisy scan can raise hundreds of specks along a rule: the tallest are the ticks
     candidates = sorted(candidates, key=lambda i: -stats[i, cv2.CC_STAT_HEIGHT])[:MOST_TICKS]
     on = _lattice([float(centres[i, 0]) for i in candidates], anchors, NARROWEST * writing)
