@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
+from worker.printed import _lattice
 from worker.segment import Run, segment
 
 HEIGHT = 60  # digit height in the hand-made fields, pixels
@@ -258,3 +259,10 @@ def test_ones_in_a_slightly_turned_box_are_not_ticks() -> None:
     cv2.polylines(ink, [corners], True, 1.0, 2, cv2.LINE_AA)
     found = segment(scan(ink))
     assert len(found.marks) == 5 and not found.left_out
+
+
+def test_ones_beside_a_box_side_are_no_comb() -> None:
+    """Two 1s standing on a box's line, evenly spaced from its left side, are no comb's
+    ticks: a comb's lattice runs through both sides and fills most of its places."""
+    assert _lattice([42.0, 74.0], [10.0, 400.0], narrowest=30.0) == []
+    assert _lattice([90.0, 170.0, 250.0, 330.0], [10.0, 410.0], narrowest=30.0) == [0, 1, 2, 3]

@@ -29,6 +29,7 @@ TICK = 0.1  # a tick is at least this share of the writing's height long
 TICK_REACH = 3  # px: a tick ends this near its rule (its rule's pixels are taken out first)
 ON_LATTICE = 0.08  # share of the comb's step a tick may stand off its place on the lattice
 NARROWEST = 0.5  # comb cells are at least this many writing heights wide
+FULL = 0.75  # share of a comb's places, side to side, that hold a tick or a divider
 MOST_TICKS = 48  # the tallest upright strokes along a rule tried as ticks: 2 per cell of 24
 LATTICE_BLOCK = 1 << 20  # lattice×point cells scored at once (8 MB a float array)
 
@@ -196,11 +197,16 @@ def _ticks(
 def _lattice(xs: Sequence[float], anchors: Sequence[float], narrowest: float) -> list[int]:
     """Which of `xs` stand on the most regular lattice through them and the `anchors`: the
     lattice with the most places taken less the places left empty between its ends, of at
-    least three places taken (three ticks when there are no anchors). Every lattice through
+    least three places taken (three ticks when there are no anchors). With anchors, a comb's
+    lattice holds the outermost two and has FULL of its places taken: a 1 or two standing on
+    the line between a box's sides do not make a comb. Every lattice through
     two of the points is scored at once, a block of lattices at a time (a field with many
     upright strokes has tens of thousands)."""
     values = np.array([*xs, *anchors])
     points = np.sort(values)
+    outer = (
+        [len(xs) + int(np.argmin(anchors)), len(xs) + int(np.argmax(anchors))] if anchors else []
+    )
     first, second = np.triu_indices(len(points), 1)  # every two points, in order
     span = points[second] - points[first]
     steps = (span / max(narrowest, 2.0)).astype(int)  # lattices of 1..steps places between
@@ -223,9 +229,12 @@ def _lattice(xs: Sequence[float], anchors: Sequence[float], narrowest: float) ->
         ticks = on[:, : len(xs)].sum(axis=1)
         low = ordered[:, 0]
         high = np.where(on, place, -np.inf).max(axis=1)
+        places = high - low + 1
+        # with anchors, a comb: its outermost sides on the lattice, and it mostly taken
+        comb = on[:, outer].all(axis=1) & (taken >= FULL * places) if anchors else ticks >= 3
         score = np.where(
-            (ticks > 0) & (taken >= 3) & ((ticks >= 3) | bool(anchors)),
-            2 * taken - (high - low + 1),  # places taken less places empty between the ends
+            (ticks > 0) & (taken >= 3) & comb,
+            2 * taken - places,  # places taken less places empty between the ends
             0,
         )
         top = int(np.argmax(score))
