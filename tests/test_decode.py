@@ -13,7 +13,15 @@ import numpy as np
 import pytest
 
 from worker import decode as decode_module
-from worker.decode import DecodeError, decode, decode_reduced, dimensions, pages
+from worker.decode import (
+    DecodeError,
+    decode,
+    decode_colour,
+    decode_reduced,
+    dimensions,
+    pages,
+    writing,
+)
 
 
 def encode(image: np.ndarray, ext: str) -> bytes:
@@ -42,6 +50,33 @@ def test_colour_sixteen_bit_and_alpha() -> None:
     rgba[10:30, 20:25, 3] = 255
     out = decode(encode(rgba, ".png"))
     assert out[5, 5] == 1.0 and out[20, 22] == 0.0
+
+
+def boxed(box: tuple[int, int, int], ink: tuple[int, int, int]) -> np.ndarray:
+    """A colour field: four strokes in `ink` inside a box in `box` colour (BGR) on cream."""
+    field = np.full((120, 480, 3), (225, 240, 245), np.uint8)
+    cv2.rectangle(field, (10, 15), (470, 105), box, 2)
+    for x in (80, 180, 280, 380):
+        cv2.line(field, (x, 35), (x + 15, 85), ink, 5)
+    return field
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg"])
+@pytest.mark.parametrize("box", [(170, 170, 250), (250, 200, 160)], ids=["red", "blue"])
+def test_drop_out_boxes_vanish_from_the_plane_read(ext: str, box: tuple[int, int, int]) -> None:
+    gray, colour, _ = decode_colour(encode(boxed(box, (40, 40, 40)), ext))
+    plane = writing(gray, colour)
+    paper = float(np.median(plane))
+    assert gray[15, 240] < paper - 0.1, "the box shows in the gray"
+    assert abs(plane[14:17, 20:460].mean() - paper) < 0.03, "but not in the plane read"
+    assert plane[60, 189] < paper - 0.5, "where the writing stays dark"
+
+
+def test_coloured_writing_without_coloured_print_is_read_from_the_gray() -> None:
+    gray, colour, _ = decode_colour(encode(boxed((40, 40, 40), (150, 60, 20)), ".png"))
+    assert writing(gray, colour) is gray  # blue ballpoint in a black box
+    gray, colour, _ = decode_colour(encode(cv2.cvtColor(GRAY, cv2.COLOR_GRAY2BGR), ".jpg"))
+    assert writing(gray, colour) is gray
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,6 @@
-"""Decode image bytes (PNG, JPEG, BMP, TIFF, PDF, ...) into one grayscale float32 plane in [0, 1].
+"""Decode image bytes (PNG, JPEG, BMP, TIFF, PDF, ...) into one grayscale float32 plane in [0, 1]
+and, for a colour scan whose print is in a light drop-out colour (red or blue boxes), the
+colour channel where that print vanishes while the writing stays dark.
 
 Files come from outside: the size is checked against byte and pixel limits before anything is
 decoded, reading the dimensions from the file's header, so a small file declaring a huge image
@@ -35,10 +37,18 @@ os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
 # and on 600×600 scans reading at 1/2 or even 1/4 scale was as accurate as at full size.
 REDUCED_MIN_SIDE = 200
 _REDUCED = (
-    (8, cv2.IMREAD_REDUCED_GRAYSCALE_8),
-    (4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
-    (2, cv2.IMREAD_REDUCED_GRAYSCALE_2),
+    (8, cv2.IMREAD_REDUCED_COLOR_8),
+    (4, cv2.IMREAD_REDUCED_COLOR_4),
+    (2, cv2.IMREAD_REDUCED_COLOR_2),
 )
+# Drop-out print: against the paper's own colour, a light colour (brightest channel at least
+# LIGHT, the channels at least SATURATED apart) away from dark ink, in a straight line across
+# RULE of a field's width: a box's rule. A faint blue digit is as light a colour, but none of
+# its strokes is that long (unless it is the field's only digit).
+LIGHT, SATURATED, RULE = 0.8, 0.08, 0.4
+HUE = 0.97  # cosine between a pixel's shade and the print's for the pixel to be print
+TILT = 9  # px: a rule's rows may drift this much along it (a field scanned turned a little)
+ALONG = 7  # px: colours are averaged along rows over this many, against the scanner's noise
 # PDFium is not thread-safe, not even across documents: one call into it at a time.
 _pdfium = threading.Lock()
 _PDF_ERRORS = {
@@ -60,7 +70,55 @@ def decode(data: bytes, page: int = 0) -> np.ndarray:
 def decode_reduced(data: bytes, page: int = 0) -> tuple[np.ndarray, int]:
     """Like `decode`, but a JPEG far larger than the reader needs comes at 1/2, 1/4 or 1/8 scale
     (REDUCED_MIN_SIDE); returns the image and that factor: scan pixels per image pixel."""
+    gray, _, factor = _decode(data, reduce=True, page=page)
+    return gray, factor
+
+
+def decode_colour(data: bytes, page: int = 0) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Like `decode_reduced`, with the image's colours (BGR, None for a gray scan) for
+    `writing` to read a field from: (gray, colour, factor)."""
     return _decode(data, reduce=True, page=page)
+
+
+def writing(gray: np.ndarray, colour: np.ndarray | None) -> np.ndarray:
+    """The plane to read a field's writing from: its gray, or when its print is in a light
+    drop-out colour (red or blue boxes), the colour channel where that print vanishes while
+    black or blue-black writing stays dark."""
+    if colour is None:
+        return gray
+    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(colour.dtype, 1.0)
+    paper = np.median(colour[::2, ::2].reshape(-1, 3), axis=0).astype(np.float32) / scale
+    balanced = np.minimum(colour.astype(np.float32) / (scale * np.maximum(paper, 1e-3)), 1.0)
+    along = cv2.blur(balanced, (ALONG, 1))  # the scanner's colour noise averaged along rows
+    high, low = _extremes(along)
+    light = (high >= LIGHT) & (high - low >= SATURATED)
+    if not light.any():
+        return gray
+    dark = cv2.dilate((_extremes(balanced)[0] < LIGHT).astype(np.uint8), np.ones((5, 5), np.uint8))
+    light = (light & (dark == 0)).astype(np.uint8)
+    w = gray.shape[1]
+    tilted = cv2.dilate(light, np.ones((TILT, 1), np.uint8))
+    long = cv2.morphologyEx(tilted, cv2.MORPH_OPEN, np.ones((1, max(8, round(RULE * w))), np.uint8))
+    lines = (long > 0) & (light > 0)
+    if not lines.any():
+        return gray
+    print_colour = 1.0 - np.median(balanced[lines], axis=0)  # how the print darkens each channel
+    channel = int(np.argmin(print_colour))
+    plane = colour[:, :, channel].astype(np.float32) / np.float32(scale)
+    # what is left of the print where a JPEG blurred its colours (the line's middle, darker in
+    # the channel) is still of the print's hue at the colours' own coarser resolution
+    shade = 1.0 - cv2.blur(balanced, (3, 3))
+    strength = np.sqrt((shade * shade).sum(axis=2))
+    hue = shade @ print_colour / np.maximum(strength * np.linalg.norm(print_colour), 1e-6)
+    faded = (hue >= HUE) & (strength <= 2 * np.linalg.norm(print_colour))
+    plane[faded & (balanced[:, :, channel] >= LIGHT - 0.2)] = paper[channel]
+    return plane
+
+
+def _extremes(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each pixel's brightest and darkest channel of a 3-channel image."""
+    b, g, r = cv2.split(image)
+    return np.maximum(np.maximum(b, g), r), np.minimum(np.minimum(b, g), r)
 
 
 def pages(data: bytes) -> int:
@@ -93,23 +151,23 @@ def _check_size(data: bytes) -> None:
         raise DecodeError(f"file too large ({len(data):,} bytes; limit {MAX_BYTES:,})")
 
 
-def _decode(data: bytes, reduce: bool, page: int) -> tuple[np.ndarray, int]:
+def _decode(data: bytes, reduce: bool, page: int) -> tuple[np.ndarray, np.ndarray | None, int]:
     _check_size(data)
     if _is_pdf(data):
-        return _pdf(data, page), 1
+        return *_pdf(data, page), 1
     _checked(pages(data), page)
     size = dimensions(data, page)
     if size is not None and size[0] * size[1] > MAX_PIXELS:
         raise DecodeError(
             f"image too large ({size[0]}×{size[1]} pixels; limit {MAX_PIXELS:,} pixels)"
         )
-    # JPEGs decode straight to gray (EXIF orientation applied); others keep alpha and depth.
+    # JPEGs decode in colour, EXIF orientation applied; others keep alpha and depth too.
     factor, flags = 1, cv2.IMREAD_UNCHANGED
     if data.startswith(JPEG_MAGIC):
         short = min(size) if reduce and size else 0
         factor, flags = next(
             ((f, flag) for f, flag in _REDUCED if short // f >= REDUCED_MIN_SIDE),
-            (1, cv2.IMREAD_GRAYSCALE),
+            (1, cv2.IMREAD_COLOR),
         )
     try:
         buffer = np.frombuffer(data, np.uint8)
@@ -125,7 +183,7 @@ def _decode(data: bytes, reduce: bool, page: int) -> tuple[np.ndarray, int]:
         ) from exc
     if image is None or image.size == 0:
         raise DecodeError("not a readable image (expected PNG, JPEG, BMP, TIFF, WebP, GIF, PDF)")
-    return _gray(image), factor
+    return *_planes(image), factor
 
 
 def _is_pdf(data: bytes) -> bool:
@@ -141,8 +199,8 @@ def _open_pdf(data: bytes) -> pdfium.PdfDocument:
         raise DecodeError(f"not a readable PDF ({reason})") from exc
 
 
-def _pdf(data: bytes, page: int) -> np.ndarray:
-    """Page `page` of a PDF rendered in gray at PDF_DPI; a page whose bitmap would exceed
+def _pdf(data: bytes, page: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Page `page` of a PDF rendered at PDF_DPI (_planes); a page whose bitmap would exceed
     MAX_PIXELS is refused from its size in points, before anything is rendered."""
     scale = PDF_DPI / 72  # PDF sizes are in points, 72 to the inch
     with _pdfium, closing(_open_pdf(data)) as document:
@@ -154,29 +212,37 @@ def _pdf(data: bytes, page: int) -> np.ndarray:
                     f"page {page + 1} too large ({width:.0f}×{height:.0f} pixels at "
                     f"{PDF_DPI:g} dpi; limit {MAX_PIXELS:,} pixels)"
                 )
-            bitmap = document[page].render(scale=scale, grayscale=True)
+            bitmap = document[page].render(scale=scale)  # BGR
         except pdfium.PdfiumError as exc:
             raise DecodeError(f"page {page + 1} of the PDF is not readable") from exc
         with closing(bitmap):
-            return _gray(bitmap.to_numpy())
+            return _planes(bitmap.to_numpy())
 
 
-def _gray(image: np.ndarray) -> np.ndarray:
-    """A decoded image as one float32 plane in [0, 1]; 8- and 16-bit need no clipping."""
+def _planes(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """A decoded image as a float32 gray plane in [0, 1] (8- and 16-bit need no clipping;
+    alpha composited over white paper) and, for a colour image, its BGR colours."""
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 3 and image.shape[2] == 4:
+        image = _composited(image)
     scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(image.dtype)
     if scale:
-        image = image.astype(np.float32)
-        image /= np.float32(scale)
+        gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        gray = gray.astype(np.float32)
+        gray /= np.float32(scale)
     else:
         image = np.clip(np.nan_to_num(image.astype(np.float32)), 0.0, 1.0)
-    if image.ndim == 2:
-        return image
-    if image.shape[2] == 4:
-        alpha = image[:, :, 3:]
-        image = image[:, :, :3] * alpha + (1.0 - alpha)
-    if image.shape[2] == 1:
-        return image[:, :, 0]
-    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    return gray, image if image.ndim == 3 else None
+
+
+def _composited(image: np.ndarray) -> np.ndarray:
+    """A BGRA image's colours over white paper, as float32 in [0, 1]."""
+    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(image.dtype, 1.0)
+    image = np.clip(np.nan_to_num(image.astype(np.float32) / np.float32(scale)), 0.0, 1.0)
+    alpha = image[:, :, 3:]
+    return image[:, :, :3] * alpha + (1.0 - alpha)
 
 
 def dimensions(data: bytes, page: int = 0) -> tuple[int, int] | None:

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from trainer import samples, strings, varied
-from worker.decode import decode_reduced
+from worker.decode import decode_colour, writing
 from worker.preprocess import NoInkError
 from worker.segment import segment
 
@@ -46,7 +46,8 @@ def _scanned(
         chosen = child.integers(len(digits), size=length)
         data = samples.encode(varied.render([digits[i] for i in chosen], child), child)[1]
         try:
-            field = segment(*decode_reduced(data))
+            gray, colour, reduced = decode_colour(data)
+            field = segment(writing(gray, colour), reduced)
         except NoInkError:
             continue
         lines[n] = np.round(field.line * 255).astype(np.uint8)

@@ -28,7 +28,7 @@ import numpy as np
 from trainer import strings
 from trainer.storage import ObjectMissing, StoreError
 from worker.align import AlignError, align, inside
-from worker.decode import DecodeError, decode_reduced
+from worker.decode import DecodeError, decode_colour, writing
 from worker.inference import Classifier, Prediction
 from worker.preprocess import NoInkError
 from worker.segment import Box, Field, Option, Piece, Run, segment
@@ -107,12 +107,13 @@ def _load(
         finally:
             spent[stage] += time.perf_counter() - start
 
-    decoder = partial(decode_reduced, page=item.get("page", 1) - 1 if isinstance(item, dict) else 0)
+    decoder = partial(decode_colour, page=item.get("page", 1) - 1 if isinstance(item, dict) else 0)
     try:
-        gray, reduced = timed("decode", decoder, timed("fetch", fetch, item))
+        gray, colour, reduced = timed("decode", decoder, timed("fetch", fetch, item))
         if template is None:
-            return timed("preprocess", lambda image: segment(image, reduced), gray), spent
-        crops = timed("align", lambda page: _crops(page, template), gray)
+            found = timed("preprocess", lambda page: segment(writing(page, colour), reduced), gray)
+            return found, spent
+        crops = timed("align", lambda page: _crops(page, colour, template), gray)
         return timed("preprocess", lambda images: [_segmented(i) for i in images], crops), spent
     except ObjectMissing:
         return "input object not found in the store", spent
@@ -130,10 +131,16 @@ def _load(
         return f"cannot process image ({type(exc).__name__}: {exc})".splitlines()[0], spent
 
 
-def _crops(page: np.ndarray, template: Template) -> list[np.ndarray]:
-    """Each template field cropped upright from the page aligned to the template."""
+def _crops(page: np.ndarray, colour: np.ndarray | None, template: Template) -> list[np.ndarray]:
+    """Each template field cropped upright from the page aligned to the template, as the
+    plane to read its writing from (without its print, if that is in a drop-out colour)."""
     alignment = align(page, template)
-    return [alignment.crop(page, spec) for spec in template.fields]
+    return [
+        writing(
+            alignment.crop(page, spec), None if colour is None else alignment.crop(colour, spec)
+        )
+        for spec in template.fields
+    ]
 
 
 def _segmented(crop: np.ndarray) -> Field | str:
