@@ -186,6 +186,16 @@ def test_a_faint_digit_is_found() -> None:
     assert found.marks[-1].box[0] >= 310
 
 
+def test_a_faint_digit_on_grainy_paper_is_found() -> None:
+    """Each of the faint 7's pixels is within the paper's grain; its strokes are not."""
+    ink = field("707", gap=40)
+    faint = np.zeros_like(ink)
+    draw(faint, "7", 320)
+    grain = np.random.default_rng(0).normal(0.0, 0.04, ink.shape)
+    found = segment(np.clip(scan(ink + 0.1 * faint) + grain, 0, 1).astype(np.float32))
+    assert len(found.marks) == 4 and found.marks[-1].box[0] >= 310
+
+
 def test_a_mark_off_the_line_is_left_out_and_named() -> None:
     ink = field("707", size=(260, 420))
     draw(ink, "0", 300, y=170)  # below the line, as a stray note would be

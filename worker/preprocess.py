@@ -23,6 +23,7 @@ TARGET_STROKE = 2.5
 MIN_CONTRAST = 0.12  # flattened ink weaker than this (of full scale) counts as a blank page
 NOISE = 6.0  # flattened ink this many robust deviations above the paper's level is a mark
 FAINTEST = 0.025  # ...and never less than this (of full scale)
+BROAD = 3  # px: faint marks are looked for in ink averaged this wide (after a 3 px blur)
 FAINT = 0.5  # a faint mark's ink is what reaches this share of its own strong ink (...
 STRONG = 0.9  # ...its pixels' 90th percentile: pen crossings of a thin pen are darker)
 FLAT = 3.0  # a mark this many times wider than tall is no digit (a dash, an underline)
@@ -64,23 +65,25 @@ def strong_level(ink: np.ndarray, smooth: np.ndarray | None = None) -> float:
 
 def _faint(smooth: np.ndarray, strong: np.ndarray) -> np.ndarray:
     """The marks clearly above the paper's noise that the strong threshold leaves mostly out (a
-    light or thin-penned digit), each thresholded at FAINT of its own peak, as a mask."""
-    sample = smooth[::2, ::2]
+    light or thin-penned digit), each thresholded at FAINT of its own peak, as a mask. Marks
+    are found BROAD: a stroke stands out of the paper's grain more, averaged over its width."""
+    broad = cv2.blur(smooth, (BROAD, BROAD))
+    sample = broad[::2, ::2]
     paper = float(np.median(sample))
     spread = 1.4826 * float(np.median(np.abs(sample - paper)))
     low = max(FAINTEST, paper + NOISE * spread)
-    marks = (smooth > low).astype(np.uint8)
+    marks = (broad > low).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(marks, None, 8)
     if count < 2:
         return np.zeros_like(strong)
     marked = labels > 0
-    values, owners = smooth[marked], labels[marked]
+    values, owners = broad[marked], labels[marked]
     order = np.lexsort((values, owners))
     sizes = np.bincount(owners, minlength=count)
     starts = np.cumsum(sizes) - sizes
     peaks = np.zeros(count, np.float32)
     peaks[1:] = values[order][starts[1:] + (STRONG * (sizes[1:] - 1)).astype(int)]
-    own = marked & (smooth >= FAINT * peaks[labels])
+    own = marked & (broad >= FAINT * peaks[labels])
     held = np.bincount(labels[own & strong], minlength=count)
     faint = (held < 0.5 * np.bincount(labels[own], minlength=count)) & (peaks >= 1.5 * low)
     if strong.any():
