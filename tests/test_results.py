@@ -38,6 +38,14 @@ def test_a_field_breaking_its_rules_is_invalid_and_needs_review() -> None:
     assert fields["amount"]["valid"] is True and fields["amount"]["needs_review"]  # unsure
 
 
+def test_a_reading_the_string_reader_disputes_needs_review() -> None:
+    sure = reading("0939")
+    sure.disputed = "099"  # the reader alone leaves a digit out: one of them is wrong
+    record = results.record("f.png", "k", sure, 3, 0.8)
+    assert record["needs_review"] and record["confidence"] <= 0.5
+    assert record["review_reason"] == "read 099 by the string reader alone"
+
+
 def test_page_and_field_errors_need_review() -> None:
     page = results.form_record("f.pdf", "k", Form(error="cannot align"), FORM, 3, 0.8)
     assert page["fields"] == {} and page["error"] == "cannot align" and page["needs_review"]

@@ -44,6 +44,7 @@ READS = 3  # digits one piece is offered as, at most (a field's readings multipl
 DOUBT = 0.1  # odds that a piece is framed too badly for its reading to mean anything (_log_fit)
 SHIFTS = (0, -2, 2)  # columns the reader's views of a line are moved by (the first is decoded)
 UNACCOUNTED = 0.5  # a reading that leaves a mark of a digit's size out is at most this sure
+DISPUTED = 0.5  # ... and so is one the string reader, reading alone, reads otherwise
 OFF_LINE, NOT_READ = "off the line", "not read"  # why a mark is left out
 _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fetch-decode")
 
@@ -74,6 +75,7 @@ class Reading:
     digits: list[Digit] = field(default_factory=list)
     error: str | None = None
     left_out: list[LeftOut] = field(default_factory=list)
+    disputed: str | None = None  # the string reader's own reading, where it differs
 
     @property
     def text(self) -> str:
@@ -87,9 +89,12 @@ class Reading:
     @property
     def confidence(self) -> float:
         """The least confident digit's confidence: a string is only as sure as its weakest digit,
-        and never sure while ink of a digit's size is left out of it."""
+        and never sure while ink of a digit's size is left out of it, or while the string
+        reader alone reads the line otherwise."""
         sure = min((d.confidence for d in self.digits), default=0.0)
-        return min(sure, UNACCOUNTED) if self.left_out else sure
+        if self.left_out:
+            sure = min(sure, UNACCOUNTED)
+        return min(sure, DISPUTED) if self.disputed is not None else sure
 
 
 def _load(
@@ -354,10 +359,12 @@ def _choose(
     """The field's likeliest string, among those that `fits` if any string offered does.
     With a string reader, each string the segmenter offers and the reader's own are scored by
     both models (the sum of their log-likelihoods); the winner's share of the probability of
-    all strings scored caps its digits' confidence. The marks the winner leaves out are named:
+    all strings scored caps its digits' confidence; where the reader alone reads another string
+    (of the field's shape), the reading is disputed. The marks the winner leaves out are named:
     a segmenter's string reads every mark on the line; the reader's, each run of marks (one
     digit, or parts of one) that one of its digits lies nearest to."""
     off = [LeftOut(box, OFF_LINE) for box in found.left_out]
+    disputed = None
     if line is None or not line.text:  # reading nothing where there is ink tells nothing
         scores, share = {text: fit for text, (fit, _) in texts.items()}, 1.0
         best = _best(scores, fits)
@@ -366,6 +373,8 @@ def _choose(
         scores.setdefault(line.text, line.fit + line.likelihood(line.text))
         best = _best(scores, fits)
         share = 1.0 / sum(math.exp(score - scores[best]) for score in scores.values())
+        if line.text != best and (fits is None or fits(line.text)):
+            disputed = line.text
     if best in texts:
         return Reading(
             [
@@ -373,6 +382,7 @@ def _choose(
                 for d, p in zip(best, texts[best][1], strict=True)
             ],
             left_out=off,
+            disputed=disputed,
         )
     spans = [
         (found.marks[run.marks[0]].columns[0], found.marks[run.marks[-1]].columns[1])

@@ -67,12 +67,15 @@ def record(
 
 def review_reason(reading: Reading, review_below: float, problem: str | None = None) -> str | None:
     """Why a person should look at a reading, in a few words (its error, the marks it left
-    out, the field rule it breaks, its low confidence), or None if nobody need."""
+    out, the other string the string reader reads, the field rule it breaks, its low
+    confidence), or None if nobody need."""
     if reading.error is not None:
         return reading.error
     if reading.left_out:
         counts = Counter(mark.why for mark in reading.left_out)
         return ", ".join(f"{n} mark{'s' * (n > 1)} {why}" for why, n in counts.items())
+    if reading.disputed is not None:
+        return f"read {reading.disputed} by the string reader alone"
     if problem is not None:
         return problem
     if reading.confidence < review_below:
