@@ -152,9 +152,11 @@ def _thickness(across: np.ndarray, labels: np.ndarray, stat: np.ndarray, label: 
 
 
 def _columns(down: np.ndarray) -> list[float]:
-    """The centres of the upright lines found (a box's sides, comb dividers)."""
-    count, _, _, centres = cv2.connectedComponentsWithStats(down.astype(np.uint8), None, 8)
-    return [float(centres[i, 0]) for i in range(1, count)]
+    """The centres of the upright lines found (a box's sides, comb dividers): one per run of
+    columns they take, however broken each line is."""
+    inked = np.concatenate([[0], down.any(axis=0).astype(np.int8), [0]])
+    edges = np.flatnonzero(np.diff(inked))
+    return [(first + last - 1) / 2 for first, last in zip(edges[::2], edges[1::2], strict=True)]
 
 
 def _ticks(
@@ -187,6 +189,8 @@ def _ticks(
         )
         return w <= narrow and bool(rising or hanging) and (alone or free or (rising and hanging))
 
+    if len(anchors) > MOST_TICKS:  # not a comb's sides and dividers: noise
+        return np.zeros(ink.shape, bool)
     candidates = [i for i in range(1, count) if tick(i)]
     # a noisy scan can raise hundreds of specks along a rule: the tallest are the ticks
     candidates = sorted(candidates, key=lambda i: -stats[i, cv2.CC_STAT_HEIGHT])[:MOST_TICKS]
