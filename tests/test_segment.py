@@ -252,6 +252,22 @@ def test_dotted_and_dashed_boxes_are_not_read(style: str) -> None:
         assert mark.box[3] < 70
 
 
+def test_a_dashed_box_around_thin_writing_is_not_read() -> None:
+    """Thin-penned digits have less ink than the box's thick dashes; the writing's height is
+    still taken as at least a share of the crop's, so the dashes' breaks are bridged."""
+    ink = np.zeros((140, 420), np.float32)
+    for n, glyph in enumerate("7171"):
+        draw(ink, glyph, 60 + 64 * n, thickness=2)
+    for x in range(10, 400, 19):
+        for y in (25, 115):
+            cv2.line(ink, (x, y), (min(x + 13, 400), y), 1.0, 4)
+    for y in range(25, 115, 19):
+        for x in (10, 400):
+            cv2.line(ink, (x, y), (x, min(y + 13, 115)), 1.0, 4)
+    found = segment(scan(ink))
+    assert len(found.marks) == 4 and not found.left_out
+
+
 def test_a_one_close_to_both_box_lines_is_not_a_side() -> None:
     """A 1 standing alone with little paper above and below it bridges to the box's lines as
     a dashed side would; it is one long stroke, not dashes, so it is read."""
