@@ -252,18 +252,20 @@ def test_dotted_and_dashed_boxes_are_not_read(style: str) -> None:
         assert mark.box[3] < 70
 
 
-def test_a_dashed_box_around_thin_writing_is_not_read() -> None:
+@pytest.mark.parametrize(("glyphs", "period", "pen"), [("7171", 19, 4), ("1111", 20, 5)])
+def test_a_dashed_box_around_thin_writing_is_not_read(glyphs: str, period: int, pen: int) -> None:
     """Thin-penned digits have less ink than the box's thick dashes; the writing's height is
-    still taken as at least a share of the crop's, so the dashes' breaks are bridged."""
+    still taken as at least a share of the crop's, so the dashes' breaks are bridged. A 1
+    standing 10 px above a thick line does not end on it: it is no tick."""
     ink = np.zeros((140, 420), np.float32)
-    for n, glyph in enumerate("7171"):
+    for n, glyph in enumerate(glyphs):
         draw(ink, glyph, 60 + 64 * n, thickness=2)
-    for x in range(10, 400, 19):
+    for x in range(10, 400, period):
         for y in (25, 115):
-            cv2.line(ink, (x, y), (min(x + 13, 400), y), 1.0, 4)
-    for y in range(25, 115, 19):
+            cv2.line(ink, (x, y), (min(x + 13, 400), y), 1.0, pen)
+    for y in range(25, 115, period):
         for x in (10, 400):
-            cv2.line(ink, (x, y), (x, min(y + 13, 115)), 1.0, 4)
+            cv2.line(ink, (x, y), (x, min(y + 13, 115)), 1.0, pen)
     found = segment(scan(ink))
     assert len(found.marks) == 4 and not found.left_out
 

@@ -26,7 +26,7 @@ DASH = 0.5  # ...and its dashes too (a digit's stroke is longer)
 INKED = 0.4  # a printed line's dashes or dots cover at least this share of its length
 ALONE = 0.2  # beside a printed line, at most this share of the paper is inked
 TICK = 0.1  # a tick is at least this share of the writing's height long
-TICK_REACH = 3  # px: a tick ends this near its rule (its rule's pixels are taken out first)
+TICK_REACH = 3  # px: a tick ends this near its rule's ink (which is taken out first)
 ON_LATTICE = 0.08  # share of the comb's step a tick may stand off its place on the lattice
 NARROWEST = 0.5  # comb cells are at least this many writing heights wide
 FULL = 0.75  # share of a comb's places, side to side, that hold a tick or a divider
@@ -67,13 +67,12 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return ink, mask
     across = np.isin(labels, rules) & (faint > 0)
     thick = int(stats[rules, cv2.CC_STAT_HEIGHT].max())  # more than the pen when rotated
-    pen = max(_thickness(across, labels, stats[i], i) for i in rules)
     bands = [(int(y), int(y + h)) for y, h in stats[rules][:, [1, 3]]]
     down = np.zeros_like(across)
     inner = [min(b for _, b in bands), max(t for t, _ in bands)]
     if inner[1] - inner[0] > 8:  # a box: its sides and dividers run from one rule to the other
         down |= _sides(clean, inner, gap, thick) & (faint > 0)
-    down |= _ticks(faint & ~across, across, _columns(down), (pen, thick), writing)
+    down |= _ticks(faint & ~across, across, _columns(down), thick, writing)
     # print darker than the writing set the threshold: find the writing's own without it
     lines = across | down
     near = cv2.dilate(lines.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
@@ -148,14 +147,6 @@ def _dashes(clean: np.ndarray, stat: np.ndarray, inner: list[int]) -> bool:
     return longest <= DASH * (inner[1] - inner[0])
 
 
-def _thickness(across: np.ndarray, labels: np.ndarray, stat: np.ndarray, label: int) -> int:
-    """A rule's pen width: its median count of inked pixels per inked column (its box's
-    height is more when the form lies rotated)."""
-    x, y, w, h = stat[:4]
-    column = ((labels[y : y + h, x : x + w] == label) & across[y : y + h, x : x + w]).sum(axis=0)
-    return max(1, round(float(np.median(column[column > 0]))))
-
-
 def _columns(down: np.ndarray) -> list[float]:
     """The centres of the upright lines found (a box's sides, comb dividers): one per run of
     columns they take, however broken each line is."""
@@ -168,7 +159,7 @@ def _ticks(
     ink: np.ndarray,
     across: np.ndarray,
     anchors: list[float],
-    lines: tuple[int, int],
+    thick: int,
     writing: float,
 ) -> np.ndarray:
     """The comb ticks: straight upright strokes, no wider than a printed line and attached to
@@ -179,16 +170,15 @@ def _ticks(
     upright = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((shortest, 1), np.uint8))
     count, labels, stats, centres = cv2.connectedComponentsWithStats(upright, None, 8)
     _, strokes, whole, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), None, 8)
-    pen, thick = lines
-    reach, narrow = TICK_REACH + pen, thick + 3
+    narrow = thick + 3
 
     def tick(i: int) -> bool:
         x, y, w, h, area = stats[i]
         own = whole[strokes[labels == i][0]]
         alone = own[cv2.CC_STAT_WIDTH] <= narrow + 2 and own[cv2.CC_STAT_AREA] <= 1.5 * area
         sides = slice(max(0, x - 1), x + w + 1)
-        rising = across[y + h : y + h + reach, x : x + w].any()
-        hanging = across[max(0, y - reach) : y, x : x + w].any()
+        rising = across[y + h : y + h + TICK_REACH, x : x + w].any()
+        hanging = across[max(0, y - TICK_REACH) : y, x : x + w].any()
         free = (rising and not ink[max(0, y - 6) : max(0, y - 2), sides].any()) or (
             hanging and not ink[y + h + 2 : y + h + 6, sides].any()
         )
