@@ -49,6 +49,7 @@ LIGHT, SATURATED, RULE = 0.8, 0.08, 0.4
 HUE = 0.97  # cosine between a pixel's shade and the print's for the pixel to be print
 TILT = 9  # px: a rule's rows may drift this much along it (a field scanned turned a little)
 ALONG = 7  # px: colours are averaged along rows over this many, against the scanner's noise
+_FULL = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}  # full scale of integer pixels
 # PDFium is not thread-safe, not even across documents: one call into it at a time.
 _pdfium = threading.Lock()
 _PDF_ERRORS = {
@@ -86,7 +87,7 @@ def writing(gray: np.ndarray, colour: np.ndarray | None) -> np.ndarray:
     black or blue-black writing stays dark."""
     if colour is None:
         return gray
-    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(colour.dtype, 1.0)
+    scale = _FULL.get(colour.dtype, 1.0)
     paper = np.median(colour[::2, ::2].reshape(-1, 3), axis=0).astype(np.float32) / scale
     balanced = np.minimum(colour.astype(np.float32) / (scale * np.maximum(paper, 1e-3)), 1.0)
     along = cv2.blur(balanced, (ALONG, 1))  # the scanner's colour noise averaged along rows
@@ -226,7 +227,7 @@ def _planes(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         image = image[:, :, 0]
     if image.ndim == 3 and image.shape[2] == 4:
         image = _composited(image)
-    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(image.dtype)
+    scale = _FULL.get(image.dtype)
     if scale:
         gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         gray = gray.astype(np.float32)
@@ -239,7 +240,7 @@ def _planes(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
 
 def _composited(image: np.ndarray) -> np.ndarray:
     """A BGRA image's colours over white paper, as float32 in [0, 1]."""
-    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(image.dtype, 1.0)
+    scale = _FULL.get(image.dtype, 1.0)
     image = np.clip(np.nan_to_num(image.astype(np.float32) / np.float32(scale)), 0.0, 1.0)
     alpha = image[:, :, 3:]
     return image[:, :, :3] * alpha + (1.0 - alpha)
