@@ -196,6 +196,16 @@ def test_a_faint_digit_on_grainy_paper_is_found() -> None:
     assert len(found.marks) == 4 and found.marks[-1].box[0] >= 310
 
 
+def test_a_faint_filled_blot_is_no_digit() -> None:
+    """Shading left at a scan's edge, or a light blot, covers its box: it is no pen stroke."""
+    ink = np.zeros((140, 140), np.float32)
+    draw(ink, "7", 40)
+    cv2.circle(ink, (118, 70), 14, 0.12, -1, cv2.LINE_AA)
+    grain = np.random.default_rng(0).normal(0.0, 0.01, ink.shape)
+    found = segment(np.clip(scan(ink) + grain, 0, 1).astype(np.float32))
+    assert len(found.marks) == 1 and not found.left_out
+
+
 def test_a_mark_off_the_line_is_left_out_and_named() -> None:
     ink = field("707", size=(260, 420))
     draw(ink, "0", 300, y=170)  # below the line, as a stray note would be

@@ -26,6 +26,7 @@ FAINTEST = 0.025  # ...and never less than this (of full scale)
 BROAD = 3  # px: faint marks are looked for in ink averaged this wide (after a 3 px blur)
 FAINT = 0.5  # a faint mark's ink is what reaches this share of its own strong ink (...
 STRONG = 0.9  # ...its pixels' 90th percentile: pen crossings of a thin pen are darker)
+SOLID = 0.6  # a faint mark covering more of its box than this is shading, not a pen's strokes
 FLAT = 3.0  # a mark this many times wider than tall is no digit (a dash, an underline)
 WRITING_SIZE = 3.0  # a faint mark spans at most this many heights of the plain writing: larger
 # is shading the flattening left (beside a box line, at a crop's edge), not a light digit
@@ -85,7 +86,10 @@ def _faint(smooth: np.ndarray, strong: np.ndarray) -> np.ndarray:
     peaks[1:] = values[order][starts[1:] + (STRONG * (sizes[1:] - 1)).astype(int)]
     own = marked & (broad >= FAINT * peaks[labels])
     held = np.bincount(labels[own & strong], minlength=count)
-    faint = (held < 0.5 * np.bincount(labels[own], minlength=count)) & (peaks >= 1.5 * low)
+    inked = np.bincount(labels[own], minlength=count)
+    faint = (held < 0.5 * inked) & (peaks >= 1.5 * low)
+    # strokes, not shading: a pen's line leaves most of its box blank
+    faint &= inked <= SOLID * stats[:, cv2.CC_STAT_WIDTH] * stats[:, cv2.CC_STAT_HEIGHT]
     if strong.any():
         largest = WRITING_SIZE * max(writing_height(strong.astype(np.uint8)), 8.0)
         faint &= stats[:, cv2.CC_STAT_WIDTH : cv2.CC_STAT_HEIGHT + 1].max(axis=1) <= largest
