@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from worker.preprocess import NoInkError, prepare, to_mnist
+from worker.preprocess import NoInkError, locate, prepare, to_mnist
 
 
 def scan(size=(400, 400), box=(150, 100, 100, 160), thickness=12, dark_on_light=True):
@@ -91,3 +91,15 @@ def test_a_mask_without_ink_frames_blank() -> None:
     ink, mask = np.zeros((30, 20), np.float32), np.zeros((30, 20), bool)
     mask[5:25, 8:11] = True
     assert not to_mnist(ink, mask).any()
+
+
+def test_a_faint_digit_taller_than_three_label_letters_is_found() -> None:
+    """A form's crop holds its label's letters, smaller than the digits and many: the writing's
+    height is still at least a quarter of the crop's, so a faint digit is not taken for
+    shading four letter-heights tall."""
+    ink = np.zeros((200, 420), np.float32)
+    for n in range(8):  # the label: eight letters 12 px tall
+        cv2.rectangle(ink, (20 + 30 * n, 20), (32 + 30 * n, 32), 1.0, 3)
+    cv2.line(ink, (200, 90), (215, 150), 1.0, 5)  # a dark digit
+    cv2.line(ink, (300, 90), (315, 150), 0.15, 5)  # one written faintly
+    assert locate(ink)[90:150, 295:320].any()

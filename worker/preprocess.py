@@ -30,6 +30,8 @@ SOLID = 0.6  # a faint mark covering more of its box than this is shading, not a
 FLAT = 3.0  # a mark this many times wider than tall is no digit (a dash, an underline)
 WRITING_SIZE = 3.0  # a faint mark spans at most this many heights of the plain writing: larger
 # is shading the flattening left (beside a box line, at a crop's edge), not a light digit
+LEAST_WRITING = 0.25  # share of a field crop's height its writing takes at least (the marks'
+# median height may be a printed label's letters, a dashed box's dashes, a faint digit's pieces)
 
 
 class NoInkError(ValueError):
@@ -91,10 +93,16 @@ def _faint(smooth: np.ndarray, strong: np.ndarray) -> np.ndarray:
     # strokes, not shading: a pen's line leaves most of its box blank
     faint &= inked <= SOLID * stats[:, cv2.CC_STAT_WIDTH] * stats[:, cv2.CC_STAT_HEIGHT]
     if strong.any():
-        largest = WRITING_SIZE * max(writing_height(strong.astype(np.uint8)), 8.0)
+        largest = WRITING_SIZE * max(field_writing(strong.astype(np.uint8)), 8.0)
         faint &= stats[:, cv2.CC_STAT_WIDTH : cv2.CC_STAT_HEIGHT + 1].max(axis=1) <= largest
     faint[0] = False
     return own & faint[labels]
+
+
+def field_writing(binary: np.ndarray) -> float:
+    """The height of a field crop's writing, to judge its marks by: `writing_height`, but at
+    least LEAST_WRITING of the crop's height, which a crop is never many times of."""
+    return max(writing_height(binary), LEAST_WRITING * binary.shape[0])
 
 
 def writing_height(binary: np.ndarray) -> float:

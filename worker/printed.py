@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from worker.preprocess import locate, strong_level, writing_height
+from worker.preprocess import field_writing, locate, strong_level, writing_height
 
 RULE = 0.4  # a rule spans at least this share of the field's width...
 RULE_WRITING = 2.0  # ...and at least this many heights of writing: no digit stroke is that long
@@ -30,7 +30,6 @@ TICK_REACH = 3  # px: a tick ends this near its rule's ink (which is taken out f
 ON_LATTICE = 0.08  # share of the comb's step a tick may stand off its place on the lattice
 NARROWEST = 0.5  # comb cells are at least this many writing heights wide
 FULL = 0.75  # share of a comb's places, side to side, that hold a tick or a divider
-LEAST_WRITING = 0.25  # share of a field crop's height its writing takes at least
 MOST_TICKS = 48  # the tallest upright strokes along a rule tried as ticks: 2 per cell of 24
 LATTICE_BLOCK = 1 << 20  # lattice×point cells scored at once (8 MB a float array)
 
@@ -42,11 +41,7 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     level = 0.5 * strong_level(ink, smooth)  # printed lines are often lighter than writing
     faint = (ink >= level).astype(np.uint8)
     clean = (smooth >= level).astype(np.uint8)  # without the scanner's specks
-    # the writing's height, though faint digits broken into pieces or a dashed box's dashes
-    # can make the marks' look smaller: a field's crop is never many times its writing's height
-    step = max(
-        8, round(writing_height(mask.astype(np.uint8))), round(LEAST_WRITING * mask.shape[0])
-    )
+    step = max(8, round(field_writing(mask.astype(np.uint8))))
     gap = max(2, round(BREAK * step))
     # horizontal runs longer than a digit is tall, the breaks of a dashed line bridged first
     bridged = cv2.morphologyEx(faint, cv2.MORPH_CLOSE, np.ones((1, gap), np.uint8))
