@@ -157,10 +157,10 @@ def _ticks(
     thick: int,
     writing: float,
 ) -> np.ndarray:
-    """The comb ticks: straight upright strokes, no wider than a printed line and attached to
-    no other ink, that end on a rule (`across`: rising to it or hanging from it) and stand on a
-    regular lattice along it with the box's sides and dividers (`anchors`). A digit's upright
-    stroke goes on into the rest of the digit."""
+    """The comb ticks: straight upright strokes, no wider than a printed line, that end on a
+    rule's ink (`across`: rising to it or hanging from it), are strokes of their own or have
+    a free tip (a digit's upright stroke goes on into the rest of the digit), and stand on a
+    regular lattice along the rule with the box's sides and dividers (`anchors`)."""
     shortest = max(3, round(TICK * writing))
     upright = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((shortest, 1), np.uint8))
     count, labels, stats, centres = cv2.connectedComponentsWithStats(upright, None, 8)
