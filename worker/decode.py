@@ -227,6 +227,8 @@ def _planes(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         image = image[:, :, 0]
     if image.ndim == 3 and image.shape[2] == 4:
         image = _composited(image)
+    if image.ndim == 3 and _grey(image):  # a gray JPEG decoded in colour, or a gray PNG
+        image = np.ascontiguousarray(image[:, :, 0])
     scale = _FULL.get(image.dtype)
     if scale:
         gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
@@ -236,6 +238,14 @@ def _planes(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         image = np.clip(np.nan_to_num(image.astype(np.float32)), 0.0, 1.0)
         gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     return gray, image if image.ndim == 3 else None
+
+
+def _grey(image: np.ndarray) -> bool:
+    """Whether a 3-channel image's channels are all the same."""
+    return bool(
+        np.array_equal(image[:, :, 0], image[:, :, 1])
+        and np.array_equal(image[:, :, 1], image[:, :, 2])
+    )
 
 
 def _composited(image: np.ndarray) -> np.ndarray:
