@@ -136,18 +136,22 @@ def _dashes(clean: np.ndarray, stat: np.ndarray, inner: list[int]) -> bool:
     dashes, none longer than DASH of the box's inner height: a 1 written close to both rules
     bridges to them as a dashed side would, but is one long stroke."""
     x, w = stat[0], stat[2]
-    inked = clean[inner[0] : inner[1], x : x + w].any(axis=1)
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], inked.astype(np.int8), [0]])))
-    longest = int((edges[1::2] - edges[::2]).max()) if len(edges) else 0
+    first, last = _runs(clean[inner[0] : inner[1], x : x + w].any(axis=1))
+    longest = int((last - first).max()) if len(first) else 0
     return longest <= DASH * (inner[1] - inner[0])
 
 
 def _columns(down: np.ndarray) -> list[float]:
     """The centres of the upright lines found (a box's sides, comb dividers): one per run of
     columns they take, however broken each line is."""
-    inked = np.concatenate([[0], down.any(axis=0).astype(np.int8), [0]])
-    edges = np.flatnonzero(np.diff(inked))
-    return [(first + last - 1) / 2 for first, last in zip(edges[::2], edges[1::2], strict=True)]
+    first, last = _runs(down.any(axis=0))
+    return [(a + b - 1) / 2 for a, b in zip(first.tolist(), last.tolist(), strict=True)]
+
+
+def _runs(inked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each run of True in a 1-D array starts, and where it stops (one past its end)."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], inked.astype(np.int8), [0]])))
+    return edges[::2], edges[1::2]
 
 
 def _ticks(
@@ -161,6 +165,8 @@ def _ticks(
     rule's ink (`across`: rising to it or hanging from it), are strokes of their own or have
     a free tip (a digit's upright stroke goes on into the rest of the digit), and stand on a
     regular lattice along the rule with the box's sides and dividers (`anchors`)."""
+    if len(anchors) > MOST_TICKS:  # not a comb's sides and dividers: noise
+        return np.zeros(ink.shape, bool)
     shortest = max(3, round(TICK * writing))
     upright = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((shortest, 1), np.uint8))
     count, labels, stats, centres = cv2.connectedComponentsWithStats(upright, None, 8)
@@ -169,7 +175,8 @@ def _ticks(
 
     def tick(i: int) -> bool:
         x, y, w, h, area = stats[i]
-        own = whole[strokes[labels == i][0]]
+        box = (slice(y, y + h), slice(x, x + w))
+        own = whole[strokes[box][labels[box] == i][0]]  # the stroke of ink it is part of
         alone = own[cv2.CC_STAT_WIDTH] <= narrow + 2 and own[cv2.CC_STAT_AREA] <= 1.5 * area
         sides = slice(max(0, x - 1), x + w + 1)
         rising = across[y + h : y + h + TICK_REACH, x : x + w].any()
@@ -179,8 +186,6 @@ def _ticks(
         )
         return w <= narrow and bool(rising or hanging) and (alone or free or (rising and hanging))
 
-    if len(anchors) > MOST_TICKS:  # not a comb's sides and dividers: noise
-        return np.zeros(ink.shape, bool)
     candidates = [i for i in range(1, count) if tick(i)]
     # a noisy scan can raise hundreds of specks along a rule: the tallest are the ticks
     candidates = sorted(candidates, key=lambda i: -stats[i, cv2.CC_STAT_HEIGHT])[:MOST_TICKS]
