@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 
 from worker import results
 from worker.pipeline import Digit, Form, Reading
@@ -122,3 +123,26 @@ def test_summary_counts_fields() -> None:
         1,
     )
     assert summary["digits"] == 5 and summary["label_histogram"]["4"] == 2
+
+
+HOSTILE = ['=HYPERLINK("http://x")', "+1", "-1", "@SUM(1)", "\tx", "\rx", " =1", "\n@x"]
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_escaped() -> None:
+    """A text cell that starts with = + - @ tab or CR, also after leading whitespace, gets a
+    leading ' so that no spreadsheet runs it (OWASP's CSV injection advice); ordinary names,
+    numbers and the JSON Lines are kept as they are."""
+    names = [*HOSTILE, "scan 1.png", "a-b.png", "x=1.png"]
+    records = [results.record(name, name, reading("7", 0.5), 3, 0.8) for name in names]
+    rows = list(csv.DictReader(io.StringIO(results.csv_bytes(records).decode(), newline="")))
+    escaped = ["'" + name for name in HOSTILE]
+    assert [r["source"] for r in rows] == [*escaped, "scan 1.png", "a-b.png", "x=1.png"]
+    assert [r["key"] for r in rows] == [r["source"] for r in rows]
+    assert {(r["label"], r["confidence"], r["model"]) for r in rows} == {("7", "0.5", "3")}
+    assert [json.loads(line)["source"] for line in results.jsonl(records).splitlines()] == names
+
+    form = Form({"account": reading("4242"), "amount": reading("9")})
+    pages = [results.form_record(name, "k", form, FORM, 3, 0.8) for name in ("=1+1", "f.pdf")]
+    text = results.csv_bytes(pages, ["account", "amount"]).decode()
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    assert [(r["source"], r["account"]) for r in rows] == [("'=1+1", "4242"), ("f.pdf", "4242")]

@@ -33,6 +33,7 @@ COLUMNS = (
 # a form page's CSV columns after source, key, page and its fields (no field may take their names)
 FORM_COLUMNS = ("needs_review", "review_fields", "review_reasons", "error", "model")
 REVIEW_BELOW = 0.8  # default confidence under which a person should look at a result
+FORMULA = frozenset("=+-@\t\r")  # a cell's first character that makes a spreadsheet run it
 
 
 def record(
@@ -129,12 +130,22 @@ def jsonl(records: Iterable[dict[str, Any]]) -> bytes:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
 
 
+def cell(value: Any) -> Any:
+    """A CSV cell no spreadsheet runs as a formula: text starting with = + - @ tab or CR, also
+    after leading whitespace, gets a leading ' (OWASP's advice on CSV injection); source and
+    key are file names from users. Numbers and other values are kept."""
+    if isinstance(value, str) and (value[:1] in FORMULA or value.lstrip()[:1] in FORMULA):
+        return "'" + value
+    return value
+
+
 def csv_bytes(records: Iterable[dict[str, Any]], fields: Sequence[str] = ()) -> bytes:
-    """Records as CSV with a header row; nulls become empty cells. Given a form's `fields`, a
-    page's row has a column of text per field and names the fields to review."""
+    """Records as CSV with a header row; nulls become empty cells, text cells pass `cell`.
+    Given a form's `fields`, a page's row has a column of text per field and names the fields
+    to review. Lines end in CRLF (RFC 4180), so that a cell holding a CR is quoted too."""
     columns = ("source", "key", "page", *fields, *FORM_COLUMNS) if fields else COLUMNS
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\r\n")
     writer.writeheader()
     for r in records:
         if fields:
@@ -149,7 +160,7 @@ def csv_bytes(records: Iterable[dict[str, Any]], fields: Sequence[str] = ()) -> 
                     if read.get(n, {}).get("review_reason")
                 ),
             }
-        writer.writerow({k: "" if r[k] is None else r[k] for k in columns})
+        writer.writerow({k: "" if r[k] is None else cell(r[k]) for k in columns})
     return out.getvalue().encode()
 
 
