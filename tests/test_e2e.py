@@ -520,3 +520,28 @@ def test_batch_completes_through_a_flaky_store(s3_endpoint, trained, redis_url, 
     assert proxy.failed > 10 and proxy.forwarded > 100
     assert sorted(Path(r["source"]).name for r in records) == names
     assert all(r["error"] is None for r in records)
+
+
+def test_unloadable_model_gives_errors_not_a_stuck_batch(cluster, scans, tmp_path) -> None:
+    """A model registered with its right sha256 that Keras' safe mode refuses (a Lambda layer)
+    fails the images pinned to it, each with the reason, and the batch finishes."""
+    from tests.test_registry import _lambda_model
+    from trainer import registry
+
+    store, env = cluster
+    folder, labels = scans
+    model = _lambda_model(tmp_path / "lambda.keras")
+    version, _ = registry.publish(store, model, {"test_accuracy": 0.5}, "never")
+    names = sorted(labels)[:5]
+    result = cli(
+        "submit", *(str(folder / n) for n in names), "--model", str(version), "--wait", env=env
+    )
+    assert result.returncode == 0, result.stderr
+    records = _records(result.stdout.strip(), env)
+    assert len(records) == 5
+    assert all(
+        r["error"].startswith("model unavailable: ")
+        and "cannot be loaded safely: Requested the deserialization of a `Lambda` layer"
+        in r["error"]
+        for r in records
+    ), records[0]["error"]

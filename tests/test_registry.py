@@ -63,3 +63,44 @@ def test_tampered_model_refused(file_store: Store, trained: tuple[Path, dict]) -
     file_store.put(key, file_store.get(key) + b"\0")
     with pytest.raises(registry.RegistryError, match="does not match its registered sha256"):
         registry.load(file_store, registry.resolve(file_store))
+
+
+def _lambda_model(path: Path) -> Path:
+    """A model with a Lambda layer: arbitrary code, which Keras' safe mode will not load."""
+    import keras
+
+    model = keras.Sequential(
+        [
+            keras.Input((28, 28)),
+            keras.layers.Flatten(),
+            keras.layers.Lambda(lambda x: x * 2.0),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model.save(path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["lambda", "not a zip", "empty", "wrong input"])
+def test_unloadable_model_is_a_registry_error(file_store: Store, tmp_path: Path, kind: str) -> None:
+    """A model whose file verifies but that Keras refuses is refused in one line naming the
+    version, so the chunk's images get an error instead of the batch stalling."""
+    from worker import inference
+
+    path = tmp_path / "model.keras"
+    if kind == "lambda":
+        _lambda_model(path)
+    elif kind == "wrong input":
+        import keras
+
+        keras.Sequential([keras.Input((5,)), keras.layers.Dense(10)]).save(path)
+    else:
+        path.write_bytes(b"" if kind == "empty" else b"not a keras archive")
+    version, _ = registry.publish(file_store, path, {"test_accuracy": 0.9}, "never")
+    with pytest.raises(registry.RegistryError) as raised:
+        inference.classifier(file_store, version)
+    message = str(raised.value)
+    assert "\n" not in message and f"model version {version} " in message, message
+    if kind != "wrong input":  # Keras loads that one: only the classifier refuses it
+        with pytest.raises(registry.RegistryError):
+            registry.load(file_store, registry.resolve(file_store, version))

@@ -6,9 +6,11 @@ Layout: ``models/v0001/model.keras``, ``models/v0001/metadata.json``, ``models/c
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +26,16 @@ _VERSION_KEY = re.compile(r"^models/v(\d+)/model\.keras$")
 
 
 class RegistryError(UserError):
-    """No usable model: none published, unknown version, or a file that fails verification."""
+    """No usable model: none published, unknown version, or a file that fails verification or
+    will not load."""
+
+
+def reason(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, cut to `limit` characters: library errors
+    can run to paragraphs, and a RegistryError is reported per image in one line."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _prefix(version: int) -> str:
@@ -105,7 +116,11 @@ def annotate(store: Store, version: int, **fields: Any) -> dict[str, Any]:
 
 
 def load(store: Store, metadata: dict[str, Any]) -> keras.Model:
-    """Fetch a version's model file, verify its sha256 against the registry, load it safely."""
+    """Fetch a version's model file, verify its sha256 against the registry, load it safely.
+
+    Any failure is a RegistryError: a file that Keras refuses (safe mode rejects code in it)
+    or cannot read must fail the images pinned to it, not the task that reads them.
+    """
     import keras
 
     key = f"{_prefix(metadata['version'])}/model.keras"
@@ -115,7 +130,17 @@ def load(store: Store, metadata: dict[str, Any]) -> keras.Model:
         raise RegistryError(f"model file {key} is missing from {store.url}") from exc
     if hashlib.sha256(data).hexdigest() != metadata.get("sha256"):
         raise RegistryError(f"model file {key} does not match its registered sha256; refusing it")
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        raise RegistryError(
+            f"model version {metadata['version']} ({key}) is not a Keras archive; refusing it"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp, "model.keras")
         path.write_bytes(data)
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
+        try:
+            return keras.saving.load_model(path, compile=False, safe_mode=True)
+        except Exception as exc:
+            raise RegistryError(
+                f"model version {metadata['version']} ({key}) cannot be loaded safely: "
+                f"{reason(exc)}"
+            ) from exc

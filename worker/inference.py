@@ -92,6 +92,8 @@ def _traced(model: Any, shape: tuple[int, int]) -> dict[int, Any]:
     """`model`'s forward pass traced for each batch size in SHAPES, and run once."""
     import tensorflow as tf
 
+    if tuple(model.input_shape[1:]) != shape:
+        raise ValueError(f"it takes inputs of shape {model.input_shape[1:]}, not {shape}")
     forward = tf.function(lambda x: model(x, training=False))
     traced = {
         size: forward.get_concrete_function(tf.TensorSpec([size, *shape], tf.float32))
@@ -116,12 +118,22 @@ def _run(traced: dict[int, Any], inputs: np.ndarray) -> np.ndarray:
 
 
 def classifier(store: Store, version: int | str | None = None) -> Classifier:
-    """The classifier for `version` (default: current), loaded and verified once per process."""
+    """The classifier for `version` (default: current), loaded and verified once per process.
+
+    A model that cannot be used (refused, unreadable, not a digit classifier) is a RegistryError,
+    which the chunk reports per image rather than failing its task.
+    """
     if isinstance(version, int) and version in _cache:
         return _cache[version]
     metadata = registry.resolve(store, version)
     number = metadata["version"]
     if number not in _cache:
         _cache.clear()
-        _cache[number] = Classifier(registry.load(store, metadata), number)
+        model = registry.load(store, metadata)
+        try:
+            _cache[number] = Classifier(model, number)
+        except Exception as exc:
+            raise registry.RegistryError(
+                f"model version {number} is not a digit classifier: {registry.reason(exc)}"
+            ) from exc
     return _cache[number]
