@@ -90,6 +90,9 @@ def test_load_reads_a_file_and_names_it(tmp_path: Path) -> None:
         (replaced("      - 0.3", "      - 0"), 8, "field 'amount': box width and height must be"),
         (replaced("[0.6, 0.5, 0.3, 0.04]", "[0.8, 0.5, 0.3, 0.04]"), 15, "end inside the page"),
         (replaced("'[0-9]{1,6}'", "'[0-9'"), 13, "not a valid regular expression"),
+        (replaced("'[0-9]{1,6}'", '"[0-9\\n"'), 13, "not a valid regular expression"),
+        (replaced("'[0-9]{1,6}'", "'([0-9])\\1'"), 13, "no backreferences or lookarounds"),
+        (replaced("'[0-9]{1,6}'", "'(?=1)[0-9]+'"), 13, "no backreferences or lookarounds"),
         (replaced("'[0-9]{1,6}'", "123"), 13, "pattern must be a regular expression, got 123"),
         (replaced("check: mod11", "check: mod10"), 16, "check must be luhn or mod11, got 'mod10'"),
         (replaced("digits: 8", "digits: 41"), 5, "digits must be a whole number from 1 to 40"),
@@ -195,3 +198,12 @@ def test_valid_checks_count_pattern_and_check_digit() -> None:
     assert ref.valid("123456789") and not ref.valid("123456788")
     assert not FieldSpec("free", (0, 0, 1, 1)).valid("")
     assert FieldSpec("free", (0, 0, 1, 1)).valid("anything")
+
+
+@pytest.mark.timeout(10)
+def test_a_pattern_is_matched_in_time_linear_in_the_text() -> None:
+    """Template files come from users: a pattern that makes a backtracking engine take time
+    exponential in the text (here 2^n) is matched by RE2 in one pass, on any text."""
+    field = parse(replaced("'[0-9]{1,6}'", "'(0|0)+1'")).fields[1]
+    assert not field.fits("0" * 100_000) and field.fits("0" * 100_000 + "1")
+    assert not field.valid("0" * 40 + "2") and field.valid("001")

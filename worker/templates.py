@@ -8,12 +8,14 @@ satisfy, read from YAML so that every mistake is reported with its line.
                                      # outer edge, as fractions (0-1) of the upright page's
                                      # width and height; inside the page, width and height > 0
         digits: 8                    # optional: exactly this many digits (0-9), 1 to 40
-        pattern: '^[0-9]{8}$'        # optional: a Python regex the whole text must match
+        pattern: '^[0-9]{8}$'        # optional: a regex (RE2 syntax) the whole text must match
         check: luhn                  # optional: the last digit checks the others (luhn, mod11)
 
 Templates come from users, so the YAML is read as nodes (which know their lines) rather than
 as plain data: duplicate keys, which plain loading silently drops, are caught too. Aliases,
 deep nesting and more nodes or bytes than any template needs are refused before any work.
+Patterns are matched by RE2, in time linear in the text whatever the pattern, so that no
+pattern can make a backtracking engine run for hours; RE2 has no backreferences or lookarounds.
 A template travels in batch manifests and task messages as `Template.to_dict()`.
 """
 
@@ -23,9 +25,11 @@ import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import re2
 import yaml
 
 from trainer.errors import UserError
@@ -40,6 +44,9 @@ NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
 # a page's own columns in the results CSV (worker/results.py): no field may take their names
 RESERVED = frozenset(("source", "key", "page", *FORM_COLUMNS))
 DIGITS = re.compile(r"[0-9]+")
+PATTERN_OPTIONS = re2.Options()
+PATTERN_OPTIONS.log_errors = False  # a bad pattern is a UserError, not a line on stderr
+PATTERN_OPTIONS.never_capture = True  # only whether the text matches counts
 
 
 def luhn(digits: str) -> bool:
@@ -84,7 +91,12 @@ class FieldSpec:
             return False
         if self.digits is not None and (len(text) != self.digits or not DIGITS.fullmatch(text)):
             return False
-        return self.pattern is None or re.fullmatch(self.pattern, text) is not None
+        return self._matcher is None or self._matcher.fullmatch(text) is not None
+
+    @cached_property
+    def _matcher(self) -> re2._Regexp | None:
+        """The pattern compiled by RE2, once per field."""
+        return None if self.pattern is None else _compiled(self.pattern)
 
     def valid(self, text: str) -> bool:
         """Whether `text` meets every rule the field has: digit count, pattern, check digit;
@@ -341,13 +353,22 @@ def _digits(value: Any) -> int:
 def _pattern(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError(f"pattern must be a regular expression, got {_shown(value)}")
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(
-            f"pattern {_shown(value)} is not a valid regular expression: {exc}"
-        ) from None
+    _compiled(value)
     return value
+
+
+def _compiled(pattern: str) -> re2._Regexp:
+    """`pattern` compiled by RE2; one it cannot take is a ValueError on one line."""
+    try:
+        return re2.compile(pattern, PATTERN_OPTIONS)
+    except re2.error as exc:
+        said = exc.args[0] if exc.args else ""
+        said = said.decode(errors="replace") if isinstance(said, bytes) else str(said)
+        reason = "".join(c if c.isprintable() else repr(c)[1:-1] for c in said)
+        raise ValueError(
+            f"pattern {_shown(pattern)} is not a valid regular expression (RE2 syntax: no "
+            f"backreferences or lookarounds): {reason}"
+        ) from None
 
 
 def _check(value: Any) -> str:
