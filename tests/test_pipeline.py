@@ -225,6 +225,28 @@ def test_store_refusals_are_per_image_errors(tmp_path) -> None:
     assert reading.error.startswith("cannot fetch the input") and "leads out of the store" in (
         reading.error
     )
+    (reading,), _ = pipeline.read(["../secret.png"], store.get, Shapes())
+    assert reading.error == "cannot fetch the input: invalid object key '../secret.png'"
+
+
+def test_a_store_failure_reaches_the_task_retry_and_a_missing_input_does_not() -> None:
+    """A store that fails (unreachable, throttling, a 5xx) fails the chunk, whose task retries
+    it with backoff; an input that is not there is that image's error alone."""
+    from trainer.storage import ObjectMissing, StoreError
+
+    def failing(item: str) -> bytes:
+        raise StoreError("S3 get_object failed on s3://scans: SlowDown")
+
+    def missing(item: str) -> bytes:
+        raise ObjectMissing(item)
+
+    with pytest.raises(StoreError, match="SlowDown"):
+        pipeline.read(["a.png", "b.png"], failing, Shapes())
+    form = Template("f", (FieldSpec("n", (0.1, 0.1, 0.5, 0.1)),))
+    with pytest.raises(StoreError, match="SlowDown"):
+        pipeline.read_forms(["a.png"], failing, Shapes(), form)
+    (reading,), _ = pipeline.read(["gone.png"], missing, Shapes())
+    assert reading.error == "input object not found in the store"
 
 
 def test_items_naming_a_page_read_that_page() -> None:

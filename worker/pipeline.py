@@ -102,7 +102,9 @@ def _load(
 ) -> tuple[Field | list[Field | str] | str, Counter[str]]:
     """Fetch, decode and segment one image; return its field of writing (with a template: one
     per template field, or that field's error) or an error string. An item that is a dict with
-    a `page` (from 1) is that page of a PDF or TIFF; any other item is read whole (page 1)."""
+    a `page` (from 1) is that page of a PDF or TIFF; any other item is read whole (page 1).
+    A missing input or a key the store refuses is the image's error; any other StoreError is
+    the store failing, raised for the chunk task to retry."""
     spent: Counter[str] = Counter()
 
     def timed(stage: str, step: Callable, value: object) -> object:
@@ -123,6 +125,9 @@ def _load(
     except ObjectMissing:
         return "input object not found in the store", spent
     except StoreError as exc:
+        # trainer/storage.py's refusals of a key: invalid, or leading out through a symlink
+        if not str(exc).startswith(("invalid object key ", "object key ")):
+            raise
         return f"cannot fetch the input: {exc}", spent
     except FileNotFoundError:
         return "file not found", spent
