@@ -50,6 +50,7 @@ IMAGE_SUFFIXES = frozenset(
 )
 PAGED_SUFFIXES = frozenset([".pdf", ".tif", ".tiff"])  # counted at submit: one item per page
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz")
+OPEN = "batches/_open/"  # a marker per batch not yet finished, for workers to look after
 # Archives are unpacked at submit; each member is also held to decode.MAX_BYTES.
 MAX_MEMBERS = int(os.environ.get("SCANDIGITS_MAX_MEMBERS", 10_000))
 MAX_ARCHIVE_BYTES = int(os.environ.get("SCANDIGITS_MAX_ARCHIVE_BYTES", 2_000_000_000))
@@ -74,6 +75,24 @@ def prefix(batch_id: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", batch_id):
         raise UserError(f"invalid batch id {batch_id!r}")
     return f"batches/{batch_id}"
+
+
+def _open_key(batch_id: str) -> str:
+    """The marker of a batch not yet finished: "_open" is no batch id, so it is no batch."""
+    prefix(batch_id)
+    return f"{OPEN}{batch_id}"
+
+
+def open_batches(store: Store, older_than: float = 0.0) -> list[str]:
+    """Ids of the batches submitted at least `older_than` seconds ago and not finished."""
+    since, found = time.time() - older_than, []
+    for key in store.list(OPEN):
+        try:  # the marker holds the batch's creation time
+            if datetime.fromisoformat(store.get(key).decode()).timestamp() <= since:
+                found.append(key[len(OPEN) :])
+        except (ObjectMissing, ValueError):  # finished since it was listed, or not a marker
+            continue
+    return found
 
 
 def chunk_key(batch_id: str, index: int) -> str:
@@ -245,6 +264,7 @@ def submit(
         "chunks": chunks,
     }
     write(f"{prefix(batch_id)}/manifest.json", json.dumps(manifest).encode())
+    store.put(_open_key(batch_id), manifest["created"].encode())
     _enqueue(manifest, range(len(chunks)))
     return batch_id
 
@@ -262,22 +282,23 @@ def _enqueue(batch: dict[str, Any], indexes: Iterable[int]) -> None:
     )
 
 
-def resume(store: Store, batch_id: str, time_limit: float) -> list[int]:
+def resume(store: Store, batch_id: str) -> list[int]:
     """Re-queue the chunks that have no results in the store and that the broker no longer
-    holds (lost messages, a flushed or restarted Redis), and finish a batch whose finalising
-    worker died; return the re-queued indexes. A chunk that runs twice overwrites its own
-    results and finalising twice writes the same files, so resuming is always safe."""
+    holds for a live worker (lost messages, a flushed or restarted Redis, a dead worker), and
+    finish a batch whose finalising worker died; return the re-queued indexes. A chunk that
+    runs twice only finalizes the second time, and finalising twice writes the same files, so
+    resuming is always safe."""
     batch = manifest(store, batch_id)
-    lost = _lost(batch, done_chunks(store, batch_id), time_limit)
+    lost = _lost(batch, done_chunks(store, batch_id))
     _enqueue(batch, lost)
     finalize_if_complete(store, batch_id, len(batch["chunks"]))
     return lost
 
 
-def _lost(batch: dict[str, Any], done: set[int], time_limit: float) -> list[int]:
+def _lost(batch: dict[str, Any], done: set[int]) -> list[int]:
     """Chunks not `done` that the broker no longer holds for a live worker."""
     missing = set(range(len(batch["chunks"]))) - done
-    return sorted(missing - queue.pending(batch["batch"], missing, time_limit)) if missing else []
+    return sorted(missing - queue.pending(batch["batch"], missing)) if missing else []
 
 
 def read_local(file: Path) -> bytes:
@@ -306,10 +327,10 @@ def done_chunks(store: Store, batch_id: str) -> set[int]:
     return {int(name[:-5]) for name in names if re.fullmatch(r"\d+\.json", name)}
 
 
-def status(store: Store, batch: dict[str, Any], time_limit: float | None = None) -> dict[str, Any]:
-    """Progress of a batch from the store: queued, running or done; given the workers'
-    `time_limit`, also "stalled" when chunks without results are lost to the broker (see
-    `resume`)."""
+def status(store: Store, batch: dict[str, Any], broker: bool = False) -> dict[str, Any]:
+    """Progress of a batch from the store: queued, running or done; asking the `broker` too,
+    "stalled" when chunks without results are lost to it (see `resume`): workers re-queue
+    those by themselves (`worker.recovery`), if any is running."""
     batch_id = batch["batch"]
     done = done_chunks(store, batch_id)
     try:
@@ -317,7 +338,7 @@ def status(store: Store, batch: dict[str, Any], time_limit: float | None = None)
     except ObjectMissing:
         summary = None
     state = "done" if summary else "running" if done else "queued"
-    lost = _lost(batch, done, time_limit) if time_limit and not summary else []
+    lost = _lost(batch, done) if broker and not summary else []
     if lost:
         state = "stalled"
     report = {
@@ -381,6 +402,7 @@ def finalize_if_complete(store: Store, batch_id: str, chunk_count: int) -> bool:
     store.put(f"{prefix(batch_id)}/results.csv", results.csv_bytes(records, fields))
     summary = results.summary(batch, chunks)
     store.put(f"{prefix(batch_id)}/summary.json", json.dumps(summary, indent=2).encode())
+    store.delete(_open_key(batch_id))
     return True
 
 

@@ -218,7 +218,6 @@ def _wait(store: Store, batch_id: str, timeout: float = 0) -> int:
 @app.command()
 def status(
     batch: str,
-    time_limit: TimeLimit = 600,
     store: StoreUrl = DEFAULT_STORE,
     broker: BrokerUrl = DEFAULT_BROKER,
 ) -> None:
@@ -232,22 +231,22 @@ def status(
     except UserError as exc:  # the store alone still tells the progress
         report = {**batches.status(target, manifest), "broker": f"not checked: {exc}"}
     else:
-        report = batches.status(target, manifest, time_limit)
+        report = batches.status(target, manifest, broker=True)
     typer.echo(json.dumps(report, indent=2))
 
 
 @app.command()
 def resume(
     batch: str,
-    time_limit: TimeLimit = 600,
     store: StoreUrl = DEFAULT_STORE,
     broker: BrokerUrl = DEFAULT_BROKER,
 ) -> None:
-    """Re-queue a batch's chunks that have no results and are no longer in the queue."""
+    """Re-queue a batch's chunks that have no results and that no live worker holds (workers
+    do this by themselves; this is for when none is running)."""
     from worker import batches, queue
 
     queue.connect(broker)
-    lost = batches.resume(_open(store), batch, time_limit)
+    lost = batches.resume(_open(store), batch)
     _err(f"re-queued {len(lost)} chunks: {lost}" if lost else "nothing to re-queue")
 
 
@@ -369,6 +368,9 @@ def worker(
         worker_concurrency=concurrency,
         task_time_limit=time_limit,
         task_soft_time_limit=int(0.9 * time_limit),
+        # Redis hands a delivery unacknowledged this long to another worker: never while a
+        # chunk can still be running (dead workers' chunks are found sooner: worker.recovery)
+        broker_transport_options={"visibility_timeout": max(3600, 2 * time_limit)},
     )
 
     def ready() -> str | None:

@@ -271,7 +271,7 @@ class Watcher:
             with contextlib.suppress(AlreadyExists):  # else a concurrent submission made it
                 self._create(group, members)
                 return
-        lost = batches.resume(self.store, group, self.time_limit)
+        lost = batches.resume(self.store, group)
         log.info("batch %s resumed: %d chunks re-queued", group, len(lost))
         self.store.put(f"{self.state}queued/{group}", b"")
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -15,6 +18,11 @@ from kombu.utils.url import maybe_sanitize_url
 from trainer.errors import UserError
 
 TASK = "scandigits.process_chunk"
+LAPSE = 10  # s a worker's heartbeat lasts: a worker silent this long is gone (killed, stopped)
+GRACE = 15.0  # s a delivery may have no holder on record (being handed to a worker)
+HELD_FOR = 7 * 24 * 3600  # s a holder record is kept: longer than any chunk runs
+_ALIVE, _HOLDER = "scandigits:alive:", "scandigits:holder:"
+_READING, _CRASHED = "scandigits:reading:", "scandigits:crashed:"
 
 app = Celery("scandigits", set_as_current=True)
 app.conf.update(
@@ -29,7 +37,7 @@ app.conf.update(
     worker_hijack_root_logger=False,
     broker_connection_retry_on_startup=True,
     broker_transport_options={"visibility_timeout": 3600},
-    imports=["worker.tasks"],
+    imports=["worker.tasks", "worker.recovery"],
 )
 
 
@@ -81,25 +89,105 @@ def starts(task: str, step: int = 1) -> int:
     return int(count)
 
 
-def pending(batch_id: str, chunks: Iterable[int], running_for: float) -> set[int]:
-    """Those of a batch's `chunks` the broker still holds: waiting in the queue, or delivered
-    to a worker less than `running_for` seconds ago and not yet acknowledged (Redis keeps those
-    in the "unacked" hash, with delivery times in "unacked_index"). Older deliveries belong to
-    a worker that died: a live one finishes or abandons a chunk within its time limit."""
+def culprits(task: str) -> set[int]:
+    """The items of a task that were being read when a start of it died (see `reading`): the
+    one in hand at the last death joins those found before."""
+    client = _client(app.conf.broker_url)
+    last = client.getdel(f"{_READING}{task}")
+    if last is not None:
+        client.pipeline().sadd(f"{_CRASHED}{task}", last).expire(
+            f"{_CRASHED}{task}", HELD_FOR
+        ).execute()
+    return {int(i) for i in client.smembers(f"{_CRASHED}{task}")}
+
+
+def reading(task: str, item: int | None) -> None:
+    """Note which item of a task is in hand (None: the task is through them all)."""
+    key = f"{_READING}{task}"
+    if item is None:
+        _client(app.conf.broker_url).delete(key)
+    else:
+        _client(app.conf.broker_url).set(key, item, ex=HELD_FOR)
+
+
+def holder() -> str:
+    """This worker process's name in heartbeats and chunk holdings: host and pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def beat() -> None:
+    """Say this worker process is alive for the next LAPSE seconds."""
+    _client(app.conf.broker_url).set(f"{_ALIVE}{holder()}", 1, ex=LAPSE)
+
+
+def hold(task: str) -> None:
+    """Record this worker process as the holder of a task it was just handed, and when."""
+    _client(app.conf.broker_url).set(f"{_HOLDER}{task}", f"{holder()} {time.time()}", ex=HELD_FOR)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A task message handed to a worker and not yet acknowledged: its delivery tag in Redis,
+    task id and when it was handed out; `live` if a worker that is alive holds it, or it was
+    handed out too recently for its holder to be on record."""
+
+    tag: bytes
+    task: str
+    at: float
+    live: bool
+
+
+def deliveries() -> list[Delivery]:
+    """The broker's unacknowledged deliveries (Redis keeps them in the "unacked" hash, with
+    delivery times in "unacked_index"), each checked against its holder's heartbeat."""
+    client = _client(app.conf.broker_url)
+    at = dict(client.zrange("unacked_index", 0, -1, withscores=True))
+    found = [(tag, _task_id(raw)) for tag, raw in client.hgetall("unacked").items()]
+    found = [(tag, task) for tag, task in found if task is not None and tag in at]
+    holders = client.mget([f"{_HOLDER}{task}" for _, task in found]) if found else []
+    claims = [_claim(value) for value in holders]
+    alive = client.mget([f"{_ALIVE}{who}" for who, _ in claims]) if claims else []
+    now = time.time()
+    return [
+        Delivery(
+            tag, task, at[tag], bool(beating) if since >= at[tag] - 1 else now - at[tag] < GRACE
+        )
+        for (tag, task), (_, since), beating in zip(found, claims, alive, strict=True)
+    ]
+
+
+def restore(tag: bytes) -> None:
+    """Put a delivery back at the head of its queue (as kombu does when a worker is lost), once:
+    a delivery already acknowledged or restored is left alone."""
+    with app.connection_for_write() as connection:
+        connection.default_channel.qos.restore_by_tag(tag)
+
+
+def pending(batch_id: str, chunks: Iterable[int]) -> set[int]:
+    """Those of a batch's `chunks` the broker still holds for a worker: waiting in the queue,
+    or delivered and held by a live worker (Delivery.live)."""
     client = _client(app.conf.broker_url)
     queue = app.conf.task_default_queue
-    since = time.time() - running_for
-    delivered = client.zrange("unacked_index", 0, -1, withscores=True)
-    fresh = {tag for tag, at in delivered if at > since}
-    messages = [raw for tag, raw in client.hgetall("unacked").items() if tag in fresh]
+    ids = {d.task for d in deliveries() if d.live}
     # kombu keeps one list per priority step: the queue itself and "<queue>\x06\x16<n>"
     for key in [queue.encode(), *client.scan_iter(match=f"{queue}\x06\x16*".encode())]:
-        messages += client.lrange(key, 0, -1)
-    ids = set()
-    for raw in messages:
-        try:
-            message = json.loads(raw)
-            ids.add((message[0] if isinstance(message, list) else message)["headers"]["id"])
-        except (ValueError, TypeError, KeyError, IndexError):
-            continue
+        ids.update(filter(None, map(_task_id, client.lrange(key, 0, -1))))
     return {index for index in chunks if task_id(batch_id, index) in ids}
+
+
+def _task_id(raw: bytes) -> str | None:
+    """The task id in a raw message (or in an unacked entry: [message, exchange, routing key])."""
+    try:
+        message = json.loads(raw)
+        return (message[0] if isinstance(message, list) else message)["headers"]["id"]
+    except (ValueError, TypeError, KeyError, IndexError):
+        return None
+
+
+def _claim(value: bytes | None) -> tuple[str, float]:
+    """A holder record's worker and time (no worker, time 0 when there is none)."""
+    who, _, since = (value or b"").decode().partition(" ")
+    try:
+        return who, float(since)
+    except ValueError:
+        return "", 0.0

@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -18,15 +19,18 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from trainer.errors import UserError
 from trainer.registry import RegistryError
-from trainer.storage import Store, StoreError, open_store
+from trainer.storage import AlreadyExists, Store, StoreError, open_store
 from worker import batches, inference, metrics, pipeline, queue, results
 from worker.queue import TASK, app
 from worker.templates import Template
 
 log = logging.getLogger(__name__)
-# Deliveries of one chunk before its images are marked failed: a chunk whose processing kills
-# the worker process (a decoder crash, memory) comes back through task_reject_on_worker_lost.
-MAX_ATTEMPTS = 3
+# Starts of one chunk before the images it has not read are marked failed. A chunk whose
+# processing kills the worker process (a decoder crash, memory) comes back (through
+# task_reject_on_worker_lost, or worker.recovery) and is then read one image at a time, so the
+# image in hand at the next death is found and only it is marked failed (`_one_by_one`).
+MAX_ATTEMPTS = 5
+CRASHED = "not read: reading it crashed a worker"
 
 
 @cache
@@ -53,12 +57,14 @@ def _warm(**_: Any) -> None:
 @contextmanager
 def _counted(task_id: str) -> Iterator[int]:
     """Count this start of a task (outside its message); a store error sends the task to a
-    retry with backoff, which is not a start that crashed, so it is taken back."""
+    retry with backoff, which is not a start that crashed, so it is taken back (and so is the
+    image it had in hand)."""
     starts = queue.starts(task_id)
     try:
         yield starts
     except StoreError:
         queue.starts(task_id, -1)
+        queue.reading(task_id, None)
         raise
 
 
@@ -81,13 +87,17 @@ def process_chunk(
 ) -> None:
     """Read one chunk of images (or pages of a form) in batched forward passes and write its
     results at once."""
-    with _counted(queue.task_id(batch_id, index)) as starts:
+    task = queue.task_id(batch_id, index)
+    target = store()
+    if target.exists(batches.chunk_key(batch_id, index)):  # read before: keep what it wrote
+        batches.finalize_if_complete(target, batch_id, chunk_count)
+        return
+    with _counted(task) as starts:
         started, begin = batches.now(), time.perf_counter()
         wait = datetime.fromisoformat(started) - datetime.fromisoformat(queued)
         metrics.QUEUE_WAIT.observe(max(0.0, wait.total_seconds()))
-        target = store()
         form = Template.from_dict(template) if template else None
-        readings, seconds = _readings(items, model, starts, form)
+        readings, seconds = _readings(task, items, model, starts, form)
         records = [
             _record(item, reading, model, review_below, form)
             for item, reading in zip(items, readings, strict=True)
@@ -102,7 +112,10 @@ def process_chunk(
             "records": records,
         }
         write = time.perf_counter()
-        target.put(batches.chunk_key(batch_id, index), json.dumps(document).encode())
+        try:  # the first results written are the chunk's: a start that ran late keeps off them
+            target.create(batches.chunk_key(batch_id, index), json.dumps(document).encode())
+        except AlreadyExists:
+            log.warning("batch %s chunk %d was read meanwhile by another start", batch_id, index)
         seconds["write"] = time.perf_counter() - write
         failed = sum(1 for r in readings if r.error)
         metrics.IMAGES.labels("error").inc(failed)
@@ -133,12 +146,14 @@ def _record(
 
 
 def _readings(
-    items: list[dict[str, Any]], model: int, starts: int, template: Template | None
+    task: str, items: list[dict[str, Any]], model: int, starts: int, template: Template | None
 ) -> tuple[list[Any], dict[str, float]]:
-    """Read the chunk's images (as pages of `template`, if given: pipeline.Form), or give each
-    the reason they could not be read."""
+    """Read the chunk's images (as pages of `template`, if given: pipeline.Form), all at once
+    on the first start and one by one after a start that died; or give each the reason it
+    could not be read."""
     target = store()
-    reason = None
+    failed = pipeline.Form if template else pipeline.Reading
+    reason, done = None, []
     if starts > MAX_ATTEMPTS:
         reason = f"not read: its chunk crashed or stalled a worker {starts - 1} times"
     else:
@@ -146,13 +161,29 @@ def _readings(
             classifier = inference.classifier(target, model)
             metrics.MODEL_VERSION.set(classifier.version)
             fetch = lru_cache(maxsize=8)(target.get)  # pages of a file are neighbours: one fetch
-            if template:
-                return pipeline.read_forms(items, lambda i: fetch(i["key"]), classifier, template)
-            return pipeline.read(items, lambda item: fetch(item["key"]), classifier)
+
+            def read(chunk: list[dict[str, Any]]) -> tuple[list[Any], Counter[str]]:
+                if template:
+                    return pipeline.read_forms(
+                        chunk, lambda i: fetch(i["key"]), classifier, template
+                    )
+                return pipeline.read(chunk, lambda i: fetch(i["key"]), classifier)
+
+            if starts == 1:
+                return read(items)
+            crashed = queue.culprits(task)
+            for i, item in enumerate(items):  # noting the one in hand, should this start die
+                if i in crashed:
+                    log.error("%s: %s", item["source"], CRASHED)
+                    done.append(failed(error=CRASHED))
+                    continue
+                queue.reading(task, i)
+                done += read([item])[0]
+            queue.reading(task, None)
+            return done, {}
         except RegistryError as exc:
             reason = f"model unavailable: {exc}"
         except SoftTimeLimitExceeded:
             reason = "not read: its chunk ran over the time limit"
-    log.error("chunk of %d images: %s", len(items), reason)
-    failed = pipeline.Form(error=reason) if template else pipeline.Reading(error=reason)
-    return [failed] * len(items), {}
+    log.error("chunk of %d images, %d not read: %s", len(items), len(items) - len(done), reason)
+    return done + [failed(error=reason)] * (len(items) - len(done)), {}
