@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import zipfile
@@ -25,7 +26,7 @@ import redis
 
 from tests.conftest import cli, publish
 from trainer import mnist, samples
-from trainer.storage import Store
+from trainer.storage import FileStore, Store
 from worker import batches, inbox, local, queue
 from worker.templates import FieldSpec, Template
 
@@ -348,6 +349,73 @@ def test_an_archive_is_a_batch_of_its_own_and_a_bad_one_fails_alone(store, broke
     opened = list(store.list(f"{one.state}groups/"))
     made = [key for key in store.list("batches/") if key.endswith("/manifest.json")]
     assert len(opened) == len(made) == 2, "the broken archive's group ended without a batch"
+
+
+def plant(store: Store, key: str, data: bytes = PNG) -> None:
+    """Write an object under a key the store refuses but the disk or the S3 server takes."""
+    if isinstance(store, FileStore):
+        path = store.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return
+    import boto3
+
+    boto3.client("s3").put_object(Bucket=store.bucket, Key=store.prefix + key, Body=data)
+
+
+REFUSED = {
+    "file_store": ["inbox/a\\b.png", "inbox/link.png"],
+    "s3_store": ["inbox/../up.png", "inbox//a.png", "inbox/a\\b.png"],
+}
+
+
+@pytest.mark.parametrize("store", ["file_store", "s3_store"], indirect=True)
+def test_keys_the_store_refuses_are_rejected_once_and_hold_nothing_up(
+    store, broker, caplog, tmp_path
+) -> None:
+    """Keys legal on disk or in S3 that the store refuses (`..`, `//`, a backslash, a symlink
+    out of the folder) are listed with their one-line error beside the results and logged
+    once; the scans grouped with them, and those that land later, are submitted."""
+    refused = REFUSED["s3_store" if store.url.startswith("s3://") else "file_store"]
+    (tmp_path / "secret.png").write_bytes(PNG)
+    for key in refused:
+        if key.endswith("link.png"):
+            (store.root / key).symlink_to(tmp_path / "secret.png")
+        else:
+            plant(store, key)
+    drop(store, "good.png")
+    caplog.set_level("INFO", logger="worker.inbox")
+    watchers = [watcher(store, broker, batch_size=10) for _ in range(2)]
+    for one in watchers:
+        one.step(flush=True)
+    assert sorted(batched(store)) == ["inbox/good.png"]
+    (listed,) = [key for key in store.list("results/") if key.endswith(".rejected.jsonl")]
+    rejected = [json.loads(line) for line in store.get(listed).splitlines()]
+    assert sorted(r["key"] for r in rejected) == sorted(refused)
+    assert all(r["source"] == f"{store.url}/{r['key']}" for r in rejected)
+    assert all(r["error"] and "\n" not in r["error"] for r in rejected)
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == len(refused), errors
+    assert all(any(r["error"] in e for e in errors) for r in rejected)
+    drop(store, "later.png")
+    watchers[0].step(flush=True)
+    assert sorted(batched(store)) == ["inbox/good.png", "inbox/later.png"]
+
+
+@pytest.mark.parametrize("store", ["s3_store"], indirect=True)
+def test_an_archive_key_makes_no_folder_outside_the_scratch(store, broker, tmp_path, monkeypatch):
+    """An archive is copied into a scratch folder under its key before it is unpacked: a key
+    that reads as an absolute path (`//` at the store's root) creates nothing outside it."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w") as archive:
+        archive.writestr("1.png", PNG)
+    plant(store, f"{tmp_path}/escaped/forms.zip", packed.getvalue())
+    inbox.Watcher(store, store.url, broker, max_age=0).step(flush=True)
+    assert not (tmp_path / "escaped").exists()
+    (listed,) = [k for k in store.list("results/") if k.endswith(".rejected.jsonl")]
+    assert json.loads(store.get(listed))["key"] == f"{tmp_path}/escaped/forms.zip"
 
 
 def test_every_batch_carries_the_template(store, broker) -> None:

@@ -34,6 +34,7 @@ class Store(Protocol):
     url: str
 
     def check(self) -> None: ...
+    def check_key(self, key: str) -> None: ...
     def get(self, key: str) -> bytes: ...
     def put(self, key: str, data: bytes) -> None: ...
     def create(self, key: str, data: bytes) -> None: ...
@@ -90,6 +91,10 @@ class FileStore:
             raise StoreError(f"cannot use store folder {self.root}: {exc.strerror}") from exc
         if not os.access(self.root, os.W_OK):
             raise StoreError(f"store folder {self.root} is not writable")
+
+    def check_key(self, key: str) -> None:
+        """StoreError if the store refuses `key` (see validate_key; or a symlink out of it)."""
+        self._path(key)
 
     def get(self, key: str) -> bytes:
         try:
@@ -214,6 +219,10 @@ class S3Store:
             raise StoreError(
                 f"bucket {self.bucket!r} does not exist; create it or set SCANDIGITS_STORE"
             ) from exc
+
+    def check_key(self, key: str) -> None:
+        """StoreError if the store refuses `key` (see validate_key)."""
+        validate_key(key)
 
     def get(self, key: str) -> bytes:
         return self._call("get_object", Key=self._key(key))["Body"].read()

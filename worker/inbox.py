@@ -95,9 +95,10 @@ def _beside(inbox: str, name: str) -> str:
 
 
 def _is_input(key: str) -> bool:
-    """An image, PDF, TIFF or archive that batches.submit takes, and not hidden."""
+    """An image, PDF, TIFF or archive that batches.submit takes, and not hidden (a `..`
+    segment hides nothing: the store refuses such a key, and it is rejected, not skipped)."""
     name = PurePosixPath(key.lower())
-    return not any(part.startswith(".") for part in name.parts) and (
+    return not any(part.startswith(".") and part != ".." for part in name.parts) and (
         name.suffix in batches.IMAGE_SUFFIXES or _is_archive(key)
     )
 
@@ -276,15 +277,26 @@ class Watcher:
         self.store.put(f"{self.state}queued/{group}", b"")
 
     def _create(self, group: str, members: list[_Object]) -> None:
-        """Submit the members as batch `group` (AlreadyExists if it is there). Members gone from
-        the store are left out; if none is left, or batches.submit refuses them (a bad
-        archive), the group ends without a batch."""
-        if not members:  # all taken by other groups
+        """Submit the members as batch `group` (AlreadyExists if it is there). Members under a
+        key the store refuses are rejected (`_reject`) and members gone from the store left
+        out; if none is left, or batches.submit refuses them (a bad archive), the group ends
+        without a batch."""
+        readable, refused = [], []
+        for item in members:
+            try:
+                self.store.check_key(item.key)
+            except StoreError as exc:
+                refused.append((item, str(exc)))
+            else:
+                readable.append(item)
+        if refused:
+            self._reject(group, refused)
+        if not readable:  # all refused, or taken by other groups
             self._close(group)
             return
         try:
             with tempfile.TemporaryDirectory(prefix="scandigits-watch-") as scratch:
-                paths = [self._path(item.key, Path(scratch)) for item in members]
+                paths = [self._path(item.key, Path(scratch)) for item in readable]
                 batch = batches.submit(
                     self.store, paths, **self.options, template=self.template, batch_id=group
                 )
@@ -295,17 +307,34 @@ class Watcher:
             self._close(group)
             return
         images = batches.manifest(self.store, batch)["images"]
-        log.info("batch %s submitted: %d objects, %d images", batch, len(members), images)
+        log.info("batch %s submitted: %d objects, %d images", batch, len(readable), images)
         self.store.put(f"{self.state}queued/{group}", b"")
+
+    def _reject(self, group: str, refused: list[tuple[_Object, str]]) -> None:
+        """List the group's objects that cannot be read, each with its one-line error, in
+        ``<results>/<group>.rejected.jsonl`` (by exclusive create: one watcher logs them)."""
+        lines = "".join(
+            json.dumps({"source": f"{self.store.url}/{item.key}", "key": item.key, "error": why})
+            + "\n"
+            for item, why in refused
+        )
+        try:
+            self.store.create(f"{self.results}{group}.rejected.jsonl", lines.encode())
+        except AlreadyExists:
+            return
+        for item, why in refused:
+            log.error("%s/%s rejected: %s", self.store.url, item.key, why)
 
     def _path(self, key: str, scratch: Path) -> str:
         """What batches.submit is given for an object: its URL, read in place; for an archive,
-        a local copy (it unpacks local archives only), named by its key."""
+        a local copy (it unpacks local archives only), named by its key (which the store
+        checks as it reads the object, before the copy's folder is made)."""
         if not _is_archive(key):
             return f"{self.store.url}/{key}"
+        data = self.store.get(key)
         copy = scratch / key
         copy.parent.mkdir(parents=True, exist_ok=True)
-        copy.write_bytes(self.store.get(key))
+        copy.write_bytes(data)
         return str(copy)
 
     # --- 3. finish --------------------------------------------------------------------------
