@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import time
+import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
@@ -32,6 +33,7 @@ app.conf.update(
     task_ignore_result=True,
     task_acks_late=True,
     task_reject_on_worker_lost=True,
+    task_acks_on_timeout=False,  # a chunk killed at its hard time limit goes back to the queue
     worker_prefetch_multiplier=1,
     worker_proc_alive_timeout=120,
     worker_hijack_root_logger=False,
@@ -47,9 +49,22 @@ def connect(broker_url: str) -> None:
     app.conf.broker_url = broker_url
 
 
+def _shown(broker_url: str) -> str:
+    """`broker_url` as it may be printed, its password masked; a URL whose parts do not parse
+    (a password with an unescaped / or #) is a UserError that prints none of it."""
+    try:
+        urllib.parse.urlsplit(broker_url).port  # noqa: B018 (parses the address, or raises)
+    except ValueError:
+        raise UserError(
+            "bad broker URL (not shown: it may hold a password): escape / # ? @ : in a "
+            "password as %2F %23 %3F %40 %3A"
+        ) from None
+    return maybe_sanitize_url(broker_url)
+
+
 def ping(broker_url: str) -> None:
     """Raise a one-line UserError unless Redis at `broker_url` answers."""
-    shown = maybe_sanitize_url(broker_url)
+    shown = _shown(broker_url)
     try:
         redis.Redis.from_url(broker_url, socket_connect_timeout=3, socket_timeout=3).ping()
     except ValueError as exc:
