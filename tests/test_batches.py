@@ -211,3 +211,22 @@ def test_a_given_batch_id_is_taken_once(tmp_path, file_store, monkeypatch) -> No
     assert len(queued) == 1, "the second submission queued nothing"
     with pytest.raises(UserError, match="invalid batch id"):
         batches.submit(file_store, [str(tmp_path)], batch_id="../x")
+
+
+def test_a_losing_submission_leaves_the_winners_inputs_alone(
+    tmp_path, file_store, monkeypatch
+) -> None:
+    """Two submissions of one batch id with different files of the same name: the batch reads
+    the winner's bytes, and the loser's uploads are gone."""
+    monkeypatch.setattr(batches.registry, "resolve", lambda store, model: {"version": 1})
+    monkeypatch.setattr(batches.queue, "enqueue", lambda tasks: None)
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder, data in ((first, PNG), (second, PNG + b"other")):
+        folder.mkdir()
+        (folder / "a.png").write_bytes(data)
+    batches.submit(file_store, [str(first)], batch_id="claim-8")
+    with pytest.raises(AlreadyExists):
+        batches.submit(file_store, [str(second)], batch_id="claim-8")
+    (item,) = batches.manifest(file_store, "claim-8")["chunks"][0]
+    assert file_store.get(item["key"]) == PNG
+    assert [k for k in file_store.list("batches/claim-8/inputs/")] == [item["key"]]

@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from trainer import registry
 from trainer.errors import UserError
-from trainer.storage import ObjectMissing, Store, open_store
+from trainer.storage import AlreadyExists, ObjectMissing, Store, open_store
 from worker import decode, queue, results
 from worker.templates import Template
 
@@ -230,8 +230,10 @@ def submit(
     if chunk_size < 1:
         raise UserError("chunk size must be at least 1")
     version = registry.resolve(store, model)["version"]
-    write = store.create if batch_id else store.put  # a given id is taken once
+    inputs = f"{prefix(batch_id)}/inputs/{secrets.token_hex(4)}/" if batch_id else None
+    write = store.create if batch_id else store.put  # a given id is taken once...
     batch_id = batch_id or f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+    inputs = inputs or f"{prefix(batch_id)}/inputs/"  # ...its inputs in a folder of their own
     items: list[dict[str, Any]] = []
     uploads: list[tuple[Path, str]] = []
 
@@ -245,7 +247,7 @@ def submit(
                 items += _store_items(store, raw)
                 continue
             for source, file in _local_inputs(Path(raw), Path(scratch)):
-                key = f"{prefix(batch_id)}/inputs/{len(items):06d}-{_safe_name(Path(source).name)}"
+                key = f"{inputs}{len(items):06d}-{_safe_name(Path(source).name)}"
                 items += _paged(source, key, _count(source, partial(read_local, file)))
                 uploads.append((file, key))
         if not items:
@@ -263,7 +265,12 @@ def submit(
         "template": template.to_dict() if template else None,
         "chunks": chunks,
     }
-    write(f"{prefix(batch_id)}/manifest.json", json.dumps(manifest).encode())
+    try:
+        write(f"{prefix(batch_id)}/manifest.json", json.dumps(manifest).encode())
+    except AlreadyExists:  # another submission took the id: what this one uploaded is no input
+        for _, key in uploads:
+            store.delete(key)
+        raise
     store.put(_open_key(batch_id), manifest["created"].encode())
     _enqueue(manifest, range(len(chunks)))
     return batch_id
