@@ -52,6 +52,10 @@ SECRET_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "REDIS_PASSWORD"}
 
 Objects = Sequence[dict[str, Any]]
 
+# The scandigits command each component runs, and the component's name.
+COMPONENTS = {"train": "trainer", "worker": "worker", "watch": "watcher", "submit": "submit"}
+DEPLOY_DOC = ROOT / "docs" / "deploy.md"
+
 
 # --- helpers -----------------------------------------------------------------------------
 
@@ -391,10 +395,90 @@ def test_credentials_come_from_secrets(overlay: str) -> None:
         for var in c.get("env", [])
         if "secretKeyRef" in var.get("valueFrom", {})
     }
-    assert referenced == {"scandigits-redis", "scandigits-s3"}
+    own = {f"scandigits-s3-{component}" for component in COMPONENTS.values()}
+    assert referenced - {"minio-root"} == {"scandigits-redis", *own}
     secrets = {o["metadata"]["name"] for o in objs if o["kind"] == "Secret"}
     # dev makes its own throwaway credentials; prod's are created outside the repository.
     assert secrets == (referenced if overlay == "dev" else set())
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_component_has_its_own_credentials(overlay: str) -> None:
+    """Trainer, worker, watcher and submit each run as their own ServiceAccount with their own
+    S3 keys, so a compromised pod holds only its component's storage access; only the queue's
+    users hold the Redis password."""
+    objs = objects(overlay)
+    accounts = {o["metadata"]["name"]: o for o in objs if o["kind"] == "ServiceAccount"}
+    seen = set()
+    for pod, container in scandigits_containers(objs):
+        component = COMPONENTS[container["args"][0]]
+        seen.add(component)
+        assert pod["serviceAccountName"] == f"scandigits-{component}", container["name"]
+        assert accounts[pod["serviceAccountName"]]["automountServiceAccountToken"] is False
+        secrets = {
+            var["name"]: var["valueFrom"]["secretKeyRef"]["name"]
+            for var in container.get("env", [])
+            if "secretKeyRef" in var.get("valueFrom", {})
+        }
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            assert secrets[key] == f"scandigits-s3-{component}", (container["name"], key)
+        assert ("REDIS_PASSWORD" in secrets) == (component != "trainer"), container["name"]
+    assert seen == set(COMPONENTS.values())
+
+
+def iam_policies() -> dict[str, dict[str, Any]]:
+    """The JSON policy under each "### <component>" heading of docs/deploy.md."""
+    text = DEPLOY_DOC.read_text()
+    found = re.findall(r"^### (\w+)\n.*?```json\n(.*?)```", text, re.MULTILINE | re.DOTALL)
+    return {name: json.loads(body) for name, body in found}
+
+
+def allowed(policy: dict[str, Any], action: str) -> list[str]:
+    """The resources a policy allows `action` on."""
+    resources: list[str] = []
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow"
+        actions = statement["Action"]
+        if action in ([actions] if isinstance(actions, str) else actions):
+            found = statement["Resource"]
+            resources += [found] if isinstance(found, str) else found
+    return resources
+
+
+def test_iam_policies_give_each_component_only_its_access() -> None:
+    policies = iam_policies()
+    assert set(policies) == set(COMPONENTS.values())
+    store = find(build("prod"), "ConfigMap", "scandigits-config")["data"]["SCANDIGITS_STORE"]
+    bucket, prefix = store.removeprefix("s3://").split("/", 1)
+    objects_arn = f"arn:aws:s3:::{bucket}/{prefix}/"
+    models = objects_arn + "models/*"
+    for name, policy in policies.items():
+        actions = {
+            a
+            for s in policy["Statement"]
+            for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+        }
+        assert actions <= {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject"}
+        for action in actions - {"s3:ListBucket"}:
+            assert all(r.startswith(objects_arn) for r in allowed(policy, action)), name
+        assert allowed(policy, "s3:ListBucket") == [f"arn:aws:s3:::{bucket}"], name
+        writes = allowed(policy, "s3:PutObject") + allowed(policy, "s3:DeleteObject")
+        can_write_models = any(models.startswith(r.rstrip("*")) for r in writes)
+        assert can_write_models == (name == "trainer"), f"{name} writes models/: {writes}"
+    assert allowed(policies["trainer"], "s3:GetObject") == [models]
+    assert any(
+        models.startswith(r.rstrip("*")) for r in allowed(policies["worker"], "s3:GetObject")
+    )
+    assert allowed(policies["worker"], "s3:PutObject") == [objects_arn + "batches/*"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_workers_can_be_given_trusted_models(overlay: str) -> None:
+    """The trusted models' digests reach the workers from the cluster, not from the store."""
+    objs = objects(overlay)
+    _, container = worker(objs)
+    assert "SCANDIGITS_TRUSTED_MODELS" in container_env(objs, container)
+    assert "SCANDIGITS_TRUSTED_MODELS" in code_env_names()
 
 
 def test_dev_runs_everything_in_cluster() -> None:

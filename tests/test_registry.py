@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -104,3 +105,70 @@ def test_unloadable_model_is_a_registry_error(file_store: Store, tmp_path: Path,
     if kind != "wrong input":  # Keras loads that one: only the classifier refuses it
         with pytest.raises(registry.RegistryError):
             registry.load(file_store, registry.resolve(file_store, version))
+
+
+@pytest.fixture
+def trust(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str | None], None]]:
+    """Set SCANDIGITS_TRUSTED_MODELS (None: unset) as a fresh worker process would read it."""
+    from worker import inference
+
+    def set_to(value: str | None) -> None:
+        if value is None:
+            monkeypatch.delenv("SCANDIGITS_TRUSTED_MODELS", raising=False)
+        else:
+            monkeypatch.setenv("SCANDIGITS_TRUSTED_MODELS", value)
+        inference.trusted_models.cache_clear()
+        inference._cache.clear()
+
+    yield set_to
+    set_to(None)
+
+
+def test_workers_load_only_trusted_models(
+    file_store: Store, trained: tuple[Path, dict], trust: Callable[[str | None], None]
+) -> None:
+    """With SCANDIGITS_TRUSTED_MODELS set, a model registered in the store is refused unless
+    its sha256 is listed: credentials to the store alone cannot get a model run."""
+    from worker import inference
+
+    version = _publish(file_store, trained, 0.97, "always")[0]
+    sha = registry.resolve(file_store, version)["sha256"]
+    other = "0" * 64
+    trust(other)
+    with pytest.raises(registry.RegistryError) as raised:
+        inference.classifier(file_store, version)
+    message = str(raised.value)
+    assert "\n" not in message and "SCANDIGITS_TRUSTED_MODELS" in message and sha in message
+    trust(f" {other} , {sha.upper()} ")
+    assert inference.classifier(file_store, version).version == version
+    trust(None)
+    assert inference.classifier(file_store).version == version
+
+
+def test_trusted_models_is_read_once(
+    file_store: Store,
+    trained: tuple[Path, dict],
+    trust: Callable[[str | None], None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from worker import inference
+
+    trust("1" * 64)
+    assert inference.trusted_models() == frozenset({"1" * 64})
+    monkeypatch.setenv("SCANDIGITS_TRUSTED_MODELS", "2" * 64)
+    assert inference.trusted_models() == frozenset({"1" * 64})
+
+
+@pytest.mark.parametrize("value", ["abc", "0" * 63, "g" * 64, ",", "0" * 64 + ";" + "1" * 64])
+def test_bad_trusted_models_is_a_one_line_error(
+    file_store: Store, trained: tuple[Path, dict], trust: Callable[[str | None], None], value: str
+) -> None:
+    from worker import inference
+
+    version = _publish(file_store, trained, 0.97, "always")[0]
+    trust(value)
+    for call in (inference.trusted_models, lambda: inference.classifier(file_store, version)):
+        with pytest.raises(registry.RegistryError) as raised:
+            call()
+        message = str(raised.value)
+        assert message.startswith("SCANDIGITS_TRUSTED_MODELS ") and "\n" not in message
