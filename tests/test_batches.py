@@ -189,6 +189,43 @@ def test_archive_bombs_and_broken_archives_are_refused(tmp_path, submit, monkeyp
         submit(archive)
 
 
+def _tar(path: Path, mode: str, members: dict[str, bytes]) -> Path:
+    with tarfile.open(path, mode) as tarred:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tarred.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_tar_bombs_are_counted_whole_and_opened_as_named(tmp_path, submit, monkeypatch) -> None:
+    """The members a TAR passes over (not images) count towards its unpacked bytes, since they
+    are unpacked to pass them; a TAR is opened only with the compression its suffix names."""
+    filler = {"filler.bin": bytes(30_000), "a.png": PNG}
+    plain = _tar(tmp_path / "plain.tar", "w", filler)
+    assert len(submit(plain)) == 1
+    monkeypatch.setattr(batches, "MAX_ARCHIVE_BYTES", 25_000)
+    with pytest.raises(UserError, match=f"^{plain}: unpacks to over 25,000 bytes$"):
+        submit(plain)
+    squeezed = _tar(tmp_path / "squeezed.tar", "w:bz2", {"a.png": PNG})
+    with pytest.raises(UserError, match=f"^cannot read archive {squeezed}: "):
+        submit(squeezed)
+    assert len(submit(_tar(tmp_path / "zipped.tar.gz", "w:gz", {"a.png": PNG}))) == 1
+
+
+def test_an_over_limit_pdf_is_not_read_to_count_its_pages(
+    tmp_path, submit, file_store, monkeypatch
+) -> None:
+    """A PDF or TIFF over the byte limit is one item (the worker refuses it in one line),
+    found from its size without reading it, and uploaded no further than the limit."""
+    pdf = tmp_path / "big.pdf"
+    pdf.write_bytes(b"%PDF-1.7\n" + bytes(20_000))
+    monkeypatch.setattr(decode, "MAX_BYTES", 10_000)
+    monkeypatch.setattr(decode, "pages", lambda data: pytest.fail("its pages were counted"))
+    (item,) = submit(pdf)
+    assert len(file_store.get(item["key"])) == 10_001, "read no further than the limit"
+
+
 def test_records_and_csv_carry_the_page() -> None:
     reading = Reading([Digit(4, 0.9, (0, 0, 5, 5))])
     paged = results.record("a.pdf#2", "k", reading, 1, 0.8, page=2)

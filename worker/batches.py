@@ -116,10 +116,11 @@ def _paged(source: str, key: str, count: int) -> list[dict[str, Any]]:
     return [{"source": f"{source}#{n}", "key": key, "page": n} for n in range(1, count + 1)]
 
 
-def _count(name: str, read: Callable[[], bytes]) -> int:
-    """Pages of a PDF or TIFF input; 1 for other inputs, and for those the worker will refuse
-    (unreadable, too large, too many pages, gone): as one item, they get its one-line error."""
-    if Path(name).suffix.lower() not in PAGED_SUFFIXES:
+def _count(name: str, read: Callable[[], bytes], size: Callable[[], int]) -> int:
+    """Pages of a PDF or TIFF input (its `size` checked before it is `read`); 1 for other
+    inputs, and for those the worker will refuse (unreadable, too large, too many pages,
+    gone): as one item, they get its one-line error."""
+    if Path(name).suffix.lower() not in PAGED_SUFFIXES or size() > decode.MAX_BYTES:
         return 1
     try:
         return decode.pages(read())
@@ -138,7 +139,7 @@ def _store_items(store: Store, url: str) -> list[dict[str, Any]]:
     if not keys and store.exists(relative):
         keys = [relative]
     with ThreadPoolExecutor(max_workers=16) as pool:
-        counts = pool.map(lambda key: _count(key, partial(store.get, key)), keys)
+        counts = pool.map(lambda key: _count(key, partial(store.get, key), lambda: 0), keys)
         return [
             item for key, n in zip(keys, counts, strict=True) for item in _paged(root + key, key, n)
         ]
@@ -175,38 +176,43 @@ def _unpack(archive: Path, scratch: Path) -> Iterator[tuple[str, Path]]:
     MAX_MEMBERS entries, a member over decode.MAX_BYTES, or more than MAX_ARCHIVE_BYTES."""
     folder, total = Path(tempfile.mkdtemp(dir=scratch)), 0
     try:
-        for n, (name, open_member) in enumerate(_members(archive)):
+        for n, (name, open_member, passed) in enumerate(_members(archive)):
             if n >= MAX_MEMBERS:
                 raise UserError(f"{archive}: more than {MAX_MEMBERS:,} entries")
             parts = [part for part in re.split(r"[/\\]", name) if part not in ("", ".", "..")]
             label = "/".join(parts)
-            if open_member is None or not _is_image(label) or any(p.startswith(".") for p in parts):
-                continue
-            with open_member() as member:  # what it unpacks to counts, not what it declares
-                data = member.read(decode.MAX_BYTES + 1)
-            if len(data) > decode.MAX_BYTES:
-                raise UserError(f"{archive}: {label} is over {decode.MAX_BYTES:,} bytes")
-            total += len(data)
+            hidden = any(part.startswith(".") for part in parts)
+            data, taken = b"", open_member is not None and _is_image(label) and not hidden
+            if taken:
+                with open_member() as member:  # what it unpacks to counts, not what it declares
+                    data = member.read(decode.MAX_BYTES + 1)
+                if len(data) > decode.MAX_BYTES:
+                    raise UserError(f"{archive}: {label} is over {decode.MAX_BYTES:,} bytes")
+            total += len(data) if taken else passed  # a TAR's members are unpacked to pass them
             if total > MAX_ARCHIVE_BYTES:
                 raise UserError(f"{archive}: unpacks to over {MAX_ARCHIVE_BYTES:,} bytes")
-            file = folder / f"{n:06d}"
-            file.write_bytes(data)
-            yield f"{archive}/{label}", file
+            if taken:
+                file = folder / f"{n:06d}"
+                file.write_bytes(data)
+                yield f"{archive}/{label}", file
     except ARCHIVE_ERRORS as exc:
         raise UserError(f"cannot read archive {archive}: {exc}") from exc
 
 
-def _members(archive: Path) -> Iterator[tuple[str, Callable[[], IO[bytes]] | None]]:
-    """(name, opener) of each entry of a ZIP or TAR archive. Folders, and a TAR's links and
-    devices, have no opener; a ZIP's link opens as the text of its target: none is followed."""
-    if archive.name.lower().endswith(".zip"):
+def _members(archive: Path) -> Iterator[tuple[str, Callable[[], IO[bytes]] | None, int]]:
+    """(name, opener, bytes unpacked to pass it) of each entry of a ZIP or TAR archive, opened
+    only with the compression its suffix names. Folders, and a TAR's links and devices, have no
+    opener; a ZIP's link opens as the text of its target: none is followed."""
+    name = archive.name.lower()
+    if name.endswith(".zip"):
         with zipfile.ZipFile(archive) as zipped:
             for info in zipped.infolist():
-                yield info.filename, None if info.is_dir() else (lambda i=info: zipped.open(i))
+                yield info.filename, None if info.is_dir() else (lambda i=info: zipped.open(i)), 0
         return
-    with tarfile.open(archive) as tarred:
+    with tarfile.open(archive, "r:" if name.endswith(".tar") else "r:gz") as tarred:
         for member in tarred:
-            yield member.name, (lambda m=member: tarred.extractfile(m)) if member.isfile() else None
+            opener = (lambda m=member: tarred.extractfile(m)) if member.isfile() else None
+            yield member.name, opener, member.size
 
 
 def submit(
@@ -248,7 +254,8 @@ def submit(
                 continue
             for source, file in _local_inputs(Path(raw), Path(scratch)):
                 key = f"{inputs}{len(items):06d}-{_safe_name(Path(source).name)}"
-                items += _paged(source, key, _count(source, partial(read_local, file)))
+                count = _count(source, partial(read_local, file), lambda f=file: f.stat().st_size)
+                items += _paged(source, key, count)
                 uploads.append((file, key))
         if not items:
             raise UserError(f"no images found in {' '.join(paths)}")
@@ -309,9 +316,11 @@ def _lost(batch: dict[str, Any], done: set[int]) -> list[int]:
 
 
 def read_local(file: Path) -> bytes:
-    """A local input's bytes, or a one-line error."""
+    """A local input's bytes, or a one-line error; no more than one byte over the byte limit
+    (enough for the worker to refuse it, and memory stays bounded whatever the file)."""
     try:
-        return file.read_bytes()
+        with file.open("rb") as opened:
+            return opened.read(decode.MAX_BYTES + 1)
     except OSError as exc:
         raise UserError(f"cannot read {file}: {exc.strerror}") from exc
 
