@@ -15,6 +15,7 @@ import shutil
 import string
 import subprocess
 import sys
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,13 +33,47 @@ OVERLAYS = sorted(p.name for p in (DEPLOY / "overlays").iterdir() if p.is_dir())
 SUBMIT_TEMPLATE = DEPLOY / "jobs" / "submit-batch.yaml"
 DOCKERFILES = sorted((ROOT / "docker").glob("**/Dockerfile*"))
 KEDA_SCHEMA = Path(__file__).parent / "fixtures" / "keda-scaledobject.schema.json"
+# KEDA's TriggerAuthentication (keda.sh/v1alpha1, KEDA 2.16) as far as the manifests use it:
+# secretTargetRef entries, and the redis scaler's authentication parameters.
+TRIGGER_AUTH_SCHEMA = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "keda.sh/v1alpha1"},
+        "kind": {"const": "TriggerAuthentication"},
+        "metadata": {"type": "object", "required": ["name"]},
+        "spec": {
+            "type": "object",
+            "required": ["secretTargetRef"],
+            "additionalProperties": False,
+            "properties": {
+                "secretTargetRef": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["parameter", "name", "key"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "parameter": {
+                                "enum": ["username", "password", "tls", "ca", "cert", "key"]
+                            },
+                            "name": {"type": "string"},
+                            "key": {"type": "string"},
+                        },
+                    },
+                }
+            },
+        },
+    },
+}
 
 # The Kubernetes release whose OpenAPI schemas the manifests must satisfy.
 KUBERNETES_VERSION = "1.33"
 
 # Environment variables a scandigits container may set besides the SCANDIGITS_* names the
-# code reads: boto3's, the usual process ones, and two that exist only to be expanded into
-# SCANDIGITS_BROKER_URL (and read by KEDA), never by the code.
+# code reads: boto3's, the usual process ones, and those that exist only to be expanded into
+# SCANDIGITS_BROKER_URL (the address also read by KEDA), never by the code.
 STANDARD_ENV = {
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
@@ -47,7 +82,7 @@ STANDARD_ENV = {
     "HOME",
     "TMPDIR",
 }
-EXPANSION_ONLY_ENV = {"REDIS_ADDRESS", "REDIS_PASSWORD"}
+EXPANSION_ONLY_ENV = {"REDIS_SCHEME", "REDIS_ADDRESS", "REDIS_PASSWORD", "REDIS_OPTIONS"}
 SECRET_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "REDIS_PASSWORD"}
 
 Objects = Sequence[dict[str, Any]]
@@ -154,7 +189,12 @@ def container_env(objs: Objects, container: dict) -> dict[str, str | None]:
 
 def expand(value: str, env: dict[str, str | None]) -> str:
     """Kubernetes' $(VAR) expansion; values from Secrets become 'secret'."""
-    return re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1)) or "secret", value)
+
+    def one(match: re.Match[str]) -> str:
+        found = env.get(match.group(1))
+        return "secret" if found is None else found
+
+    return re.sub(r"\$\((\w+)\)", one, value)
 
 
 def code_env_names() -> set[str]:
@@ -236,11 +276,16 @@ def test_kustomize_builds(overlay: str) -> None:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_objects_match_their_schemas(overlay: str) -> None:
     keda = jsonschema.Draft202012Validator(json.loads(KEDA_SCHEMA.read_text()))
+    trigger_auth = jsonschema.Draft202012Validator(TRIGGER_AUTH_SCHEMA)
     for obj in objects(overlay):
         where = f"{obj['kind']}/{obj['metadata'].get('name', 'generated')}"
         if obj["apiVersion"].startswith("keda.sh/"):
-            assert obj["kind"] == "ScaledObject", f"{where}: no schema for this KEDA kind"
-            errors = [f"{'.'.join(map(str, e.path))}: {e.message}" for e in keda.iter_errors(obj)]
+            schemas = {"ScaledObject": keda, "TriggerAuthentication": trigger_auth}
+            assert obj["kind"] in schemas, f"{where}: no schema for this KEDA kind"
+            errors = [
+                f"{'.'.join(map(str, e.path))}: {e.message}"
+                for e in schemas[obj["kind"]].iter_errors(obj)
+            ]
             assert not errors, f"{where}: {errors}"
             continue
         try:
@@ -368,14 +413,76 @@ def test_keda_scales_workers_on_the_celery_queue(overlay: str) -> None:
     assert meta["listName"] == queue_name()
     assert int(meta["listLength"]) >= 1 and int(meta["activationListLength"]) >= 0
 
-    # KEDA reads Redis' address and password from the worker's environment, which must
-    # also be where the workers' broker URL points.
+    # KEDA reads Redis' address from the worker's environment, which must also be where the
+    # workers' broker URL points, and the password from the Secret the workers' comes from.
     _, container = worker(objs)
     env = container_env(objs, container)
-    assert {meta["addressFromEnv"], meta["passwordFromEnv"]} <= set(env)
+    assert meta["addressFromEnv"] in env and "passwordFromEnv" not in meta
     broker = expand(env["SCANDIGITS_BROKER_URL"], env)
     address = env[meta["addressFromEnv"]]
-    assert re.fullmatch(rf"redis://:[^@]+@{re.escape(address)}/{meta['databaseIndex']}", broker)
+    assert re.match(rf"rediss?://:[^@]+@{re.escape(address)}/{meta['databaseIndex']}\b", broker)
+    params = keda_auth(objs, trigger)
+    assert params["password"] == secret_of(container, "REDIS_PASSWORD")
+
+
+def keda_auth(objs: Objects, trigger: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """The trigger's authentication parameters: (Secret, key) of each."""
+    auth = find(objs, "TriggerAuthentication", trigger["authenticationRef"]["name"])
+    return {ref["parameter"]: (ref["name"], ref["key"]) for ref in auth["spec"]["secretTargetRef"]}
+
+
+def secret_of(container: dict, name: str) -> tuple[str, str]:
+    """(Secret, key) an environment variable of the container comes from."""
+    (ref,) = [v["valueFrom"]["secretKeyRef"] for v in container["env"] if v["name"] == name]
+    return ref["name"], ref["key"]
+
+
+def secret_file(pod: dict, container: dict, path: str) -> tuple[str, str]:
+    """(Secret, key) of the file at `path` in the container: a Secret volume's item."""
+    folder, name = path.rsplit("/", 1)
+    (mount,) = [m for m in container.get("volumeMounts", []) if m["mountPath"] == folder]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    secret = volume["secret"]
+    items = {item.get("path", item["key"]): item["key"] for item in secret.get("items", [])}
+    return secret["secretName"], items.get(name, name)
+
+
+def test_prod_redis_is_tls_with_a_verified_ca() -> None:
+    """Every prod container on Redis uses rediss:// and checks the server's certificate against
+    the CA bundle mounted from a Secret, as both Celery (kombu) and redis-py read the URL; KEDA
+    connects with TLS, the same CA and the same password."""
+    import ssl
+
+    import kombu
+    import redis
+
+    objs = objects("prod")
+    users = 0
+    for pod, container in scandigits_containers(objs):
+        env = container_env(objs, container)
+        if "SCANDIGITS_BROKER_URL" not in env:
+            continue
+        users += 1
+        url = expand(env["SCANDIGITS_BROKER_URL"], env)
+        assert url.startswith("rediss://"), container["name"]
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+        assert query["ssl_cert_reqs"] == "required", container["name"]
+        ca = query["ssl_ca_certs"]
+        assert secret_file(pod, container, ca) == ("scandigits-redis-ca", "ca.crt")
+        assert kombu.Connection(url).ssl == {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": ca}
+        pool = redis.Redis.from_url(url).connection_pool
+        assert pool.connection_class is redis.SSLConnection
+        assert pool.connection_kwargs["ssl_ca_certs"] == ca
+        assert pool.connection_kwargs["ssl_cert_reqs"] == "required"
+    assert users == 3, "worker, watcher and submit"
+
+    (trigger,) = find(objs, "ScaledObject", "scandigits-worker")["spec"]["triggers"]
+    assert trigger["metadata"]["enableTLS"] == "true"
+    assert trigger["metadata"].get("unsafeSsl", "false") == "false"
+    params = keda_auth(objs, trigger)
+    assert "tls" not in params, "KEDA refuses `tls` in the TriggerAuthentication with enableTLS"
+    assert params["ca"] == ("scandigits-redis-ca", "ca.crt")
+    assert params["password"] == ("scandigits-redis", "password")
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
