@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -9,6 +13,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import cli, publish
+from tests.test_decode import hdr_declaring
 from worker.local import free_port
 
 
@@ -107,3 +112,30 @@ def test_template_preview_draws_the_fields_of_a_form(tmp_path: Path, trained, fi
 def test_help(command: str) -> None:
     result = cli(command, "--help")
     assert result.returncode == 0 and "Usage" in result.stdout
+
+
+def test_predict_refuses_a_decompression_bomb_in_little_memory(
+    tmp_path: Path, trained, file_store
+) -> None:
+    """A 3 MB Radiance HDR named .png declaring 7000 × 7000 pixels is a one-line error, found
+    from its header: `predict` stays well inside the worker's 2 GiB (decoding it took 2 GB)."""
+    publish(file_store, trained)
+    bomb = tmp_path / "scan.png"
+    bomb.write_bytes(hdr_declaring(7000, 7000))
+    peak = (
+        "import json, resource, subprocess, sys\n"
+        "run = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024\n"
+        "print(json.dumps([run.returncode, run.stdout, run.stderr, peak]))\n"
+    )
+    command = [sys.executable, "-m", "worker", "predict", str(bomb), "--store", file_store.url]
+    unset = ("OPENCV_IO_MAX_IMAGE_PIXELS", "SCANDIGITS_MAX_PIXELS")  # set here, not in a shell
+    env = {key: value for key, value in os.environ.items() if key not in unset}
+    result = subprocess.run(
+        [sys.executable, "-c", peak, *command], env=env, capture_output=True, text=True, timeout=300
+    )
+    code, stdout, stderr, rss = json.loads(result.stdout)
+    assert code == 1 and "Traceback" not in stderr, stderr
+    assert stdout.startswith(f"{bomb}\terror: not a readable image (format not supported")
+    assert len(stdout.splitlines()) == 1
+    assert rss < 1_000_000_000, f"peak RSS {rss / 1e6:.0f} MB"

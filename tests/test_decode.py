@@ -5,13 +5,17 @@ DecodeErrors."""
 from __future__ import annotations
 
 import io
+import os
 import struct
+import subprocess
+import sys
 import zlib
 
 import cv2
 import numpy as np
 import pytest
 
+from tests.conftest import ROOT
 from worker import decode as decode_module
 from worker.decode import (
     DecodeError,
@@ -119,6 +123,76 @@ def png_declaring(width: int, height: int) -> bytes:
 def jpeg_declaring(width: int, height: int) -> bytes:
     frame = b"\xff\xc0" + struct.pack(">HBHHB", 11, 8, height, width, 1) + b"\x01\x11\x00"
     return b"\xff\xd8" + frame + bytes(64) + b"\xff\xd9"
+
+
+def hdr_declaring(width: int, height: int) -> bytes:
+    """A Radiance HDR of width × height black pixels, every row run-length coded: 3 MB for
+    7000 × 7000, which decoded would be 588 MB of float32 and more than 2 GB in the pipeline."""
+    runs = b"".join(bytes([128 + min(127, width - x), 128]) for x in range(0, width, 127))
+    row = b"\x02\x02" + struct.pack(">H", width) + runs * 4
+    return b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y %d +X %d\n" % (height, width) + row * height
+
+
+def bigtiff_declaring(width: int, height: int) -> bytes:
+    """A little-endian BigTIFF whose one directory declares a width × height 8-bit gray strip."""
+    tags = [(256, width), (257, height), (258, 8), (259, 1), (262, 1), (273, 0)]
+    tags += [(277, 1), (278, height), (279, width * height)]
+    entries = b"".join(struct.pack("<HHQQ", tag, 16, 1, value) for tag, value in tags)
+    return b"II+\x00" + struct.pack("<HHQQ", 8, 0, 16, len(tags)) + entries + bytes(8 + 4096)
+
+
+def sun_declaring(width: int, height: int) -> bytes:
+    """A Sun raster header declaring width × height 8-bit pixels."""
+    return struct.pack(">8I", 0x59A66A95, width, height, 8, width * height, 1, 0, 0) + bytes(4096)
+
+
+@pytest.mark.filterwarnings("error")  # Pillow's own bomb warning must not reach stderr
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (hdr_declaring(7000, 7000), "not a readable image (format not supported"),
+        (b"PF\n7000 7000\n-1.0\n" + bytes(4096), "not a readable image (format not supported"),
+        (
+            b"P7\nWIDTH 7000\nHEIGHT 7000\nDEPTH 1\nMAXVAL 255\nTUPLTYPE GRAYSCALE\nENDHDR\n"
+            + bytes(4096),
+            "not a readable image (format not supported",
+        ),
+        (sun_declaring(10_000, 10_000), "image too large (10000×10000 pixels; limit 40,000,000"),
+        (bigtiff_declaring(20_000, 20_000), "image too large (20000×20000 pixels; limit 40,000,0"),
+    ],
+    ids=["hdr", "pfm", "pam", "sun", "bigtiff"],
+)
+def test_bombs_whose_size_is_not_read_are_refused_before_decoding(
+    data: bytes, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("imdecode", "imdecodemulti"):
+        monkeypatch.setattr(cv2, name, lambda *_, **__: pytest.fail("decoded"))
+    for call in (decode, decode_reduced, decode_colour):
+        with pytest.raises(DecodeError) as caught:
+            call(data)
+        assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("module", ["worker.cli", "worker", "trainer", "benchmarks"])
+def test_opencv_refuses_images_over_the_pixel_limit_whatever_is_imported_first(
+    module: str, tmp_path
+) -> None:
+    png = tmp_path / "bomb.png"
+    png.write_bytes(png_declaring(7000, 7000))
+    script = (
+        f"import {module}, cv2, numpy\n"
+        "try:\n"
+        f"    cv2.imdecode(numpy.fromfile({str(png)!r}, numpy.uint8), cv2.IMREAD_UNCHANGED)\n"
+        "except cv2.error as exc:\n"
+        "    print('CV_IO_MAX_IMAGE_PIXELS' in str(exc))\n"
+    )
+    unset = ("OPENCV_IO_MAX_IMAGE_PIXELS", "SCANDIGITS_MAX_PIXELS")
+    env = {key: value for key, value in os.environ.items() if key not in unset}
+    run = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == b"True\n", f"OpenCV decoded a 7000×7000 PNG after importing {module}"
 
 
 @pytest.mark.parametrize(

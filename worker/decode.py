@@ -3,8 +3,10 @@ and, for a colour scan whose print is in a light drop-out colour (red or blue bo
 colour channel where that print vanishes while the writing stays dark.
 
 Files come from outside: the size is checked against byte and pixel limits before anything is
-decoded, reading the dimensions from the file's header, so a small file declaring a huge image
-(a decompression bomb) costs nothing. OpenCV's own header check is set to the same limit.
+decoded, Pillow reading the dimensions from the file's header, so a small file declaring a huge
+image (a decompression bomb) costs nothing. A file whose header Pillow cannot read, or reads as a
+format OpenCV does not decode by that header, is refused without being decoded. OpenCV's own
+header check is set to the same limit (`trainer`).
 
 A multi-page TIFF or a PDF holds several pages, decoded one at a time (`page`, counted from 0);
 a PDF page is rendered in gray at PDF_DPI, its size in pixels checked from its size in points
@@ -13,9 +15,9 @@ before it is rendered.
 
 from __future__ import annotations
 
+import io
 import itertools
 import os
-import re
 import struct
 import threading
 from collections.abc import Iterator
@@ -24,14 +26,23 @@ from contextlib import closing
 import cv2
 import numpy as np
 import pypdfium2 as pdfium
+from PIL import Image
+
+from trainer import MAX_PIXELS
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
 MAX_BYTES = int(os.environ.get("SCANDIGITS_MAX_BYTES", 50_000_000))
-MAX_PIXELS = int(os.environ.get("SCANDIGITS_MAX_PIXELS", 40_000_000))
 MAX_PAGES = int(os.environ.get("SCANDIGITS_MAX_PAGES", 200))
 PDF_DPI = float(os.environ.get("SCANDIGITS_PDF_DPI", 200))
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
+# Formats Pillow and OpenCV both read, by the same header: a file Pillow takes for any other
+# format could be one OpenCV decodes by a header whose size was never checked.
+FORMATS = frozenset(
+    ["AVIF", "BMP", "GIF", "JPEG", "JPEG2000", "MPO", "PNG", "PPM", "SUN", "TIFF", "WEBP"]
+)
+_EXPECTED = "expected PNG, JPEG, BMP, TIFF, WebP, GIF, PDF"
+_UNSUPPORTED = f"not a readable image (format not supported or header damaged; {_EXPECTED})"
+Image.MAX_IMAGE_PIXELS = None  # MAX_PIXELS is the limit, with its own error, not Pillow's
 # `decode_reduced` decodes a large JPEG at 1/2, 1/4 or 1/8 scale inside the codec, as long as
 # its short side keeps this many pixels: preprocessing works at 512×512 pixels' worth at most,
 # and on 600×600 scans reading at 1/2 or even 1/4 scale was as accurate as at full size.
@@ -132,7 +143,7 @@ def pages(data: bytes) -> int:
             return _checked(len(document))
     if data[:4] in TIFF_MAGIC:
         directories = itertools.islice(_tiff_directories(data), MAX_PAGES + 1)
-        return _checked(max(1, sum(1 for _ in directories)))  # junk: OpenCV says what is wrong
+        return _checked(max(1, sum(1 for _ in directories)))  # junk: `decode` says what is wrong
     return 1
 
 
@@ -157,15 +168,13 @@ def _decode(data: bytes, reduce: bool, page: int) -> tuple[np.ndarray, np.ndarra
     if _is_pdf(data):
         return *_pdf(data, page), 1
     _checked(pages(data), page)
-    size = dimensions(data, page)
-    if size is not None and size[0] * size[1] > MAX_PIXELS:
-        raise DecodeError(
-            f"image too large ({size[0]}×{size[1]} pixels; limit {MAX_PIXELS:,} pixels)"
-        )
+    width, height = _size(data, page)
+    if width * height > MAX_PIXELS:
+        raise DecodeError(f"image too large ({width}×{height} pixels; limit {MAX_PIXELS:,} pixels)")
     # JPEGs decode in colour, EXIF orientation applied; others keep alpha and depth too.
     factor, flags = 1, cv2.IMREAD_UNCHANGED
     if data.startswith(JPEG_MAGIC):
-        short = min(size) if reduce and size else 0
+        short = min(width, height) if reduce else 0
         factor, flags = next(
             ((f, flag) for f, flag in _REDUCED if short // f >= REDUCED_MIN_SIDE),
             (1, cv2.IMREAD_COLOR),
@@ -183,7 +192,7 @@ def _decode(data: bytes, reduce: bool, page: int) -> tuple[np.ndarray, np.ndarra
             f"image too large (limit {MAX_PIXELS:,} pixels)" if limit else "not a readable image"
         ) from exc
     if image is None or image.size == 0:
-        raise DecodeError("not a readable image (expected PNG, JPEG, BMP, TIFF, WebP, GIF, PDF)")
+        raise DecodeError(f"not a readable image ({_EXPECTED})")
     return *_planes(image), factor
 
 
@@ -257,74 +266,35 @@ def _composited(image: np.ndarray) -> np.ndarray:
 
 
 def dimensions(data: bytes, page: int = 0) -> tuple[int, int] | None:
-    """(width, height) from the header of a PNG, JPEG, GIF, BMP, WebP, TIFF (its page `page`)
-    or PNM file; None when the format is not one of these or the header is cut short."""
+    """(width, height) of page `page` (from 0) from the file's header (_size); None for a file
+    `decode` refuses unread, or no such page."""
     try:
-        if data.startswith(b"\x89PNG\r\n\x1a\n"):
-            return struct.unpack(">II", data[16:24])
-        if data.startswith(JPEG_MAGIC):
-            return _jpeg(data)
-        if data[:6] in (b"GIF87a", b"GIF89a"):
-            return struct.unpack("<HH", data[6:10])
-        if data.startswith(b"BM"):
-            width, height = struct.unpack("<ii", data[18:26])
-            return abs(width), abs(height)
-        if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
-            return _webp(data)
-        if data[:4] in TIFF_MAGIC:
-            return _tiff(data, page)
-        if match := re.match(rb"P[1-6]\s+(?:#[^\n]*\s+)*(\d+)\s+(?:#[^\n]*\s+)*(\d+)", data):
-            return int(match[1]), int(match[2])
-    except struct.error:
+        return _size(data, page)
+    except DecodeError:
         return None
-    return None
 
 
-def _jpeg(data: bytes) -> tuple[int, int] | None:
-    """Size from the first start-of-frame marker."""
-    at = 2
-    while at + 9 < len(data):
-        if data[at] != 0xFF:
-            return None
-        marker = data[at + 1]
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            at += 2
-            continue
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            height, width = struct.unpack(">HH", data[at + 5 : at + 9])
-            return width, height
-        at += 2 + struct.unpack(">H", data[at + 2 : at + 4])[0]
-    return None
+def _size(data: bytes, page: int) -> tuple[int, int]:
+    """(width, height) of page `page` (from 0) as Pillow reads it from the header, decoding
+    nothing. A file Pillow cannot read, or reads as a format not in FORMATS, is a DecodeError.
 
-
-def _webp(data: bytes) -> tuple[int, int] | None:
-    kind = data[12:16]
-    if kind == b"VP8 ":
-        width, height = struct.unpack("<HH", data[26:30])
-        return width & 0x3FFF, height & 0x3FFF
-    if kind == b"VP8L":
-        bits = int.from_bytes(data[21:25], "little")
-        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-    if kind == b"VP8X":
-        return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
-    return None
-
-
-def _tiff(data: bytes, page: int) -> tuple[int, int] | None:
-    """Size from the page's image file directory (tags 256 and 257)."""
-    order = "<" if data.startswith(b"II") else ">"
-    offset = next(itertools.islice(_tiff_directories(data), page, None), None)
-    if offset is None:
-        return None
-    (count,) = struct.unpack(order + "H", data[offset : offset + 2])
-    size = {}
-    for n in range(count):
-        entry = data[offset + 2 + 12 * n : offset + 14 + 12 * n]
-        tag, kind = struct.unpack(order + "HH", entry[:4])
-        if tag in (256, 257):
-            fmt = order + ("H" if kind == 3 else "I")
-            size[tag] = struct.unpack(fmt, entry[8 : 8 + struct.calcsize(fmt)])[0]
-    return (size[256], size[257]) if len(size) == 2 else None
+    Pillow would reach a TIFF's page through every directory before it, for each page as much
+    Python work as the file is long; instead the header's pointer to the first directory is set
+    to the page's own, found along the chain (_tiff_directories)."""
+    if page:
+        tiff = data[:4] in TIFF_MAGIC
+        offset = next(itertools.islice(_tiff_directories(data), page, None), None) if tiff else None
+        if offset is None:
+            raise DecodeError(f"no page {page + 1}")
+        order = "<" if data.startswith(b"II") else ">"
+        data = data[:4] + struct.pack(order + "I", offset) + data[8:]
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.format in FORMATS:
+                return image.size
+    except Exception as exc:  # Pillow's parsers fail in many ways on a hostile header
+        raise DecodeError(_UNSUPPORTED) from exc
+    raise DecodeError(_UNSUPPORTED)
 
 
 def _tiff_directories(data: bytes) -> Iterator[int]:
