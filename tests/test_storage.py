@@ -106,3 +106,18 @@ def test_list_tagged_tells_a_rewrite(store: Store) -> None:
     store.put("in/a.png", b"1")
     again = dict(store.list_tagged("in/"))
     assert again["in/a.png"] != first["in/a.png"] and again["in/b.png"] == first["in/b.png"]
+
+
+def test_copy_takes_the_listed_version_or_none(store: Store) -> None:
+    """A copy reads the version that was listed: once the key holds other bytes (or none),
+    it is ObjectMissing and copies nothing."""
+    store.put("in/a.png", b"old")
+    (tag,) = dict(store.list_tagged("in/")).values()
+    store.copy("in/a.png", "pinned/a.png", tag)
+    store.put("in/a.png", b"new!")
+    with pytest.raises(ObjectMissing):
+        store.copy("in/a.png", "pinned/b.png", tag)
+    store.delete("in/a.png")
+    with pytest.raises(ObjectMissing):
+        store.copy("in/a.png", "pinned/b.png", tag)
+    assert store.get("pinned/a.png") == b"old" and list(store.list("pinned/")) == ["pinned/a.png"]

@@ -89,15 +89,28 @@ def drop(store: Store, *names: str, data: bytes = PNG) -> None:
         store.put(f"inbox/{name}", data)
 
 
-def batched(store: Store) -> dict[str, list[str]]:
-    """Each key in the store's batches → the ids of the batches that hold it."""
-    held: dict[str, list[str]] = {}
+def items(store: Store) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(batch id, item) of each item of each batch in the store."""
     for key in store.list("batches/"):
         if key.endswith("/manifest.json"):
             manifest = json.loads(store.get(key))
             for chunk in manifest["chunks"]:
                 for item in chunk:
-                    held.setdefault(item["key"], []).append(manifest["batch"])
+                    yield manifest["batch"], item
+
+
+def inboxed(key: str) -> str:
+    """The inbox key of an object's copy in its batch."""
+    return re.sub(r"^batches/[^/]+/inputs/", "", key)
+
+
+def batched(store: Store) -> dict[str, list[str]]:
+    """Each key in the store's batches → the ids of the batches that hold it; an inbox
+    object's copy in its batch counts as its key in the inbox."""
+    held: dict[str, list[str]] = {}
+    for batch, item in items(store):
+        copied = item["source"] == f"{store.url}/{item['key']}"  # not uploaded by submit
+        held.setdefault(inboxed(item["key"]) if copied else item["key"], []).append(batch)
     return held
 
 
@@ -131,7 +144,9 @@ def test_groups_by_size_then_by_age(store, broker) -> None:
     time.sleep(0.5)
     first.step()
     assert sorted(batched(store)) == [f"inbox/{n}.png" for n in range(7)]
-    assert not [key for key in store.list("batches/") if "/inputs/" in key], "read in place"
+    assert all(
+        item["key"].startswith(f"batches/{batch}/inputs/inbox/") for batch, item in items(store)
+    ), "read from the copy in its batch"
 
 
 def test_only_new_inputs_of_the_inbox(store, broker, tmp_path) -> None:
@@ -199,6 +214,44 @@ def test_two_watchers_racing_over_one_inbox(store, broker) -> None:
     assert sorted(held) == [f"inbox/{n}" for n in names]
     assert all(len(ids) == 1 for ids in held.values()), held
     assert queued_tasks(broker) == chunk_tasks(store)
+
+
+@pytest.mark.parametrize("store", ["file_store", "s3_store"], indirect=True)
+def test_an_object_written_again_after_its_claim_is_read_as_claimed(store, broker) -> None:
+    """A scan written again after its group claimed it: that group's batch reads the bytes it
+    claimed (whenever its chunk runs), and the new bytes are a new object, read once."""
+    old, new = PNG, PNG + b"\0"
+    drop(store, "a.png", data=old)
+    one = watcher(store, broker)
+    one.step(flush=True)
+    drop(store, "a.png", data=new)
+    one.step(flush=True)
+    one.step(flush=True)
+    read = {batch: store.get(item["key"]) for batch, item in items(store)}
+    assert sorted(read.values()) == [old, new], "each version in a batch of its own"
+
+
+@pytest.mark.parametrize("store", ["file_store", "s3_store"], indirect=True)
+def test_an_object_written_again_while_it_is_claimed_is_read_once(store, broker) -> None:
+    """A scan written again between the listing and its claim: the claimed bytes are gone, so
+    that object is rejected as written again; the new bytes are a new object, read once."""
+    old, new = PNG, PNG + b"\0"
+    drop(store, "a.png", data=old)
+
+    class Rewriting(Crashing):
+        def create(self, key: str, data: bytes) -> None:
+            if "/claims/" in key and self._left:
+                self._left = 0
+                drop(self._store, "a.png", data=new)
+            self._store.create(key, data)
+
+    one = watcher(Rewriting(store, "", "^$", after=1), broker)
+    one.step(flush=True)
+    one.step(flush=True)
+    assert [store.get(item["key"]) for _, item in items(store)] == [new]
+    (listed,) = [k for k in store.list("results/") if k.endswith(".rejected.jsonl")]
+    rejected = json.loads(store.get(listed))
+    assert rejected["key"] == "inbox/a.png" and "written again" in rejected["error"]
 
 
 DEATHS = {
@@ -520,10 +573,10 @@ def test_watch_end_to_end(store, redis_url, digits: mnist.Mnist, tmp_path) -> No
         local.stop_workers(workers)
 
     records = copied()
-    assert sorted(r["key"] for r in records) == [f"inbox/{name}" for name in names]
+    assert sorted(inboxed(r["key"]) for r in records) == [f"inbox/{name}" for name in names]
     done = [k for k in store.list("batches/") if k.endswith("/summary.json")]
     in_batches = Counter(
-        record["key"]
+        inboxed(record["key"])
         for key in done
         for record in map(
             json.loads, store.get(key[: -len("summary.json")] + "results.jsonl").splitlines()

@@ -6,11 +6,14 @@ relative keys such as ``batches/<id>/manifest.json``.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import Protocol
+from typing import BinaryIO, Protocol
 from urllib.parse import urlparse
 
 from trainer.errors import UserError
@@ -38,6 +41,7 @@ class Store(Protocol):
     def get(self, key: str) -> bytes: ...
     def put(self, key: str, data: bytes) -> None: ...
     def create(self, key: str, data: bytes) -> None: ...
+    def copy(self, key: str, target: str, tag: str) -> None: ...
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str) -> Iterator[str]: ...
     def list_tagged(self, prefix: str) -> Iterator[tuple[str, str]]: ...
@@ -102,12 +106,15 @@ class FileStore:
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise ObjectMissing(key) from exc
 
-    def _write_temp(self, key: str, data: bytes) -> tuple[Path, Path]:
+    def _write_temp(self, key: str, data: bytes | BinaryIO) -> tuple[Path, Path]:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            if isinstance(data, bytes):
+                fh.write(data)
+            else:
+                shutil.copyfileobj(data, fh)
             fh.flush()
             os.fsync(fh.fileno())
         return Path(tmp), path
@@ -124,6 +131,22 @@ class FileStore:
             raise AlreadyExists(key) from exc
         finally:
             tmp.unlink()
+
+    def copy(self, key: str, target: str, tag: str) -> None:
+        """Copy the version of `key` that list_tagged tagged `tag` to `target`; ObjectMissing
+        if `key` holds another one by now, or none (written over before or while copied)."""
+        try:
+            source = self._path(key).open("rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise ObjectMissing(key) from exc
+        with source:
+            if _file_tag(os.fstat(source.fileno())) != tag:
+                raise ObjectMissing(key)
+            tmp, path = self._write_temp(target, source)
+            if _file_tag(os.fstat(source.fileno())) != tag:
+                tmp.unlink()
+                raise ObjectMissing(key)
+        os.replace(tmp, path)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -150,7 +173,12 @@ class FileStore:
                 stat = (self.root / key).stat()
             except FileNotFoundError:  # removed since it was listed
                 continue
-            yield key, f"{stat.st_size}-{stat.st_mtime_ns}"
+            yield key, _file_tag(stat)
+
+
+def _file_tag(stat: os.stat_result) -> str:
+    """A file's tag in list_tagged: its size and modification time."""
+    return f"{stat.st_size}-{stat.st_mtime_ns}"
 
 
 class S3Store:
@@ -184,10 +212,17 @@ class S3Store:
         return self.prefix + validate_key(key)
 
     def _call(self, method: str, **kwargs):
+        with self._errors(method, kwargs.get("Key", "")):
+            return getattr(self.client, method)(Bucket=self.bucket, **kwargs)
+
+    @contextlib.contextmanager
+    def _errors(self, method: str, key: str) -> Iterator[None]:
+        """Turn what boto3 raises for `method` on `key` into this module's errors."""
+        from boto3.exceptions import S3UploadFailedError
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
         try:
-            return getattr(self.client, method)(Bucket=self.bucket, **kwargs)
+            yield
         except NoCredentialsError as exc:
             raise StoreError(
                 "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
@@ -195,9 +230,9 @@ class S3Store:
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("NoSuchKey", "404", "NotFound"):
-                raise ObjectMissing(kwargs.get("Key", "")) from exc
+                raise ObjectMissing(key) from exc
             if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
-                raise AlreadyExists(kwargs.get("Key", "")) from exc
+                raise AlreadyExists(key) from exc
             if code == "NoSuchBucket":
                 raise StoreError(
                     f"bucket {self.bucket!r} does not exist; create it or set SCANDIGITS_STORE"
@@ -205,6 +240,8 @@ class S3Store:
             if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
                 raise StoreError(f"access to s3://{self.bucket} denied ({code})") from exc
             raise StoreError(f"S3 {method} failed on s3://{self.bucket}: {code}") from exc
+        except S3UploadFailedError as exc:
+            raise StoreError(f"S3 {method} failed on s3://{self.bucket}: {exc}") from exc
         except BotoCoreError as exc:
             endpoint = self.client.meta.endpoint_url
             raise StoreError(
@@ -232,6 +269,18 @@ class S3Store:
 
     def create(self, key: str, data: bytes) -> None:
         self._call("put_object", Key=self._key(key), Body=data, IfNoneMatch="*")
+
+    def copy(self, key: str, target: str, tag: str) -> None:
+        """Copy the version of `key` that list_tagged tagged `tag` to `target`, streamed
+        through this process (a GET with If-Match on its ETag; few S3 APIs heed a copy's
+        conditions); ObjectMissing if `key` holds another one by now, or none."""
+        etag = re.fullmatch(r"(.+)-\d{4}-\d\d-\d\dT.+", tag)[1]  # see list_tagged
+        try:
+            body = self._call("get_object", Key=self._key(key), IfMatch=f'"{etag}"')["Body"]
+        except AlreadyExists as exc:  # 412: the If-Match failed
+            raise ObjectMissing(key) from exc
+        with self._errors("upload_fileobj", target), body:
+            self.client.upload_fileobj(body, self.bucket, self._key(target))
 
     def exists(self, key: str) -> bool:
         try:

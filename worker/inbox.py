@@ -1,15 +1,17 @@
 """Inboxes: store prefixes that scans land in all day, each scan submitted once as it comes.
 
 A `Watcher` polls an inbox, groups what waits there (`batch_size` objects, or fewer once the
-oldest has waited `max_age` s), submits each group as a batch of store URLs (read in place, when
-its chunk runs) and copies each finished batch's results to ``<results>/<batch id>.jsonl|.csv``.
+oldest has waited `max_age` s), submits each group as a batch and copies each finished batch's
+results to ``<results>/<batch id>.jsonl|.csv``.
 
 An object is a key with a tag (S3: ETag and time; file: size and mtime): a key written again is
 a new object. Each object lands in exactly one batch, whichever watchers run or die, by way of
 files under ``watch/<quoted inbox>/`` in the store:
 1. Record (under a Redis lock per inbox, so two watchers do not split each other's groups):
    ``groups/<g>.json`` lists the objects picked for group g, then each is claimed by an
-   exclusive create of ``claims/<object id>.json`` naming g.
+   exclusive create of ``claims/<object id>.json`` naming g and its claimed version copied to
+   ``batches/<g>/inputs/<key>``, which the batch reads: bytes written under its key later are
+   another object's.
 2. Submit (by the holder of g's Redis lease, SET NX PX, renewed each poll; once it lapses, any
    watcher takes it and redoes this step): claim for g what of its list is still unclaimed, so
    its members are settled, and submit them as batch g. batches.submit takes that id by an
@@ -105,6 +107,11 @@ def _is_input(key: str) -> bool:
 
 def _is_archive(key: str) -> bool:
     return key.lower().endswith(batches.ARCHIVE_SUFFIXES)
+
+
+def _pinned(group: str, key: str) -> str:
+    """Where the claimed version of the object under `key` is copied for group's batch."""
+    return f"{batches.prefix(group)}/inputs/{key}"
 
 
 class Watcher:
@@ -235,21 +242,41 @@ class Watcher:
         self.store.put(f"{self.state}groups/{group}.json", json.dumps(record).encode())
         self._claim(group, objects)
 
-    def _claim(self, group: str, objects: list[_Object]) -> list[_Object]:
-        """Claim each object for `group` unless another group has; return those it holds."""
+    def _claim(self, group: str, objects: list[_Object]) -> list[tuple[_Object, str | None]]:
+        """Claim each object for `group` unless another group has, and pin each it holds
+        (`_pin`); return those, each with why it cannot be read (None if it can)."""
 
-        def claim(item: _Object) -> bool:
+        def claim(item: _Object) -> tuple[_Object, str | None] | None:
             key = self._claim_key(item)
             try:
                 self.store.create(key, json.dumps({**asdict(item), "group": group}).encode())
             except AlreadyExists:
-                return json.loads(self.store.get(key))["group"] == group
-            return True
+                if json.loads(self.store.get(key))["group"] != group:
+                    return None
+                return item, self._pin(group, item, again=True)
+            return item, self._pin(group, item, again=False)
 
         with ThreadPoolExecutor(max_workers=16) as pool:
             held = list(pool.map(claim, objects))
         self._claimed |= {item.id for item in objects}
-        return [item for item, mine in zip(objects, held, strict=True) if mine]
+        return [mine for mine in held if mine]
+
+    def _pin(self, group: str, item: _Object, again: bool) -> str | None:
+        """Copy the claimed version of an object into its group's batch (unless a watcher did
+        `again`), for the batch to read whatever is written under its key later; return why
+        it cannot be: the store refuses its key, or the claimed version is gone."""
+        try:
+            self.store.check_key(item.key)
+        except StoreError as exc:
+            return str(exc)
+        pinned = _pinned(group, item.key)
+        if again and self.store.exists(pinned):
+            return None
+        try:
+            self.store.copy(item.key, pinned, item.tag)
+        except ObjectMissing:
+            return "written again or removed before it was read (a new version is a new object)"
+        return None
 
     def _hold(self, name: str) -> bool:
         """Take or renew a lease in Redis for this watcher; False if another one holds it."""
@@ -276,19 +303,12 @@ class Watcher:
         log.info("batch %s resumed: %d chunks re-queued", group, len(lost))
         self.store.put(f"{self.state}queued/{group}", b"")
 
-    def _create(self, group: str, members: list[_Object]) -> None:
-        """Submit the members as batch `group` (AlreadyExists if it is there). Members under a
-        key the store refuses are rejected (`_reject`) and members gone from the store left
-        out; if none is left, or batches.submit refuses them (a bad archive), the group ends
-        without a batch."""
-        readable, refused = [], []
-        for item in members:
-            try:
-                self.store.check_key(item.key)
-            except StoreError as exc:
-                refused.append((item, str(exc)))
-            else:
-                readable.append(item)
+    def _create(self, group: str, members: list[tuple[_Object, str | None]]) -> None:
+        """Submit the members that can be read as batch `group` (AlreadyExists if it is
+        there) and reject the others (`_reject`); if none is left, or batches.submit refuses
+        them (a bad archive), the group ends without a batch."""
+        readable = [item for item, why in members if why is None]
+        refused = [(item, why) for item, why in members if why is not None]
         if refused:
             self._reject(group, refused)
         if not readable:  # all refused, or taken by other groups
@@ -296,7 +316,7 @@ class Watcher:
             return
         try:
             with tempfile.TemporaryDirectory(prefix="scandigits-watch-") as scratch:
-                paths = [self._path(item.key, Path(scratch)) for item in readable]
+                paths = [self._path(group, item.key, Path(scratch)) for item in readable]
                 batch = batches.submit(
                     self.store, paths, **self.options, template=self.template, batch_id=group
                 )
@@ -325,13 +345,12 @@ class Watcher:
         for item, why in refused:
             log.error("%s/%s rejected: %s", self.store.url, item.key, why)
 
-    def _path(self, key: str, scratch: Path) -> str:
-        """What batches.submit is given for an object: its URL, read in place; for an archive,
-        a local copy (it unpacks local archives only), named by its key (which the store
-        checks as it reads the object, before the copy's folder is made)."""
+    def _path(self, group: str, key: str, scratch: Path) -> str:
+        """What batches.submit is given for an object: the URL of its pinned copy; for an
+        archive, a local copy of that (it unpacks local archives only), named by its key."""
         if not _is_archive(key):
-            return f"{self.store.url}/{key}"
-        data = self.store.get(key)
+            return f"{self.store.url}/{_pinned(group, key)}"
+        data = self.store.get(_pinned(group, key))
         copy = scratch / key
         copy.parent.mkdir(parents=True, exist_ok=True)
         copy.write_bytes(data)
