@@ -402,6 +402,18 @@ def test_pdb_and_networkpolicy_select_the_workers(overlay: str) -> None:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_metrics_port_admits_only_the_monitoring_namespace(overlay: str) -> None:
+    """Nothing but Prometheus' namespace reaches the workers (the kubelet's probes come from
+    the node, which a NetworkPolicy cannot block)."""
+    policy = find(build(overlay), "NetworkPolicy", "scandigits-worker")["spec"]
+    (rule,) = policy["ingress"]
+    assert rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_keda_scales_workers_on_the_celery_queue(overlay: str) -> None:
     objs = objects(overlay)
     scaled = find(objs, "ScaledObject", "scandigits-worker")["spec"]

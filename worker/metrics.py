@@ -4,14 +4,22 @@ Chunks run in Celery's forked pool processes, so metrics use prometheus-client's
 mode: each process writes to files in PROMETHEUS_MULTIPROC_DIR, which `scandigits worker` sets
 before anything imports prometheus-client, and `/metrics` in the main process sums them.
 `/livez` answers while the worker runs; `/readyz` only while Redis answers and a model is
-published in the store.
+published in the store. The server closes every connection `timeout` seconds after accepting
+it and serves at most `connections` at once, so slow or half-sent requests cannot pile up
+threads in the worker.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
+import os
+import socket
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -22,6 +30,12 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+
+from trainer.errors import UserError
+
+HOST = "SCANDIGITS_METRICS_HOST"
+TIMEOUT = 10.0  # Prometheus' default scrape timeout
+CONNECTIONS = 16
 
 _TIMES = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
@@ -36,9 +50,86 @@ QUEUE_WAIT = Histogram(
 MODEL_VERSION = Gauge("scandigits_model_version", "Model version in use", multiprocess_mode="max")
 
 
-def serve(port: int, ready: Callable[[], str | None]) -> ThreadingHTTPServer:
-    """Serve /metrics, /livez and /readyz on `port` from a daemon thread; `ready` returns
-    None when ready, else the reason it is not."""
+class _BoundedServer(ThreadingHTTPServer):
+    """A threading HTTP server with at most `connections` connections at once (more are closed
+    on accept) and each closed `timeout` seconds after it was accepted, whatever the client
+    sends or fails to read: per read, by the socket timeout, and in all, by a reaper thread."""
+
+    request_queue_size = 64  # a burst is accepted (and the excess closed), not left in SYN retries
+
+    def __init__(
+        self, address: tuple[str, int], handler: Any, timeout: float, connections: int
+    ) -> None:
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        super().__init__(address, handler)
+        self.deadline = timeout
+        self._slots = threading.BoundedSemaphore(connections)
+        self._open: dict[socket.socket, float] = {}
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        threading.Thread(target=self._reap, name="metrics-reaper", daemon=True).start()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        request.settimeout(self.deadline)
+        with self._lock:
+            self._open[request] = time.monotonic() + self.deadline
+        try:
+            super().process_request(request, client_address)
+        except Exception:  # no thread started: the server closes the connection
+            self._done(request)
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._done(request)
+
+    def _done(self, request: socket.socket) -> None:
+        with self._lock:
+            self._open.pop(request, None)
+        self._slots.release()
+
+    def _reap(self) -> None:
+        """Shut the connections past their deadline: their handler's read or write ends."""
+        while not self._closed.wait(min(0.25, self.deadline / 4)):
+            now = time.monotonic()
+            with self._lock:
+                late = [sock for sock, deadline in self._open.items() if deadline <= now]
+            for sock in late:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def server_close(self) -> None:
+        self._closed.set()
+        super().server_close()
+
+
+def bind_host() -> str:
+    """The address to listen on: SCANDIGITS_METRICS_HOST, by default every IPv4 address (the
+    pod's, for Prometheus and the kubelet's probes)."""
+    value = os.environ.get(HOST, "0.0.0.0").strip()
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise UserError(
+            f"{HOST} must be an IP address to listen on (such as 0.0.0.0, 127.0.0.1 or ::), "
+            f"not {value!r}"
+        ) from None
+
+
+def serve(
+    port: int,
+    ready: Callable[[], str | None],
+    timeout: float = TIMEOUT,
+    connections: int = CONNECTIONS,
+) -> ThreadingHTTPServer:
+    """Serve /metrics, /livez and /readyz on `port` of SCANDIGITS_METRICS_HOST from a daemon
+    thread; `ready` returns None when ready, else the reason it is not. Each connection gets
+    `timeout` seconds in all, and at most `connections` are served at once."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -64,6 +155,6 @@ def serve(port: int, ready: Callable[[], str | None]) -> ThreadingHTTPServer:
         def log_message(self, *_: object) -> None:
             """Probes every few seconds would flood the worker log."""
 
-    server = ThreadingHTTPServer(("", port), Handler)
+    server = _BoundedServer((bind_host(), port), Handler, timeout, connections)
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return server
