@@ -6,10 +6,12 @@ batches of 256 and the last one is padded up to the next traced size, so nothing
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,7 @@ from trainer.storage import Store
 _cache: dict[int, Classifier] = {}
 SHAPES = tuple(2**k for k in range(9))  # batch sizes traced, 1 to 256: padding wastes < half
 TRUSTED = "SCANDIGITS_TRUSTED_MODELS"
+CGROUP = Path("/sys/fs/cgroup")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -45,12 +48,39 @@ def trusted_models() -> frozenset[str] | None:
     return frozenset(digests)
 
 
-def configure_threads(processes: int) -> None:
-    """Split the cores between worker processes so TensorFlow and OpenCV don't oversubscribe."""
+def cpu_limit(cgroup: Path = CGROUP) -> int:
+    """The CPUs this process may use: the container's CPU quota (cgroup v2 `cpu.max`, else v1
+    `cpu.cfs_quota_us` / `cpu.cfs_period_us` under `cgroup`), rounded up, if lower than the
+    CPUs it may run on. os.cpu_count() counts the node's: 64 on a node where the pod has 2."""
+    affinity = getattr(os, "sched_getaffinity", None)  # Linux: the CPUs it may run on
+    cpus = len(affinity(0)) if affinity else os.cpu_count() or 1
+    quota = _cgroup_quota(cgroup)
+    return cpus if quota is None else max(1, min(cpus, math.ceil(quota)))
+
+
+def _cgroup_quota(cgroup: Path) -> float | None:
+    """CPUs' worth of the cgroup's quota, or None when there is none (or it cannot be read)."""
+    try:
+        if (cgroup / "cpu.max").is_file():
+            quota, period = (cgroup / "cpu.max").read_text().split()
+        else:
+            v1 = cgroup / "cpu" if (cgroup / "cpu").is_dir() else cgroup / "cpu,cpuacct"
+            quota = (v1 / "cpu.cfs_quota_us").read_text().strip()
+            period = (v1 / "cpu.cfs_period_us").read_text().strip()
+        if quota in ("max", "-1"):
+            return None
+        return int(quota) / int(period) if int(quota) > 0 and int(period) > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
+def configure_threads(processes: int, cgroup: Path = CGROUP) -> None:
+    """Split the container's CPUs (cpu_limit) between worker processes so TensorFlow and
+    OpenCV don't oversubscribe."""
     import cv2
     import tensorflow as tf
 
-    threads = max(1, (os.cpu_count() or 1) // max(1, processes))
+    threads = max(1, cpu_limit(cgroup) // max(1, processes))
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     cv2.setNumThreads(1)
