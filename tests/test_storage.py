@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import http.client
+import http.server
+import threading
 import time
+import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import cli, make_bucket
 from trainer.storage import AlreadyExists, ObjectMissing, Store, StoreError, open_store
 
 
@@ -121,3 +127,103 @@ def test_copy_takes_the_listed_version_or_none(store: Store) -> None:
     with pytest.raises(ObjectMissing):
         store.copy("in/a.png", "pinned/b.png", tag)
     assert store.get("pinned/a.png") == b"old" and list(store.list("pinned/")) == ["pinned/a.png"]
+
+
+DENIED = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+
+
+class ConditionalProxy(http.server.ThreadingHTTPServer):
+    """An HTTP proxy in front of the S3 server that counts the PUTs with If-None-Match and
+    "heeds" them, "ignores" that header (as an S3 API without conditional writes would) or
+    denies them ("read-only" credentials)."""
+
+    def __init__(self, upstream: str, mode: str) -> None:
+        self.upstream = urllib.parse.urlsplit(upstream)
+        self.mode, self.conditional = mode, 0
+        super().__init__(("127.0.0.1", 0), _ConditionalHandler)
+
+
+class _ConditionalHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: ConditionalProxy
+
+    def _forward(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        headers = dict(self.headers)
+        if self.command == "PUT" and "If-None-Match" in self.headers:
+            self.server.conditional += 1
+            if self.server.mode == "read-only":
+                self.send_response(403)
+                self.send_header("Content-Length", str(len(DENIED)))
+                self.end_headers()
+                self.wfile.write(DENIED)
+                return
+            if self.server.mode == "ignores":
+                del headers["If-None-Match"]
+        upstream = http.client.HTTPConnection(
+            self.server.upstream.hostname, self.server.upstream.port, timeout=30
+        )
+        upstream.request(self.command, self.path, body, headers)
+        reply = upstream.getresponse()
+        data = reply.read()
+        self.send_response(reply.status)
+        for name, value in reply.getheaders():
+            if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
+
+    def log_message(self, *_: object) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def conditional_proxy(
+    request: pytest.FixtureRequest, s3_endpoint: str, monkeypatch
+) -> Iterator[ConditionalProxy]:
+    """The S3 server behind a ConditionalProxy in each mode, with boto3 pointed at it."""
+    proxy = ConditionalProxy(s3_endpoint, request.param)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{proxy.server_address[1]}")
+    yield proxy
+    proxy.shutdown()
+
+
+@pytest.mark.parametrize("conditional_proxy", ["heeds", "ignores", "read-only"], indirect=True)
+def test_exclusive_create_is_probed_once_at_start(conditional_proxy, s3_store) -> None:
+    """check() creates a probe key twice: an S3 API that lets the second through is refused
+    in one line; one that refuses it passes, once per process, and the probe is gone. Without
+    the right to write, nothing relies on exclusive create: it is not probed."""
+    store = open_store(s3_store.url)  # a client of its own, through the proxy
+    if conditional_proxy.mode == "ignores":
+        with pytest.raises(StoreError) as refused:
+            store.check()
+        assert "If-None-Match" in str(refused.value) and "\n" not in str(refused.value)
+    else:
+        store.check()
+        open_store(s3_store.url).check()
+    creates = 1 if conditional_proxy.mode == "read-only" else 2
+    assert conditional_proxy.conditional == creates, "probed once in a process"
+    assert list(store.list("")) == [], "the probe is deleted"
+
+
+@pytest.mark.parametrize("conditional_proxy", ["heeds", "ignores"], indirect=True)
+def test_a_store_ignoring_exclusive_create_is_refused_at_start(
+    conditional_proxy, s3_endpoint, redis_url
+) -> None:
+    """`scandigits watch` on an S3 API that ignores If-None-Match stops at start with one line;
+    on one that heeds it, it runs."""
+    bucket = f"probe-{conditional_proxy.mode}"
+    make_bucket(bucket)
+    env = {"SCANDIGITS_BROKER_URL": redis_url, "SCANDIGITS_STORE": f"s3://{bucket}/data"}
+    run = cli("watch", f"s3://{bucket}/data/inbox/", "--once", env=env, timeout=120)
+    if conditional_proxy.mode == "ignores":
+        assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
+        assert run.stderr.startswith("error: ") and "If-None-Match" in run.stderr
+    else:
+        assert run.returncode == 0, run.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -21,6 +22,10 @@ from trainer.errors import UserError
 
 class StoreError(UserError):
     """The store cannot be used (unreachable, missing bucket, no credentials, bad URL)."""
+
+
+class AccessDenied(StoreError):
+    """The store's credentials do not allow what was asked."""
 
 
 class ObjectMissing(KeyError):
@@ -181,6 +186,9 @@ def _file_tag(stat: os.stat_result) -> str:
     return f"{stat.st_size}-{stat.st_mtime_ns}"
 
 
+_EXCLUSIVE: set[str] = set()  # URLs of the S3 stores whose exclusive create was probed
+
+
 class S3Store:
     """A bucket and prefix on any S3 API (AWS, MinIO, moto); settings from boto3's AWS_* env."""
 
@@ -238,7 +246,7 @@ class S3Store:
                     f"bucket {self.bucket!r} does not exist; create it or set SCANDIGITS_STORE"
                 ) from exc
             if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-                raise StoreError(f"access to s3://{self.bucket} denied ({code})") from exc
+                raise AccessDenied(f"access to s3://{self.bucket} denied ({code})") from exc
             raise StoreError(f"S3 {method} failed on s3://{self.bucket}: {code}") from exc
         except S3UploadFailedError as exc:
             raise StoreError(f"S3 {method} failed on s3://{self.bucket}: {exc}") from exc
@@ -250,12 +258,38 @@ class S3Store:
             ) from exc
 
     def check(self) -> None:
+        """The bucket is there, and (once per process) exclusive create is exclusive."""
         try:
             self._call("head_bucket")
         except ObjectMissing as exc:
             raise StoreError(
                 f"bucket {self.bucket!r} does not exist; create it or set SCANDIGITS_STORE"
             ) from exc
+        if self.url not in _EXCLUSIVE:
+            self._probe_exclusive()
+            _EXCLUSIVE.add(self.url)
+
+    def _probe_exclusive(self) -> None:
+        """Refuse an S3 API that ignores If-None-Match, on which watchers' claims, chunk
+        results and model versions would silently lose their exclusivity: create a probe key
+        twice, the second must be refused. Skipped without the right to write, as nothing
+        this process does then relies on it."""
+        key = f".scandigits-probe-{secrets.token_hex(8)}"
+        try:
+            self.create(key, b"")
+        except AccessDenied:
+            return
+        try:
+            self.create(key, b"")
+        except AlreadyExists:
+            return
+        finally:
+            self.delete(key)
+        raise StoreError(
+            f"the S3 API behind {self.url} ignores If-None-Match (a second exclusive create of "
+            "one key succeeded), so claims and results could be taken twice; use one that "
+            "supports conditional writes"
+        )
 
     def check_key(self, key: str) -> None:
         """StoreError if the store refuses `key` (see validate_key)."""
