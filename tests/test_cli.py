@@ -139,3 +139,10 @@ def test_predict_refuses_a_decompression_bomb_in_little_memory(
     assert stdout.startswith(f"{bomb}\terror: not a readable image (format not supported")
     assert len(stdout.splitlines()) == 1
     assert rss < 1_000_000_000, f"peak RSS {rss / 1e6:.0f} MB"
+
+
+def test_a_worker_with_a_bad_trusted_models_list_does_not_start(tmp_path) -> None:
+    env = {"SCANDIGITS_TRUSTED_MODELS": "zz", "SCANDIGITS_STORE": f"file://{tmp_path}"}
+    result = cli("worker", env=env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("error: SCANDIGITS_TRUSTED_MODELS must be sha256")

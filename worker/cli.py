@@ -336,8 +336,14 @@ def review(
 @app.command()
 def worker(
     concurrency: Annotated[
-        int, typer.Option(envvar="SCANDIGITS_CONCURRENCY", min=1, help="Worker processes")
-    ] = os.cpu_count() or 1,
+        int | None,
+        typer.Option(
+            envvar="SCANDIGITS_CONCURRENCY",
+            min=1,
+            help="Worker processes [default: the container's CPUs]",
+            show_default=False,
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(envvar="SCANDIGITS_LOG_LEVEL")] = "INFO",
     time_limit: TimeLimit = 600,
     metrics_port: Annotated[
@@ -357,10 +363,12 @@ def worker(
     os.environ.setdefault(
         "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="scandigits-metrics-")
     )
-    from worker import metrics
+    from worker import inference, metrics
     from worker.queue import app as celery
     from worker.queue import connect, ping
 
+    inference.trusted_models()  # a bad list fails here in one line, not image by image
+    concurrency = concurrency or inference.cpu_limit()
     connect(broker)
     target = _open(store)
     celery.conf.update(

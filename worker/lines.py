@@ -6,13 +6,13 @@ tick stubs, blur, restroked pens) too."""
 from __future__ import annotations
 
 import multiprocessing
-import os
 from concurrent.futures import ProcessPoolExecutor
 
 import cv2
 import numpy as np
 
 from trainer import samples, strings, varied
+from worker import inference
 from worker.decode import decode_colour, writing
 from worker.preprocess import NoInkError
 from worker.segment import segment
@@ -25,7 +25,7 @@ def scanned(
     `digits` rendered as field scans, and their labels as strings.make gives them; the few
     fields the segmenter finds no ink in are left out. Rendered on every core, in fresh
     processes: a fork would inherit TensorFlow's locks mid-training and hang."""
-    processes = min(os.cpu_count() or 1, max(1, count // 100))
+    processes = min(inference.cpu_limit(), max(1, count // 100))
     seeds = np.random.SeedSequence(seed).spawn(processes)
     shares = [count // processes + (k < count % processes) for k in range(processes)]
     with ProcessPoolExecutor(processes, multiprocessing.get_context("spawn")) as pool:
