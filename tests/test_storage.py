@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import cli, make_bucket
-from trainer.storage import AlreadyExists, ObjectMissing, Store, StoreError, open_store
+from trainer.storage import (
+    AlreadyExists,
+    ObjectMissing,
+    Store,
+    StoreError,
+    TooLarge,
+    open_store,
+)
 
 
 @pytest.fixture(params=["file", "s3"])
@@ -114,19 +121,25 @@ def test_list_tagged_tells_a_rewrite(store: Store) -> None:
     assert again["in/a.png"] != first["in/a.png"] and again["in/b.png"] == first["in/b.png"]
 
 
-def test_copy_takes_the_listed_version_or_none(store: Store) -> None:
-    """A copy reads the version that was listed: once the key holds other bytes (or none),
-    it is ObjectMissing and copies nothing."""
+def test_copy_takes_the_listed_version_or_none(store: Store, tmp_path: Path) -> None:
+    """A copy reads the version that was listed, up to a size: once the key holds other
+    bytes (or none) it is ObjectMissing, over the size TooLarge, and copies nothing."""
     store.put("in/a.png", b"old")
     (tag,) = dict(store.list_tagged("in/")).values()
-    store.copy("in/a.png", "pinned/a.png", tag)
+    with pytest.raises(TooLarge, match="3 bytes, over the limit of 2"):
+        store.copy("in/a.png", "pinned/a.png", tag, limit=2)
+    store.copy("in/a.png", "pinned/a.png", tag, limit=3)
     store.put("in/a.png", b"new!")
     with pytest.raises(ObjectMissing):
-        store.copy("in/a.png", "pinned/b.png", tag)
+        store.copy("in/a.png", "pinned/b.png", tag, limit=10)
     store.delete("in/a.png")
     with pytest.raises(ObjectMissing):
-        store.copy("in/a.png", "pinned/b.png", tag)
+        store.copy("in/a.png", "pinned/b.png", tag, limit=10)
     assert store.get("pinned/a.png") == b"old" and list(store.list("pinned/")) == ["pinned/a.png"]
+    store.download("pinned/a.png", tmp_path / "a.png")
+    assert (tmp_path / "a.png").read_bytes() == b"old"
+    with pytest.raises(ObjectMissing):
+        store.download("in/a.png", tmp_path / "gone.png")
 
 
 DENIED = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"

@@ -27,7 +27,7 @@ import redis
 from tests.conftest import cli, publish
 from trainer import mnist, samples
 from trainer.storage import FileStore, Store
-from worker import batches, inbox, local, queue
+from worker import batches, decode, inbox, local, queue
 from worker.templates import FieldSpec, Template
 
 PNG = cv2.imencode(".png", np.full((20, 20), 255, np.uint8))[1].tobytes()
@@ -469,6 +469,33 @@ def test_an_archive_key_makes_no_folder_outside_the_scratch(store, broker, tmp_p
     assert not (tmp_path / "escaped").exists()
     (listed,) = [k for k in store.list("results/") if k.endswith(".rejected.jsonl")]
     assert json.loads(store.get(listed))["key"] == f"{tmp_path}/escaped/forms.zip"
+
+
+@pytest.mark.parametrize("store", ["file_store", "s3_store"], indirect=True)
+def test_objects_over_the_limits_are_rejected_unread(store, broker, monkeypatch) -> None:
+    """A scan over decode.MAX_BYTES, or an archive over batches.MAX_ARCHIVE_BYTES, is
+    rejected by its size before a byte of it is read or copied; the rest goes on."""
+    monkeypatch.setattr(decode, "MAX_BYTES", 1000)
+    monkeypatch.setattr(batches, "MAX_ARCHIVE_BYTES", 2000)
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w") as archive:
+        archive.writestr("1.png", PNG)
+        archive.writestr("pad.txt", bytes(3000))
+    drop(store, "big.zip", data=packed.getvalue())
+    drop(store, "big.pdf", data=b"%PDF-1.4\n" + bytes(1000))
+    drop(store, "a.png")
+    one = watcher(Crashing(store, "get", "big"), broker)  # a read of either kills it
+    one.step(flush=True)
+    assert sorted(batched(store)) == ["inbox/a.png"]
+    assert not [key for key in store.list("batches/") if "/big." in key], "nothing copied"
+    rejected = [
+        json.loads(line)
+        for key in store.list("results/")
+        if key.endswith(".rejected.jsonl")
+        for line in store.get(key).splitlines()
+    ]
+    assert sorted(r["key"] for r in rejected) == ["inbox/big.pdf", "inbox/big.zip"]
+    assert all("over the limit" in r["error"] for r in rejected), rejected
 
 
 def test_every_batch_carries_the_template(store, broker) -> None:

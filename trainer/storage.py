@@ -36,6 +36,13 @@ class AlreadyExists(Exception):
     """An exclusive create found the key already taken."""
 
 
+class TooLarge(Exception):
+    """An object is over the size it may be read at; str() gives both sizes."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"{size:,} bytes, over the limit of {limit:,}")
+
+
 class Store(Protocol):
     """Keyed blobs; keys are relative POSIX paths without '..'."""
 
@@ -46,7 +53,8 @@ class Store(Protocol):
     def get(self, key: str) -> bytes: ...
     def put(self, key: str, data: bytes) -> None: ...
     def create(self, key: str, data: bytes) -> None: ...
-    def copy(self, key: str, target: str, tag: str) -> None: ...
+    def copy(self, key: str, target: str, tag: str, limit: int) -> None: ...
+    def download(self, key: str, path: Path) -> None: ...
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str) -> Iterator[str]: ...
     def list_tagged(self, prefix: str) -> Iterator[tuple[str, str]]: ...
@@ -137,21 +145,32 @@ class FileStore:
         finally:
             tmp.unlink()
 
-    def copy(self, key: str, target: str, tag: str) -> None:
+    def copy(self, key: str, target: str, tag: str, limit: int) -> None:
         """Copy the version of `key` that list_tagged tagged `tag` to `target`; ObjectMissing
-        if `key` holds another one by now, or none (written over before or while copied)."""
+        if `key` holds another one by now, or none (written over before or while copied),
+        TooLarge if it is over `limit` bytes (nothing read)."""
         try:
             source = self._path(key).open("rb")
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise ObjectMissing(key) from exc
         with source:
-            if _file_tag(os.fstat(source.fileno())) != tag:
+            stat = os.fstat(source.fileno())
+            if _file_tag(stat) != tag:
                 raise ObjectMissing(key)
+            if stat.st_size > limit:
+                raise TooLarge(stat.st_size, limit)
             tmp, path = self._write_temp(target, source)
             if _file_tag(os.fstat(source.fileno())) != tag:
                 tmp.unlink()
                 raise ObjectMissing(key)
         os.replace(tmp, path)
+
+    def download(self, key: str, path: Path) -> None:
+        """Copy `key` to a local file."""
+        try:
+            shutil.copyfile(self._path(key), path)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise ObjectMissing(key) from exc
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -304,17 +323,26 @@ class S3Store:
     def create(self, key: str, data: bytes) -> None:
         self._call("put_object", Key=self._key(key), Body=data, IfNoneMatch="*")
 
-    def copy(self, key: str, target: str, tag: str) -> None:
+    def copy(self, key: str, target: str, tag: str, limit: int) -> None:
         """Copy the version of `key` that list_tagged tagged `tag` to `target`, streamed
         through this process (a GET with If-Match on its ETag; few S3 APIs heed a copy's
-        conditions); ObjectMissing if `key` holds another one by now, or none."""
+        conditions); ObjectMissing if `key` holds another one by now, or none, TooLarge if it
+        is over `limit` bytes (its body left unread)."""
         etag = re.fullmatch(r"(.+)-\d{4}-\d\d-\d\dT.+", tag)[1]  # see list_tagged
         try:
-            body = self._call("get_object", Key=self._key(key), IfMatch=f'"{etag}"')["Body"]
+            reply = self._call("get_object", Key=self._key(key), IfMatch=f'"{etag}"')
         except AlreadyExists as exc:  # 412: the If-Match failed
             raise ObjectMissing(key) from exc
-        with self._errors("upload_fileobj", target), body:
-            self.client.upload_fileobj(body, self.bucket, self._key(target))
+        with reply["Body"] as body:
+            if reply["ContentLength"] > limit:
+                raise TooLarge(reply["ContentLength"], limit)
+            with self._errors("upload_fileobj", target):
+                self.client.upload_fileobj(body, self.bucket, self._key(target))
+
+    def download(self, key: str, path: Path) -> None:
+        """Copy `key` to a local file, streamed."""
+        with self._errors("download_file", key):
+            self.client.download_file(self.bucket, self._key(key), str(path))
 
     def exists(self, key: str) -> bool:
         try:

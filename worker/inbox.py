@@ -48,8 +48,15 @@ from kombu.exceptions import OperationalError
 
 from trainer.errors import UserError
 from trainer.registry import RegistryError
-from trainer.storage import AlreadyExists, ObjectMissing, Store, StoreError, open_store
-from worker import batches
+from trainer.storage import (
+    AlreadyExists,
+    ObjectMissing,
+    Store,
+    StoreError,
+    TooLarge,
+    open_store,
+)
+from worker import batches, decode
 from worker.results import REVIEW_BELOW
 from worker.templates import Template
 
@@ -264,7 +271,8 @@ class Watcher:
     def _pin(self, group: str, item: _Object, again: bool) -> str | None:
         """Copy the claimed version of an object into its group's batch (unless a watcher did
         `again`), for the batch to read whatever is written under its key later; return why
-        it cannot be: the store refuses its key, or the claimed version is gone."""
+        it cannot be: the store refuses its key, the claimed version is gone, or it is over
+        the size limit (an archive's, batches.MAX_ARCHIVE_BYTES, else decode.MAX_BYTES)."""
         try:
             self.store.check_key(item.key)
         except StoreError as exc:
@@ -272,10 +280,13 @@ class Watcher:
         pinned = _pinned(group, item.key)
         if again and self.store.exists(pinned):
             return None
+        limit = batches.MAX_ARCHIVE_BYTES if _is_archive(item.key) else decode.MAX_BYTES
         try:
-            self.store.copy(item.key, pinned, item.tag)
+            self.store.copy(item.key, pinned, item.tag, limit)
         except ObjectMissing:
             return "written again or removed before it was read (a new version is a new object)"
+        except TooLarge as exc:
+            return str(exc)
         return None
 
     def _hold(self, name: str) -> bool:
@@ -347,13 +358,13 @@ class Watcher:
 
     def _path(self, group: str, key: str, scratch: Path) -> str:
         """What batches.submit is given for an object: the URL of its pinned copy; for an
-        archive, a local copy of that (it unpacks local archives only), named by its key."""
+        archive, a local copy of that (it unpacks local archives only), named by its key
+        (which the store took at `_pin`, so the copy stays in `scratch`)."""
         if not _is_archive(key):
             return f"{self.store.url}/{_pinned(group, key)}"
-        data = self.store.get(_pinned(group, key))
         copy = scratch / key
         copy.parent.mkdir(parents=True, exist_ok=True)
-        copy.write_bytes(data)
+        self.store.download(_pinned(group, key), copy)
         return str(copy)
 
     # --- 3. finish --------------------------------------------------------------------------
