@@ -1,0 +1,153 @@
+"""A hostile corpus through `submit` and `watch`, real workers: every good scan read once, every
+bad input a one-line error, nobody over their memory limit."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import publish
+from tests.test_decode import (
+    bigtiff_declaring,
+    hdr_declaring,
+    jpeg_declaring,
+    png_declaring,
+    sun_declaring,
+)
+from tests.test_e2e import _records
+from trainer import mnist, samples
+from trainer.storage import Store
+from worker import local, queue
+
+WORKER_MEMORY = 2 * 1024**3  # the worker Deployment's limit
+WATCHER_MEMORY = 1024**3  # the watcher Deployment's limit
+
+
+def _pdf_page(points: int) -> bytes:
+    import pypdfium2 as pdfium
+
+    document = pdfium.PdfDocument.new()
+    document.new_page(points, points)
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
+
+
+def _zip_bomb() -> bytes:
+    """One member that unpacks to 60 MB of zeros, over the byte limit (60 KB packed)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zipped:
+        zipped.writestr("scan.png", bytes(60_000_000))
+    return out.getvalue()
+
+
+def _tar_bomb() -> bytes:
+    """bzip2 inside a name that says plain TAR, passing over 300 MB of filler (a few KB)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:bz2") as tarred:
+        info = tarfile.TarInfo("filler.bin")
+        info.size = 300_000_000
+        tarred.addfile(info, io.BytesIO(bytes(info.size)))
+    return out.getvalue()
+
+
+# what each bad input must be told, in one line, by the worker
+BAD = {
+    "pixels.png": (png_declaring(50_000, 50_000), "image too large"),
+    "pixels.jpg": (jpeg_declaring(60_000, 40_000), "image too large"),
+    "radiance.png": (hdr_declaring(7000, 7000), "not a readable image"),
+    "portable.pgm": (
+        b"P7\nWIDTH 7000\nHEIGHT 7000\nDEPTH 1\nMAXVAL 255\nENDHDR\n",
+        "not a readable",
+    ),
+    "float.png": (b"PF\n7000 7000\n-1.0\n" + bytes(4096), "not a readable image"),
+    "sun.bmp": (sun_declaring(10_000, 10_000), "image too large"),
+    "big.tif": (bigtiff_declaring(20_000, 20_000), "image too large"),
+    "page.pdf": (_pdf_page(14_400), "page 1 too large"),
+    "empty.png": (b"", "empty"),
+    "text.jpg": (b"hello", "not a readable image"),
+}
+ARCHIVES = {"bomb.zip": _zip_bomb(), "bomb.tar": _tar_bomb()}  # refused whole, nothing queued
+
+
+@pytest.fixture(scope="module")
+def corpus(digits: mnist.Mnist, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """24 good scans and the bad inputs, in one folder."""
+    folder = tmp_path_factory.mktemp("hostile")
+    labels = samples.write_scans(folder, digits.x_test, digits.y_test, 24, seed=5)
+    for name, (data, _) in BAD.items():
+        (folder / name).write_bytes(data)
+    return folder, labels
+
+
+def _peak(process: subprocess.Popen) -> int:
+    """Peak RSS in bytes of a live process and of its children, the largest of them."""
+
+    def high_water(pid: int) -> int:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    return max(high_water(int(pid)) for pid in [process.pid, *children])
+
+
+def _peak_of_run(*args: str, env: dict[str, str]) -> tuple[subprocess.CompletedProcess, int]:
+    """Run the CLI; return its result and its peak RSS in bytes."""
+    wrapper = (
+        "import json, resource, subprocess, sys\n"
+        "run = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024\n"
+        "print(json.dumps([run.returncode, run.stdout, run.stderr, peak]))\n"
+    )
+    command = [sys.executable, "-c", wrapper, sys.executable, "-m", "worker", *args]
+    done = subprocess.run(
+        command, env={**os.environ, **env}, capture_output=True, text=True, timeout=600
+    )
+    code, stdout, stderr, peak = json.loads(done.stdout)
+    return subprocess.CompletedProcess(args, code, stdout, stderr), peak
+
+
+def test_hostile_corpus_through_submit(corpus, redis_url, trained, file_store: Store, tmp_path):
+    """Bombs in every format the decoders take, junk, a PDF page too large to render, with
+    good scans: each good scan read once, each bad file one line, archive bombs refused whole
+    by submit, and neither the workers nor submit near their memory limits."""
+    folder, labels = corpus
+    publish(file_store, trained)
+    env = {"SCANDIGITS_BROKER_URL": redis_url, "SCANDIGITS_STORE": file_store.url}
+    queue.connect(redis_url)
+    for name, data in ARCHIVES.items():
+        (tmp_path / name).write_bytes(data)
+        refused, peak = _peak_of_run("submit", str(tmp_path / name), env=env)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr
+        last = refused.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: ") and str(tmp_path / name) in last
+        assert peak < WATCHER_MEMORY, f"submit peaked at {peak / 1e6:.0f} MB"
+    workers = local.start_workers(2, env, tmp_path / "logs")
+    try:
+        local.wait_ready(workers, tmp_path / "logs")
+        submitted, peak = _peak_of_run("submit", str(folder), "--wait", env=env)
+        assert submitted.returncode == 0, submitted.stderr
+        assert peak < WATCHER_MEMORY, f"submit peaked at {peak / 1e6:.0f} MB"
+        peaks = [_peak(w) for w in workers]
+    finally:
+        local.stop_workers(workers)
+    assert max(peaks) < WORKER_MEMORY, f"workers peaked at {[p // 10**6 for p in peaks]} MB"
+    records = _records(submitted.stdout.strip(), env)
+    by_name = {Path(r["source"]).name: r for r in records}
+    assert len(records) == len(by_name) == len(labels) + len(BAD), "each input once"
+    for name, (_, message) in BAD.items():
+        error = by_name[name]["error"]
+        assert error and message in error and "\n" not in error, (name, error)
+    assert all(by_name[name]["error"] is None for name in labels)
+    assert sum(by_name[name]["text"] == text for name, text in labels.items()) >= 20
+    print(f"peak RSS: submit {peak / 1e6:.0f} MB, workers {[p // 10**6 for p in peaks]} MB")
