@@ -147,8 +147,9 @@ DENIED = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Err
 
 class ConditionalProxy(http.server.ThreadingHTTPServer):
     """An HTTP proxy in front of the S3 server that counts the PUTs with If-None-Match and
-    "heeds" them, "ignores" that header (as an S3 API without conditional writes would) or
-    denies them ("read-only" credentials)."""
+    "heeds" them, "ignores" that header (as an S3 API without conditional writes would),
+    denies them ("read-only" credentials), or "loses a reply": the first one's, after the
+    server has done it."""
 
     def __init__(self, upstream: str, mode: str) -> None:
         self.upstream = urllib.parse.urlsplit(upstream)
@@ -164,6 +165,7 @@ class _ConditionalHandler(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
         headers = dict(self.headers)
+        lose = False
         if self.command == "PUT" and "If-None-Match" in self.headers:
             self.server.conditional += 1
             if self.server.mode == "read-only":
@@ -174,12 +176,18 @@ class _ConditionalHandler(http.server.BaseHTTPRequestHandler):
                 return
             if self.server.mode == "ignores":
                 del headers["If-None-Match"]
+            lose = self.server.mode == "loses a reply" and self.server.conditional == 1
         upstream = http.client.HTTPConnection(
             self.server.upstream.hostname, self.server.upstream.port, timeout=30
         )
         upstream.request(self.command, self.path, body, headers)
         reply = upstream.getresponse()
         data = reply.read()
+        if lose:
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         self.send_response(reply.status)
         for name, value in reply.getheaders():
             if name.lower() not in ("content-length", "transfer-encoding", "connection"):
@@ -207,11 +215,15 @@ def conditional_proxy(
     proxy.shutdown()
 
 
-@pytest.mark.parametrize("conditional_proxy", ["heeds", "ignores", "read-only"], indirect=True)
+PROBES = {"heeds": 2, "ignores": 2, "read-only": 1, "loses a reply": 3}
+
+
+@pytest.mark.parametrize("conditional_proxy", PROBES, indirect=True)
 def test_exclusive_create_is_probed_once_at_start(conditional_proxy, s3_store) -> None:
     """check() creates a probe key twice: an S3 API that lets the second through is refused
-    in one line; one that refuses it passes, once per process, and the probe is gone. Without
-    the right to write, nothing relies on exclusive create: it is not probed."""
+    in one line; one that refuses it passes, once per process (also when the first create's
+    reply is lost and its retry refused), and the probe is gone. Without the right to write,
+    nothing relies on exclusive create: it is not probed."""
     store = open_store(s3_store.url)  # a client of its own, through the proxy
     if conditional_proxy.mode == "ignores":
         with pytest.raises(StoreError) as refused:
@@ -220,8 +232,7 @@ def test_exclusive_create_is_probed_once_at_start(conditional_proxy, s3_store) -
     else:
         store.check()
         open_store(s3_store.url).check()
-    creates = 1 if conditional_proxy.mode == "read-only" else 2
-    assert conditional_proxy.conditional == creates, "probed once in a process"
+    assert conditional_proxy.conditional == PROBES[conditional_proxy.mode], "once a process"
     assert list(store.list("")) == [], "the probe is deleted"
 
 

@@ -298,6 +298,8 @@ class S3Store:
             self.create(key, b"")
         except AccessDenied:
             return
+        except AlreadyExists:  # a retry, after the first attempt's reply was lost
+            pass
         try:
             self.create(key, b"")
         except AlreadyExists:
