@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+from functools import partial
 
 import cv2
 import numpy as np
@@ -227,6 +228,11 @@ def test_store_refusals_are_per_image_errors(tmp_path) -> None:
     )
     (reading,), _ = pipeline.read(["../secret.png"], store.get, Shapes())
     assert reading.error == "cannot fetch the input: invalid object key '../secret.png'"
+    store.put("big.png", touching_sevens())
+    (reading,), _ = pipeline.read(["big.png"], partial(store.get, limit=100), Shapes())
+    assert reading.error.startswith("file too large (") and "over the limit of 100)" in (
+        reading.error
+    )
 
 
 def test_a_store_failure_reaches_the_task_retry_and_a_missing_input_does_not() -> None:

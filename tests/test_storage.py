@@ -66,6 +66,15 @@ def test_unsafe_keys_refused(store: Store, key: str) -> None:
         list(store.list(key + "/"))
 
 
+def test_get_refuses_an_object_over_its_limit_unread(store: Store) -> None:
+    store.put("a.png", b"12345")
+    with pytest.raises(TooLarge, match="5 bytes, over the limit of 4"):
+        store.get("a.png", limit=4)
+    assert store.get("a.png", limit=5) == store.get("a.png") == b"12345"
+    with pytest.raises(ObjectMissing):
+        store.get("b.png", limit=5)
+
+
 def test_file_store_relative_url_and_atomic_writes(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     store = open_store("file://./data")

@@ -28,6 +28,10 @@ class AccessDenied(StoreError):
     """The store's credentials do not allow what was asked."""
 
 
+class KeyRefused(StoreError):
+    """The store refuses a key: not a safe relative key, or one leading out of the store."""
+
+
 class ObjectMissing(KeyError):
     """The requested key does not exist in the store."""
 
@@ -50,7 +54,7 @@ class Store(Protocol):
 
     def check(self) -> None: ...
     def check_key(self, key: str) -> None: ...
-    def get(self, key: str) -> bytes: ...
+    def get(self, key: str, limit: int | None = None) -> bytes: ...
     def put(self, key: str, data: bytes) -> None: ...
     def create(self, key: str, data: bytes) -> None: ...
     def copy(self, key: str, target: str, tag: str, limit: int) -> None: ...
@@ -65,7 +69,7 @@ def validate_key(key: str) -> str:
     """Return key if it is a safe relative key; refuse absolute paths and '..' segments."""
     parts = PurePosixPath(key).parts
     if not key or key.startswith("/") or "\\" in key or ".." in parts or "" in key.split("/"):
-        raise StoreError(f"invalid object key {key!r}")
+        raise KeyRefused(f"invalid object key {key!r}")
     return key
 
 
@@ -98,7 +102,7 @@ class FileStore:
     def _path(self, key: str) -> Path:
         path = self.root / validate_key(key)
         if not path.resolve().is_relative_to(self.root.resolve()):
-            raise StoreError(f"object key {key!r} leads out of the store (through a symlink)")
+            raise KeyRefused(f"object key {key!r} leads out of the store (through a symlink)")
         return path
 
     def check(self) -> None:
@@ -113,9 +117,14 @@ class FileStore:
         """StoreError if the store refuses `key` (see validate_key; or a symlink out of it)."""
         self._path(key)
 
-    def get(self, key: str) -> bytes:
+    def get(self, key: str, limit: int | None = None) -> bytes:
+        """The object's bytes; TooLarge, reading none, if it is over `limit` bytes."""
         try:
-            return self._path(key).read_bytes()
+            with self._path(key).open("rb") as file:
+                size = os.fstat(file.fileno()).st_size
+                if limit is not None and size > limit:
+                    raise TooLarge(size, limit)
+                return file.read()
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise ObjectMissing(key) from exc
 
@@ -316,8 +325,14 @@ class S3Store:
         """StoreError if the store refuses `key` (see validate_key)."""
         validate_key(key)
 
-    def get(self, key: str) -> bytes:
-        return self._call("get_object", Key=self._key(key))["Body"].read()
+    def get(self, key: str, limit: int | None = None) -> bytes:
+        """The object's bytes; TooLarge, its body left unread, if it is over `limit` bytes."""
+        reply = self._call("get_object", Key=self._key(key))
+        with reply["Body"] as body:
+            if limit is not None and reply["ContentLength"] > limit:
+                raise TooLarge(reply["ContentLength"], limit)
+            with self._errors("get_object", key):
+                return body.read()
 
     def put(self, key: str, data: bytes) -> None:
         self._call("put_object", Key=self._key(key), Body=data)

@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from trainer import registry
 from trainer.errors import UserError
-from trainer.storage import AlreadyExists, ObjectMissing, Store, open_store
+from trainer.storage import AlreadyExists, ObjectMissing, Store, TooLarge, open_store
 from worker import decode, queue, results
 from worker.templates import Template
 
@@ -116,15 +116,15 @@ def _paged(source: str, key: str, count: int) -> list[dict[str, Any]]:
     return [{"source": f"{source}#{n}", "key": key, "page": n} for n in range(1, count + 1)]
 
 
-def _count(name: str, read: Callable[[], bytes], size: Callable[[], int]) -> int:
-    """Pages of a PDF or TIFF input (its `size` checked before it is `read`); 1 for other
+def _count(name: str, read: Callable[[], bytes]) -> int:
+    """Pages of a PDF or TIFF input, `read` no further than the byte limit; 1 for other
     inputs, and for those the worker will refuse (unreadable, too large, too many pages,
     gone): as one item, they get its one-line error."""
-    if Path(name).suffix.lower() not in PAGED_SUFFIXES or size() > decode.MAX_BYTES:
+    if Path(name).suffix.lower() not in PAGED_SUFFIXES:
         return 1
     try:
         return decode.pages(read())
-    except (decode.DecodeError, ObjectMissing):
+    except (decode.DecodeError, ObjectMissing, TooLarge):
         return 1
 
 
@@ -139,7 +139,9 @@ def _store_items(store: Store, url: str) -> list[dict[str, Any]]:
     if not keys and store.exists(relative):
         keys = [relative]
     with ThreadPoolExecutor(max_workers=16) as pool:
-        counts = pool.map(lambda key: _count(key, partial(store.get, key), lambda: 0), keys)
+        counts = pool.map(
+            lambda key: _count(key, partial(store.get, key, limit=decode.MAX_BYTES)), keys
+        )
         return [
             item for key, n in zip(keys, counts, strict=True) for item in _paged(root + key, key, n)
         ]
@@ -254,8 +256,7 @@ def submit(
                 continue
             for source, file in _local_inputs(Path(raw), Path(scratch)):
                 key = f"{inputs}{len(items):06d}-{_safe_name(Path(source).name)}"
-                count = _count(source, partial(read_local, file), lambda f=file: f.stat().st_size)
-                items += _paged(source, key, count)
+                items += _paged(source, key, _count(source, partial(read_local, file)))
                 uploads.append((file, key))
         if not items:
             raise UserError(f"no images found in {' '.join(paths)}")

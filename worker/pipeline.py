@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from trainer import strings
-from trainer.storage import ObjectMissing, StoreError
+from trainer.storage import KeyRefused, ObjectMissing, TooLarge
 from worker.align import AlignError, align, inside
 from worker.decode import DecodeError, decode_colour, writing
 from worker.inference import Classifier, Prediction
@@ -124,11 +124,10 @@ def _load(
         return timed("preprocess", lambda images: [_segmented(i) for i in images], crops), spent
     except ObjectMissing:
         return "input object not found in the store", spent
-    except StoreError as exc:
-        # trainer/storage.py's refusals of a key: invalid, or leading out through a symlink
-        if not str(exc).startswith(("invalid object key ", "object key ")):
-            raise
+    except KeyRefused as exc:
         return f"cannot fetch the input: {exc}", spent
+    except TooLarge as exc:
+        return f"file too large ({exc})", spent
     except FileNotFoundError:
         return "file not found", spent
     except IsADirectoryError:

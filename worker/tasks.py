@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from functools import cache, lru_cache
+from functools import cache, lru_cache, partial
 from typing import Any
 
 from celery import signals
@@ -20,7 +20,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from trainer.errors import UserError
 from trainer.registry import RegistryError
 from trainer.storage import AlreadyExists, Store, StoreError, open_store
-from worker import batches, inference, metrics, pipeline, queue, results
+from worker import batches, decode, inference, metrics, pipeline, queue, results
 from worker.queue import TASK, app
 from worker.templates import Template
 
@@ -160,7 +160,8 @@ def _readings(
         try:
             classifier = inference.classifier(target, model)
             metrics.MODEL_VERSION.set(classifier.version)
-            fetch = lru_cache(maxsize=8)(target.get)  # pages of a file are neighbours: one fetch
+            # pages of a file are neighbours: one fetch; an object over the limit is not read
+            fetch = lru_cache(maxsize=8)(partial(target.get, limit=decode.MAX_BYTES))
 
             def read(chunk: list[dict[str, Any]]) -> tuple[list[Any], Counter[str]]:
                 if template:
