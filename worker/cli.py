@@ -449,7 +449,6 @@ def watch(
     model: ModelVersion = None,
     chunk_size: ChunkSize = 128,
     review_threshold: ReviewBelow = REVIEW_BELOW,
-    time_limit: TimeLimit = 600,
     log_level: Annotated[str, typer.Option(envvar="SCANDIGITS_LOG_LEVEL")] = "INFO",
     store: StoreUrl = DEFAULT_STORE,
     broker: BrokerUrl = DEFAULT_BROKER,
@@ -483,7 +482,6 @@ def watch(
         model=model,
         chunk_size=chunk_size,
         review_below=review_threshold,
-        time_limit=time_limit,
         template=form,
     )
     stop = threading.Event()

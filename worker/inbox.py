@@ -138,7 +138,6 @@ class Watcher:
         review_below: float = REVIEW_BELOW,
         template: Template | None = None,
         lease: float = LEASE,
-        time_limit: float = 600,
     ) -> None:
         self.store, self.redis = store, client
         self.inbox = _prefix(store, inbox)
@@ -147,7 +146,7 @@ class Watcher:
             raise UserError("the results prefix cannot be the store's root")
         self.results_url = f"{store.url}/{self.results}"
         self.batch_size, self.max_age = batch_size, max_age
-        self.lease, self.time_limit = lease, time_limit
+        self.lease = lease
         self.options = {"model": model, "chunk_size": chunk_size, "review_below": review_below}
         self.template = template
         self.state = f"watch/{quote(self.inbox or '/', safe='')}/"
