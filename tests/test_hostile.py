@@ -151,3 +151,58 @@ def test_hostile_corpus_through_submit(corpus, redis_url, trained, file_store: S
     assert all(by_name[name]["error"] is None for name in labels)
     assert sum(by_name[name]["text"] == text for name, text in labels.items()) >= 20
     print(f"peak RSS: submit {peak / 1e6:.0f} MB, workers {[p // 10**6 for p in peaks]} MB")
+
+
+def test_hostile_corpus_through_watch(corpus, redis_url, trained, s3_store: Store, tmp_path):
+    """The same corpus landing in an S3 inbox, with archive bombs and keys the store refuses
+    (legal in S3): `watch --once` submits every readable object once, each bad file is a
+    one-line error in its batch's results or a one-line rejection beside them, and neither the
+    watcher nor the workers come near their memory limits."""
+    import boto3
+
+    folder, labels = corpus
+    publish(s3_store, trained)
+    env = {"SCANDIGITS_BROKER_URL": redis_url, "SCANDIGITS_STORE": s3_store.url}
+    queue.connect(redis_url)
+    for file in folder.iterdir():
+        s3_store.put(f"inbox/{file.name}", file.read_bytes())
+    for name, data in ARCHIVES.items():
+        s3_store.put(f"inbox/{name}", data)
+    refused = ["inbox/../up.png", "inbox//a.png", "inbox/a\\b.png"]
+    client = boto3.client("s3")
+    for key in refused:
+        client.put_object(Bucket=s3_store.bucket, Key=s3_store.prefix + key, Body=b"x")
+    workers = local.start_workers(2, env, tmp_path / "logs")
+    try:
+        local.wait_ready(workers, tmp_path / "logs")
+        options = ["--batch-size", "100", "--max-age", "0", "--interval", "0.2", "--once"]
+        watched, peak = _peak_of_run("watch", f"{s3_store.url}/inbox/", *options, env=env)
+        assert watched.returncode == 0, watched.stderr
+        assert peak < WATCHER_MEMORY, f"the watcher peaked at {peak / 1e6:.0f} MB"
+        peaks = [_peak(w) for w in workers]
+    finally:
+        local.stop_workers(workers)
+    assert max(peaks) < WORKER_MEMORY, f"workers peaked at {[p // 10**6 for p in peaks]} MB"
+    results = [k for k in s3_store.list("results/") if k.endswith(".jsonl")]
+    records = [
+        json.loads(line)
+        for key in results
+        if not key.endswith(".rejected.jsonl")
+        for line in s3_store.get(key).splitlines()
+    ]
+    rejected = [
+        json.loads(line)
+        for key in results
+        if key.endswith(".rejected.jsonl")
+        for line in s3_store.get(key).splitlines()
+    ]
+    by_name = {Path(r["source"]).name: r for r in records}
+    assert len(records) == len(by_name) == len(labels) + len(BAD), "each object read once"
+    for name, (_, message) in BAD.items():
+        error = by_name[name]["error"]
+        assert error and message in error and "\n" not in error, (name, error)
+    assert all(by_name[name]["error"] is None for name in labels)
+    told = {r["key"]: r["error"] for r in rejected}
+    assert set(told) == {*refused, *(f"inbox/{name}" for name in ARCHIVES)}, told
+    assert all(error and "\n" not in error for error in told.values())
+    print(f"peak RSS: watch {peak / 1e6:.0f} MB, workers {[p // 10**6 for p in peaks]} MB")

@@ -402,6 +402,9 @@ def test_an_archive_is_a_batch_of_its_own_and_a_bad_one_fails_alone(store, broke
     opened = list(store.list(f"{one.state}groups/"))
     made = [key for key in store.list("batches/") if key.endswith("/manifest.json")]
     assert len(opened) == len(made) == 2, "the broken archive's group ended without a batch"
+    (listed,) = [key for key in store.list("results/") if key.endswith(".rejected.jsonl")]
+    (rejected,) = [json.loads(line) for line in store.get(listed).splitlines()]
+    assert rejected["key"] == "inbox/broken.zip" and "cannot read archive" in rejected["error"]
 
 
 def plant(store: Store, key: str, data: bytes = PNG) -> None:

@@ -316,7 +316,7 @@ class Watcher:
     def _create(self, group: str, members: list[tuple[_Object, str | None]]) -> None:
         """Submit the members that can be read as batch `group` (AlreadyExists if it is
         there) and reject the others (`_reject`); if none is left, or batches.submit refuses
-        them (a bad archive), the group ends without a batch."""
+        them (a bad archive), the group ends without a batch, its members rejected."""
         readable = [item for item, why in members if why is None]
         refused = [(item, why) for item, why in members if why is not None]
         if refused:
@@ -332,24 +332,27 @@ class Watcher:
                 )
         except (StoreError, RegistryError):
             raise  # the store or the model, not these inputs: try again
-        except (UserError, ObjectMissing) as exc:
-            log.error("group %s not submitted: %s", group, exc)
+        except (UserError, ObjectMissing) as exc:  # a bad archive: refused whole
+            why = str(exc) if isinstance(exc, UserError) else "removed before it was read"
+            self._reject(group, refused + [(item, why) for item in readable], again=bool(refused))
             self._close(group)
             return
         images = batches.manifest(self.store, batch)["images"]
         log.info("batch %s submitted: %d objects, %d images", batch, len(readable), images)
         self.store.put(f"{self.state}queued/{group}", b"")
 
-    def _reject(self, group: str, refused: list[tuple[_Object, str]]) -> None:
+    def _reject(self, group: str, refused: list[tuple[_Object, str]], again: bool = False) -> None:
         """List the group's objects that cannot be read, each with its one-line error, in
-        ``<results>/<group>.rejected.jsonl`` (by exclusive create: one watcher logs them)."""
+        ``<results>/<group>.rejected.jsonl`` (by exclusive create: one watcher logs them;
+        `again` replaces a list written before with a longer one)."""
         lines = "".join(
             json.dumps({"source": f"{self.store.url}/{item.key}", "key": item.key, "error": why})
             + "\n"
             for item, why in refused
         )
+        write = self.store.put if again else self.store.create
         try:
-            self.store.create(f"{self.results}{group}.rejected.jsonl", lines.encode())
+            write(f"{self.results}{group}.rejected.jsonl", lines.encode())
         except AlreadyExists:
             return
         for item, why in refused:
