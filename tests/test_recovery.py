@@ -128,3 +128,26 @@ def test_sweep_leaves_live_deliveries_alone(redis_url, trained, file_store, scan
         local.stop_workers(processes)
     document = batches.chunk_key(batch, 0)
     assert file_store.exists(document)
+
+
+def test_redis_never_hands_a_running_chunk_to_another_worker(
+    redis_url, trained, file_store, tmp_path
+):
+    """Redis hands a delivery nobody acknowledged to another worker after its visibility
+    timeout: the workers set it to twice their time limit (at least an hour), so a chunk still
+    running is never read twice, whatever the limit."""
+    publish(file_store, trained)
+    env = {
+        "SCANDIGITS_BROKER_URL": redis_url,
+        "SCANDIGITS_STORE": file_store.url,
+        "SCANDIGITS_TASK_TIME_LIMIT": "5000",
+    }
+    queue.connect(redis_url)
+    processes = local.start_workers(1, env, tmp_path / "logs")
+    try:
+        local.wait_ready(processes, tmp_path / "logs")
+        (conf,) = queue.app.control.inspect(timeout=5).conf().values()
+    finally:
+        local.stop_workers(processes)
+    assert conf["task_time_limit"] == 5000 and conf["task_acks_on_timeout"] is False
+    assert conf["broker_transport_options"]["visibility_timeout"] == 10_000
