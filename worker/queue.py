@@ -135,6 +135,12 @@ def beat() -> None:
     _client(app.conf.broker_url).set(f"{_ALIVE}{holder()}", 1, ex=LAPSE)
 
 
+def turn(name: str, seconds: float) -> bool:
+    """Whether this worker process takes the cluster's turn at `name` for the next `seconds`."""
+    key, ms = f"scandigits:turn:{name}", int(seconds * 1000)
+    return bool(_client(app.conf.broker_url).set(key, holder(), nx=True, px=ms))
+
+
 def hold(task: str) -> None:
     """Record this worker process as the holder of a task it was just handed, and when."""
     _client(app.conf.broker_url).set(f"{_HOLDER}{task}", f"{holder()} {time.time()}", ex=HELD_FOR)

@@ -8,8 +8,9 @@ for good with its connection still open (a lost node). Every BATCHES seconds it 
 the open batches in the store and re-queues their chunks that are neither done, queued nor held
 (Redis restarted empty, a message lost, a task that gave up), as `scandigits resume` would.
 
-A chunk that runs twice writes the same results (see `worker.tasks`), so a re-queue is safe;
-one that is still being worked on is never re-queued, since its holder's heartbeat goes on.
+A chunk that runs again only finalizes, its first results kept (see `worker.tasks`), so a
+re-queue is safe; one that is still being worked on is never re-queued, since its holder's
+heartbeat goes on.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ log = logging.getLogger(__name__)
 BEAT = 2.0  # s between heartbeats: several fit in a heartbeat's life
 SWEEP = 5.0  # s between sweeps of the broker's deliveries
 BATCHES = 30.0  # s between sweeps of the open batches in the store
-_LOCK = "scandigits:sweep"
 
 
 def sweep() -> list[str]:
@@ -55,12 +55,6 @@ def sweep_batches(url: str) -> dict[str, list[int]]:
     return requeued
 
 
-def _turn(name: str, seconds: float) -> bool:
-    """Whether this worker takes the cluster's turn at `name` for the next `seconds`."""
-    client = redis.Redis.from_url(app.conf.broker_url, socket_timeout=10)
-    return bool(client.set(f"{_LOCK}:{name}", queue.holder(), nx=True, px=int(seconds * 1000)))
-
-
 def _beating() -> None:
     while True:
         try:
@@ -74,9 +68,11 @@ def _sweeping(url: str) -> None:
     last_batches = float("-inf")
     while True:
         try:
-            if _turn("deliveries", SWEEP * 0.8):
+            if queue.turn("sweep deliveries", SWEEP * 0.8):
                 sweep()
-            if time.monotonic() - last_batches >= BATCHES and _turn("batches", BATCHES * 0.8):
+            if time.monotonic() - last_batches >= BATCHES and queue.turn(
+                "sweep batches", BATCHES * 0.8
+            ):
                 last_batches = time.monotonic()
                 sweep_batches(url)
         except (redis.RedisError, StoreError) as exc:

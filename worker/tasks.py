@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 # Starts of one chunk before the images it has not read are marked failed. A chunk whose
 # processing kills the worker process (a decoder crash, memory) comes back (through
 # task_reject_on_worker_lost, or worker.recovery) and is then read one image at a time, so the
-# image in hand at the next death is found and only it is marked failed (`_one_by_one`).
+# image in hand at the next death is found and only it is marked failed (`_readings`).
 MAX_ATTEMPTS = 5
 CRASHED = "not read: reading it crashed a worker"
 
