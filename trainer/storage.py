@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 from urllib.parse import urlparse
 
 from trainer.errors import UserError
@@ -117,16 +117,18 @@ class FileStore:
         """StoreError if the store refuses `key` (see validate_key; or a symlink out of it)."""
         self._path(key)
 
-    def get(self, key: str, limit: int | None = None) -> bytes:
-        """The object's bytes; TooLarge, reading none, if it is over `limit` bytes."""
+    def _open(self, key: str) -> BinaryIO:
+        """The object's file, open for reading; ObjectMissing if there is none."""
         try:
-            with self._path(key).open("rb") as file:
-                size = os.fstat(file.fileno()).st_size
-                if limit is not None and size > limit:
-                    raise TooLarge(size, limit)
-                return file.read()
+            return self._path(key).open("rb")
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise ObjectMissing(key) from exc
+
+    def get(self, key: str, limit: int | None = None) -> bytes:
+        """The object's bytes; TooLarge, reading none, if it is over `limit` bytes."""
+        with self._open(key) as file:
+            _within(os.fstat(file.fileno()).st_size, limit)
+            return file.read()
 
     def _write_temp(self, key: str, data: bytes | BinaryIO) -> tuple[Path, Path]:
         path = self._path(key)
@@ -158,16 +160,11 @@ class FileStore:
         """Copy the version of `key` that list_tagged tagged `tag` to `target`; ObjectMissing
         if `key` holds another one by now, or none (written over before or while copied),
         TooLarge if it is over `limit` bytes (nothing read)."""
-        try:
-            source = self._path(key).open("rb")
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
-            raise ObjectMissing(key) from exc
-        with source:
+        with self._open(key) as source:
             stat = os.fstat(source.fileno())
             if _file_tag(stat) != tag:
                 raise ObjectMissing(key)
-            if stat.st_size > limit:
-                raise TooLarge(stat.st_size, limit)
+            _within(stat.st_size, limit)
             tmp, path = self._write_temp(target, source)
             if _file_tag(os.fstat(source.fileno())) != tag:
                 tmp.unlink()
@@ -176,10 +173,8 @@ class FileStore:
 
     def download(self, key: str, path: Path) -> None:
         """Copy `key` to a local file."""
-        try:
-            shutil.copyfile(self._path(key), path)
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
-            raise ObjectMissing(key) from exc
+        with self._open(key) as source, path.open("wb") as out:
+            shutil.copyfileobj(source, out)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -207,6 +202,12 @@ class FileStore:
             except FileNotFoundError:  # removed since it was listed
                 continue
             yield key, _file_tag(stat)
+
+
+def _within(size: int, limit: int | None) -> None:
+    """TooLarge if `size` bytes are over `limit` (None: no limit)."""
+    if limit is not None and size > limit:
+        raise TooLarge(size, limit)
 
 
 def _file_tag(stat: os.stat_result) -> str:
@@ -325,14 +326,21 @@ class S3Store:
         """StoreError if the store refuses `key` (see validate_key)."""
         validate_key(key)
 
+    def _body(self, key: str, limit: int | None, **conditions: str) -> Any:
+        """The object's body, a stream; TooLarge, the body left unread, if it is over `limit`
+        bytes."""
+        reply = self._call("get_object", Key=self._key(key), **conditions)
+        try:
+            _within(reply["ContentLength"], limit)
+        except TooLarge:
+            reply["Body"].close()
+            raise
+        return reply["Body"]
+
     def get(self, key: str, limit: int | None = None) -> bytes:
         """The object's bytes; TooLarge, its body left unread, if it is over `limit` bytes."""
-        reply = self._call("get_object", Key=self._key(key))
-        with reply["Body"] as body:
-            if limit is not None and reply["ContentLength"] > limit:
-                raise TooLarge(reply["ContentLength"], limit)
-            with self._errors("get_object", key):
-                return body.read()
+        with self._body(key, limit) as body, self._errors("get_object", key):
+            return body.read()
 
     def put(self, key: str, data: bytes) -> None:
         self._call("put_object", Key=self._key(key), Body=data)
@@ -347,14 +355,11 @@ class S3Store:
         is over `limit` bytes (its body left unread)."""
         etag = re.fullmatch(r"(.+)-\d{4}-\d\d-\d\dT.+", tag)[1]  # see list_tagged
         try:
-            reply = self._call("get_object", Key=self._key(key), IfMatch=f'"{etag}"')
+            body = self._body(key, limit, IfMatch=f'"{etag}"')
         except AlreadyExists as exc:  # 412: the If-Match failed
             raise ObjectMissing(key) from exc
-        with reply["Body"] as body:
-            if reply["ContentLength"] > limit:
-                raise TooLarge(reply["ContentLength"], limit)
-            with self._errors("upload_fileobj", target):
-                self.client.upload_fileobj(body, self.bucket, self._key(target))
+        with body, self._errors("upload_fileobj", target):
+            self.client.upload_fileobj(body, self.bucket, self._key(target))
 
     def download(self, key: str, path: Path) -> None:
         """Copy `key` to a local file, streamed."""
