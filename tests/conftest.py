@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import http.client
+import http.server
 import itertools
+import json
 import os
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -119,3 +123,86 @@ def cli(
         timeout=timeout,
         cwd=tempfile.gettempdir(),
     )
+
+
+_PEAK = (
+    "import json, resource, subprocess, sys\n"
+    "run = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+    "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024\n"
+    "print(json.dumps([run.returncode, run.stdout, run.stderr, peak]))\n"
+)
+
+
+def cli_peak(
+    *args: str, env: dict[str, str] | None = None, unset: tuple[str, ...] = ()
+) -> tuple[subprocess.CompletedProcess, int]:
+    """Run `scandigits ARGS` as `cli` does, without the variables in `unset`; return its
+    result and its peak RSS in bytes (measured by a fresh wrapper process, whose only child
+    it is)."""
+    environment = {k: v for k, v in {**os.environ, **(env or {})}.items() if k not in unset}
+    command = [sys.executable, "-c", _PEAK, sys.executable, "-m", "worker", *args]
+    done = subprocess.run(
+        command,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tempfile.gettempdir(),
+    )
+    code, stdout, stderr, peak = json.loads(done.stdout)
+    return subprocess.CompletedProcess(args, code, stdout, stderr), peak
+
+
+class Proxy(http.server.ThreadingHTTPServer):
+    """An HTTP proxy on loopback in front of `upstream` (the S3 server); what it does with each
+    request is its handler's `forward` (a ProxyHandler)."""
+
+    def __init__(self, upstream: str, handler: type[ProxyHandler]) -> None:
+        self.upstream = urllib.parse.urlsplit(upstream)
+        super().__init__(("127.0.0.1", 0), handler)
+
+
+class ProxyHandler(http.server.BaseHTTPRequestHandler):
+    """Passes each request on unchanged; subclasses override `forward` to fail, delay or alter
+    some, with `body`, `pass_on` and `relay`."""
+
+    protocol_version = "HTTP/1.1"
+    server: Proxy
+
+    def forward(self) -> None:
+        self.relay(*self.pass_on(self.body(), dict(self.headers)))
+
+    def body(self) -> bytes | None:
+        """The request's body, read once."""
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else None
+
+    def pass_on(
+        self, body: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Send the request upstream; return the reply's status, headers and body."""
+        upstream = http.client.HTTPConnection(
+            self.server.upstream.hostname, self.server.upstream.port, timeout=30
+        )
+        upstream.request(self.command, self.path, body, headers)
+        reply = upstream.getresponse()
+        return reply.status, reply.getheaders(), reply.read()
+
+    def relay(self, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
+        """Answer the client with `status`, `headers` and `data`."""
+        self.send_response(status)
+        for name, value in headers:
+            if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _dispatch(self) -> None:
+        self.forward()
+
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _dispatch
+
+    def log_message(self, *_: object) -> None:
+        """Quiet."""

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import cli, publish
+from tests.conftest import cli, cli_peak, publish
 from tests.test_decode import hdr_declaring
 from worker.local import free_port
 
@@ -122,19 +118,9 @@ def test_predict_refuses_a_decompression_bomb_in_little_memory(
     publish(file_store, trained)
     bomb = tmp_path / "scan.png"
     bomb.write_bytes(hdr_declaring(7000, 7000))
-    peak = (
-        "import json, resource, subprocess, sys\n"
-        "run = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
-        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024\n"
-        "print(json.dumps([run.returncode, run.stdout, run.stderr, peak]))\n"
-    )
-    command = [sys.executable, "-m", "worker", "predict", str(bomb), "--store", file_store.url]
     unset = ("OPENCV_IO_MAX_IMAGE_PIXELS", "SCANDIGITS_MAX_PIXELS")  # set here, not in a shell
-    env = {key: value for key, value in os.environ.items() if key not in unset}
-    result = subprocess.run(
-        [sys.executable, "-c", peak, *command], env=env, capture_output=True, text=True, timeout=300
-    )
-    code, stdout, stderr, rss = json.loads(result.stdout)
+    result, rss = cli_peak("predict", str(bomb), "--store", file_store.url, unset=unset)
+    code, stdout, stderr = result.returncode, result.stdout, result.stderr
     assert code == 1 and "Traceback" not in stderr, stderr
     assert stdout.startswith(f"{bomb}\terror: not a readable image (format not supported")
     assert len(stdout.splitlines()) == 1

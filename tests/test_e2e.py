@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import http.client
-import http.server
 import io
 import json
 import os
@@ -24,7 +22,7 @@ import numpy as np
 import pytest
 import redis
 
-from tests.conftest import cli, make_bucket, publish
+from tests.conftest import Proxy, ProxyHandler, cli, make_bucket, publish
 from tests.test_decode import jpeg_declaring, png_declaring
 from trainer import mnist, samples
 from trainer.storage import Store, open_store
@@ -224,12 +222,8 @@ def test_tampered_model_gives_errors_not_a_stuck_batch(cluster, scans, trained) 
     version = publish(store, trained, promote="never")
     key = f"models/v{version:04d}/model.keras"
     store.put(key, store.get(key)[:-1] + b"!")
-    names = sorted(labels)[:5]
-    result = cli(
-        "submit", *(str(folder / n) for n in names), "--model", str(version), "--wait", env=env
-    )
-    assert result.returncode == 0, result.stderr
-    records = _records(result.stdout.strip(), env)
+    names = [str(folder / n) for n in sorted(labels)[:5]]
+    records = _records(_submit(names, env, "--model", str(version), "--wait"), env)
     assert len(records) == 5
     assert all("does not match its registered sha256" in r["error"] for r in records)
 
@@ -400,52 +394,29 @@ def test_redis_wiped_mid_batch_is_stalled_then_resumed(trained, file_store, scan
     assert sorted(Path(r["source"]).name for r in records) == names
 
 
-class FlakyProxy(http.server.ThreadingHTTPServer):
+class FlakyProxy(Proxy):
     """An HTTP proxy in front of the S3 server that answers a share of requests with 503 and
     delays the rest, as an overloaded or distant object store would."""
 
     def __init__(self, upstream: str, fail: float, delay: float) -> None:
-        self.upstream = urllib.parse.urlsplit(upstream)
         self.fail, self.delay = fail, delay
         self.random = random.Random(0)
         self.failed = self.forwarded = 0
-        super().__init__(("127.0.0.1", 0), _FlakyHandler)
+        super().__init__(upstream, _FlakyHandler)
 
 
-class _FlakyHandler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _FlakyHandler(ProxyHandler):
     server: FlakyProxy
 
-    def _forward(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else None
+    def forward(self) -> None:
+        body = self.body()
         if self.server.random.random() < self.server.fail:
             self.server.failed += 1
-            self.send_response(503)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            self.relay(503, [], b"")
             return
         time.sleep(self.server.delay)
         self.server.forwarded += 1
-        upstream = http.client.HTTPConnection(
-            self.server.upstream.hostname, self.server.upstream.port, timeout=30
-        )
-        upstream.request(self.command, self.path, body, dict(self.headers))
-        reply = upstream.getresponse()
-        data = reply.read()
-        self.send_response(reply.status)
-        for name, value in reply.getheaders():
-            if name.lower() not in ("content-length", "transfer-encoding", "connection"):
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-
-    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
-
-    def log_message(self, *_: object) -> None:
-        """Quiet."""
+        self.relay(*self.pass_on(body, dict(self.headers)))
 
 
 def test_batch_completes_through_a_flaky_store(s3_endpoint, trained, redis_url, scans, tmp_path):
@@ -490,12 +461,8 @@ def test_unloadable_model_gives_errors_not_a_stuck_batch(cluster, scans, tmp_pat
     folder, labels = scans
     model = _lambda_model(tmp_path / "lambda.keras")
     version, _ = registry.publish(store, model, {"test_accuracy": 0.5}, "never")
-    names = sorted(labels)[:5]
-    result = cli(
-        "submit", *(str(folder / n) for n in names), "--model", str(version), "--wait", env=env
-    )
-    assert result.returncode == 0, result.stderr
-    records = _records(result.stdout.strip(), env)
+    names = [str(folder / n) for n in sorted(labels)[:5]]
+    records = _records(_submit(names, env, "--model", str(version), "--wait"), env)
     assert len(records) == 5
     assert all(
         r["error"].startswith("model unavailable: ")
@@ -528,14 +495,13 @@ def test_workers_read_only_with_trusted_models(redis_url, trained, file_store, s
     processes = local.start_workers(1, env, tmp_path / "logs")
     try:
         local.wait_ready(processes, tmp_path / "logs")
-        refused = cli("submit", *names, "--model", str(untrusted), "--wait", env=env)
-        trusted = cli("submit", *names, "--wait", env=env)
+        refused = _submit(names, env, "--model", str(untrusted), "--wait")
+        trusted = _submit(names, env, "--wait")
     finally:
         local.stop_workers(processes)
-    assert refused.returncode == 0 == trusted.returncode, refused.stderr + trusted.stderr
     assert all(
         r["error"].startswith("model unavailable: ")
         and "is not in SCANDIGITS_TRUSTED_MODELS" in r["error"]
-        for r in _records(refused.stdout.strip(), env)
+        for r in _records(refused, env)
     )
-    assert all(r["error"] is None for r in _records(trusted.stdout.strip(), env))
+    assert all(r["error"] is None for r in _records(trusted, env))

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
-import sys
 import tarfile
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import publish
+from benchmarks.compute import peak_rss
+from tests.conftest import cli_peak, publish
 from tests.test_decode import (
     bigtiff_declaring,
     hdr_declaring,
@@ -89,32 +88,38 @@ def corpus(digits: mnist.Mnist, tmp_path_factory: pytest.TempPathFactory) -> tup
 
 
 def _peak(process: subprocess.Popen) -> int:
-    """Peak RSS in bytes of a live process and of its children, the largest of them."""
-
-    def high_water(pid: int) -> int:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-        return 0
-
+    """Peak RSS in bytes of a live worker and of its pool processes, the largest of them."""
     children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
-    return max(high_water(int(pid)) for pid in [process.pid, *children])
+    return max(peak_rss(pid) for pid in [process.pid, *children])
 
 
-def _peak_of_run(*args: str, env: dict[str, str]) -> tuple[subprocess.CompletedProcess, int]:
-    """Run the CLI; return its result and its peak RSS in bytes."""
-    wrapper = (
-        "import json, resource, subprocess, sys\n"
-        "run = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
-        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024\n"
-        "print(json.dumps([run.returncode, run.stdout, run.stderr, peak]))\n"
-    )
-    command = [sys.executable, "-c", wrapper, sys.executable, "-m", "worker", *args]
-    done = subprocess.run(
-        command, env={**os.environ, **env}, capture_output=True, text=True, timeout=600
-    )
-    code, stdout, stderr, peak = json.loads(done.stdout)
-    return subprocess.CompletedProcess(args, code, stdout, stderr), peak
+def _with_workers(
+    env: dict[str, str], logs: Path, *args: str
+) -> tuple[subprocess.CompletedProcess, int, list[int]]:
+    """Run `scandigits ARGS` while two workers read; return its result, its peak RSS and the
+    workers' (checked against their limits)."""
+    workers = local.start_workers(2, env, logs)
+    try:
+        local.wait_ready(workers, logs)
+        result, peak = cli_peak(*args, env=env)
+        assert result.returncode == 0, result.stderr
+        assert peak < WATCHER_MEMORY, f"{args[0]} peaked at {peak / 1e6:.0f} MB"
+        peaks = [_peak(w) for w in workers]
+    finally:
+        local.stop_workers(workers)
+    assert max(peaks) < WORKER_MEMORY, f"workers peaked at {[p // 10**6 for p in peaks]} MB"
+    return result, peak, peaks
+
+
+def _check(records: list[dict], labels: dict[str, str]) -> None:
+    """Each input read once: the good scans without error, each bad file with its one line."""
+    by_name = {Path(r["source"]).name: r for r in records}
+    assert len(records) == len(by_name) == len(labels) + len(BAD), "each input read once"
+    for name, (_, message) in BAD.items():
+        error = by_name[name]["error"]
+        assert error and message in error and "\n" not in error, (name, error)
+    assert all(by_name[name]["error"] is None for name in labels)
+    assert sum(by_name[name]["text"] == text for name, text in labels.items()) >= 20
 
 
 def test_hostile_corpus_through_submit(corpus, redis_url, trained, file_store: Store, tmp_path):
@@ -127,29 +132,13 @@ def test_hostile_corpus_through_submit(corpus, redis_url, trained, file_store: S
     queue.connect(redis_url)
     for name, data in ARCHIVES.items():
         (tmp_path / name).write_bytes(data)
-        refused, peak = _peak_of_run("submit", str(tmp_path / name), env=env)
+        refused, peak = cli_peak("submit", str(tmp_path / name), env=env)
         assert refused.returncode == 2 and "Traceback" not in refused.stderr
         last = refused.stderr.strip().splitlines()[-1]
         assert last.startswith("error: ") and str(tmp_path / name) in last
         assert peak < WATCHER_MEMORY, f"submit peaked at {peak / 1e6:.0f} MB"
-    workers = local.start_workers(2, env, tmp_path / "logs")
-    try:
-        local.wait_ready(workers, tmp_path / "logs")
-        submitted, peak = _peak_of_run("submit", str(folder), "--wait", env=env)
-        assert submitted.returncode == 0, submitted.stderr
-        assert peak < WATCHER_MEMORY, f"submit peaked at {peak / 1e6:.0f} MB"
-        peaks = [_peak(w) for w in workers]
-    finally:
-        local.stop_workers(workers)
-    assert max(peaks) < WORKER_MEMORY, f"workers peaked at {[p // 10**6 for p in peaks]} MB"
-    records = _records(submitted.stdout.strip(), env)
-    by_name = {Path(r["source"]).name: r for r in records}
-    assert len(records) == len(by_name) == len(labels) + len(BAD), "each input once"
-    for name, (_, message) in BAD.items():
-        error = by_name[name]["error"]
-        assert error and message in error and "\n" not in error, (name, error)
-    assert all(by_name[name]["error"] is None for name in labels)
-    assert sum(by_name[name]["text"] == text for name, text in labels.items()) >= 20
+    submitted, peak, peaks = _with_workers(env, tmp_path / "logs", "submit", str(folder), "--wait")
+    _check(_records(submitted.stdout.strip(), env), labels)
     print(f"peak RSS: submit {peak / 1e6:.0f} MB, workers {[p // 10**6 for p in peaks]} MB")
 
 
@@ -172,36 +161,19 @@ def test_hostile_corpus_through_watch(corpus, redis_url, trained, s3_store: Stor
     client = boto3.client("s3")
     for key in refused:
         client.put_object(Bucket=s3_store.bucket, Key=s3_store.prefix + key, Body=b"x")
-    workers = local.start_workers(2, env, tmp_path / "logs")
-    try:
-        local.wait_ready(workers, tmp_path / "logs")
-        options = ["--batch-size", "100", "--max-age", "0", "--interval", "0.2", "--once"]
-        watched, peak = _peak_of_run("watch", f"{s3_store.url}/inbox/", *options, env=env)
-        assert watched.returncode == 0, watched.stderr
-        assert peak < WATCHER_MEMORY, f"the watcher peaked at {peak / 1e6:.0f} MB"
-        peaks = [_peak(w) for w in workers]
-    finally:
-        local.stop_workers(workers)
-    assert max(peaks) < WORKER_MEMORY, f"workers peaked at {[p // 10**6 for p in peaks]} MB"
-    results = [k for k in s3_store.list("results/") if k.endswith(".jsonl")]
-    records = [
-        json.loads(line)
-        for key in results
-        if not key.endswith(".rejected.jsonl")
-        for line in s3_store.get(key).splitlines()
-    ]
-    rejected = [
-        json.loads(line)
-        for key in results
-        if key.endswith(".rejected.jsonl")
-        for line in s3_store.get(key).splitlines()
-    ]
-    by_name = {Path(r["source"]).name: r for r in records}
-    assert len(records) == len(by_name) == len(labels) + len(BAD), "each object read once"
-    for name, (_, message) in BAD.items():
-        error = by_name[name]["error"]
-        assert error and message in error and "\n" not in error, (name, error)
-    assert all(by_name[name]["error"] is None for name in labels)
+    options = ["--batch-size", "100", "--max-age", "0", "--interval", "0.2", "--once"]
+    inbox = f"{s3_store.url}/inbox/"
+    _, peak, peaks = _with_workers(env, tmp_path / "logs", "watch", inbox, *options)
+    found = {
+        key: [json.loads(line) for line in s3_store.get(key).splitlines()]
+        for key in s3_store.list("results/")
+        if key.endswith(".jsonl")
+    }
+    rejected = [r for key, lines in found.items() if key.endswith(".rejected.jsonl") for r in lines]
+    _check(
+        [r for key, lines in found.items() if not key.endswith(".rejected.jsonl") for r in lines],
+        labels,
+    )
     told = {r["key"]: r["error"] for r in rejected}
     assert set(told) == {*refused, *(f"inbox/{name}" for name in ARCHIVES)}, told
     assert all(error and "\n" not in error for error in told.values())

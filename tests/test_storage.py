@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import http.client
-import http.server
 import threading
 import time
-import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli, make_bucket
+from tests.conftest import Proxy, ProxyHandler, cli, make_bucket
 from trainer.storage import (
     AlreadyExists,
     ObjectMissing,
@@ -154,62 +151,33 @@ def test_copy_takes_the_listed_version_or_none(store: Store, tmp_path: Path) -> 
 DENIED = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
 
 
-class ConditionalProxy(http.server.ThreadingHTTPServer):
+class ConditionalProxy(Proxy):
     """An HTTP proxy in front of the S3 server that counts the PUTs with If-None-Match and
     "heeds" them, "ignores" that header (as an S3 API without conditional writes would),
     denies them ("read-only" credentials), or "loses a reply": the first one's, after the
     server has done it."""
 
     def __init__(self, upstream: str, mode: str) -> None:
-        self.upstream = urllib.parse.urlsplit(upstream)
         self.mode, self.conditional = mode, 0
-        super().__init__(("127.0.0.1", 0), _ConditionalHandler)
+        super().__init__(upstream, _ConditionalHandler)
 
 
-class _ConditionalHandler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _ConditionalHandler(ProxyHandler):
     server: ConditionalProxy
 
-    def _forward(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else None
-        headers = dict(self.headers)
+    def forward(self) -> None:
+        body, headers = self.body(), dict(self.headers)
         lose = False
         if self.command == "PUT" and "If-None-Match" in self.headers:
             self.server.conditional += 1
             if self.server.mode == "read-only":
-                self.send_response(403)
-                self.send_header("Content-Length", str(len(DENIED)))
-                self.end_headers()
-                self.wfile.write(DENIED)
+                self.relay(403, [], DENIED)
                 return
             if self.server.mode == "ignores":
                 del headers["If-None-Match"]
             lose = self.server.mode == "loses a reply" and self.server.conditional == 1
-        upstream = http.client.HTTPConnection(
-            self.server.upstream.hostname, self.server.upstream.port, timeout=30
-        )
-        upstream.request(self.command, self.path, body, headers)
-        reply = upstream.getresponse()
-        data = reply.read()
-        if lose:
-            self.send_response(503)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        self.send_response(reply.status)
-        for name, value in reply.getheaders():
-            if name.lower() not in ("content-length", "transfer-encoding", "connection"):
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-
-    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
-
-    def log_message(self, *_: object) -> None:
-        """Quiet."""
+        reply = self.pass_on(body, headers)
+        self.relay(*((503, [], b"") if lose else reply))
 
 
 @pytest.fixture
