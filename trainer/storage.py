@@ -114,7 +114,7 @@ class FileStore:
             raise StoreError(f"store folder {self.root} is not writable")
 
     def check_key(self, key: str) -> None:
-        """StoreError if the store refuses `key` (see validate_key; or a symlink out of it)."""
+        """KeyRefused if the store refuses `key` (see validate_key; or a symlink out of it)."""
         self._path(key)
 
     def _open(self, key: str) -> BinaryIO:
@@ -323,7 +323,7 @@ class S3Store:
         )
 
     def check_key(self, key: str) -> None:
-        """StoreError if the store refuses `key` (see validate_key)."""
+        """KeyRefused if the store refuses `key` (see validate_key)."""
         validate_key(key)
 
     def _body(self, key: str, limit: int | None, **conditions: str) -> Any:

@@ -50,6 +50,7 @@ from trainer.errors import UserError
 from trainer.registry import RegistryError
 from trainer.storage import (
     AlreadyExists,
+    KeyRefused,
     ObjectMissing,
     Store,
     StoreError,
@@ -274,7 +275,7 @@ class Watcher:
         the size limit (an archive's, batches.MAX_ARCHIVE_BYTES, else decode.MAX_BYTES)."""
         try:
             self.store.check_key(item.key)
-        except StoreError as exc:
+        except KeyRefused as exc:
             return str(exc)
         pinned = _pinned(group, item.key)
         if again and self.store.exists(pinned):
