@@ -196,6 +196,31 @@ def test_a_faint_digit_on_grainy_paper_is_found() -> None:
     assert len(found.marks) == 4 and found.marks[-1].box[0] >= 310
 
 
+def test_a_faint_digit_close_beside_a_dark_one_is_found() -> None:
+    """The blur that finds faint marks joins a light 0 to the dark 0 a few pixels away: the
+    light ink away from the dark is of a digit's size, so it is ink of the field too."""
+    ink = field("70")  # the 0 ends at x = 120
+    faint = np.zeros_like(ink)
+    draw(faint, "0", 124)
+    found = segment(scan(ink + 0.2 * faint))
+    x, _, w, _ = found.marks[-1].box
+    assert x + w >= 124 + 36 - 4 and not found.left_out
+
+
+@pytest.mark.parametrize("light", [0.15, 0.3])
+def test_a_faint_digit_in_a_box_is_read_whole(light: float) -> None:
+    """A light 0 among dark digits in a box: found as one mark of a digit's size, not as the
+    specks its darkest pixels make, and not as part of the box."""
+    ink = field("7070", size=(160, 440))
+    cv2.rectangle(ink, (10, 20), (430, 125), 1.0, 2)
+    faint = np.zeros_like(ink)
+    draw(faint, "0", 340)
+    found = segment(scan(ink + light * faint))
+    assert len(found.marks) == 5 and not found.left_out
+    x, y, _, h = found.marks[-1].box
+    assert abs(x - 340) <= 6 and abs(y - 40) <= 6 and abs(h - HEIGHT) <= 8
+
+
 def test_a_faint_filled_blot_is_no_digit() -> None:
     """Shading left at a scan's edge, or a light blot, covers its box: it is no pen stroke."""
     ink = np.zeros((140, 140), np.float32)

@@ -26,6 +26,9 @@ FAINTEST = 0.025  # ...and never less than this (of full scale)
 BROAD = 3  # px: faint marks are looked for in ink averaged this wide (after a 3 px blur)
 FAINT = 0.5  # a faint mark's ink is what reaches this share of its own strong ink (...
 STRONG = 0.9  # ...its pixels' 90th percentile: pen crossings of a thin pen are darker)
+MAIN = 0.4  # a faint mark at least this share of the writing's height may be a digit...
+TALLEST = 1.5  # ...and one at most this many times of it
+BROADER = 2.0  # a faint mark's strokes are at most this many times as broad as the strong ones'
 SOLID = 0.6  # a faint mark covering more of its box than this is shading, not a pen's strokes
 FLAT = 3.0  # a mark this many times wider than tall is no digit (a dash, an underline)
 WRITING_SIZE = 3.0  # a faint mark spans at most this many heights of the plain writing: larger
@@ -66,17 +69,23 @@ def strong_level(ink: np.ndarray, smooth: np.ndarray | None = None) -> float:
     return (max(otsu, 64) + 0.5) / 255 * peak
 
 
-def _faint(smooth: np.ndarray, strong: np.ndarray) -> np.ndarray:
-    """The marks clearly above the paper's noise that the strong threshold leaves mostly out (a
-    light or thin-penned digit), each thresholded at FAINT of its own peak, as a mask. Marks
-    are found BROAD: a stroke stands out of the paper's grain more, averaged over its width."""
+def _marks(smooth: np.ndarray) -> tuple[np.ndarray, float, int, np.ndarray, np.ndarray]:
+    """The marks clearly above the paper's noise: the ink averaged BROAD (a stroke stands out
+    of the paper's grain more, averaged over its width), that level, and the marks' count,
+    labels and stats."""
     broad = cv2.blur(smooth, (BROAD, BROAD))
     sample = broad[::2, ::2]
     paper = float(np.median(sample))
     spread = 1.4826 * float(np.median(np.abs(sample - paper)))
     low = max(FAINTEST, paper + NOISE * spread)
-    marks = (broad > low).astype(np.uint8)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(marks, None, 8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((broad > low).astype(np.uint8))
+    return broad, low, count, labels, stats
+
+
+def _faint(smooth: np.ndarray, strong: np.ndarray) -> np.ndarray:
+    """The marks that the strong threshold leaves mostly out (a light or thin-penned digit),
+    each thresholded at FAINT of its own peak, as a mask."""
+    broad, low, count, labels, stats = _marks(smooth)
     if count < 2:
         return np.zeros_like(strong)
     marked = labels > 0
@@ -90,13 +99,65 @@ def _faint(smooth: np.ndarray, strong: np.ndarray) -> np.ndarray:
     held = np.bincount(labels[own & strong], minlength=count)
     inked = np.bincount(labels[own], minlength=count)
     faint = (held < 0.5 * inked) & (peaks >= 1.5 * low)
-    # strokes, not shading: a pen's line leaves most of its box blank
-    faint &= inked <= SOLID * stats[:, cv2.CC_STAT_WIDTH] * stats[:, cv2.CC_STAT_HEIGHT]
+    return own & _strokes(faint, inked, stats, strong)[labels]
+
+
+def _strokes(
+    chosen: np.ndarray, inked: np.ndarray, stats: np.ndarray, strong: np.ndarray
+) -> np.ndarray:
+    """Which `chosen` marks (with `inked` pixels each) are strokes, not shading: a pen's line
+    leaves most of its box blank, and spans at most WRITING_SIZE heights of the writing."""
+    chosen = chosen & (inked <= SOLID * stats[:, cv2.CC_STAT_WIDTH] * stats[:, cv2.CC_STAT_HEIGHT])
     if strong.any():
         largest = WRITING_SIZE * max(field_writing(strong.astype(np.uint8)), 8.0)
-        faint &= stats[:, cv2.CC_STAT_WIDTH : cv2.CC_STAT_HEIGHT + 1].max(axis=1) <= largest
-    faint[0] = False
-    return own & faint[labels]
+        chosen &= stats[:, cv2.CC_STAT_WIDTH : cv2.CC_STAT_HEIGHT + 1].max(axis=1) <= largest
+    chosen[0] = False
+    return chosen
+
+
+def beside(ink: np.ndarray) -> np.ndarray:
+    """Light writing next to strong writing, which the blur joins to it or the strong threshold
+    breaks into specks (a digit written lighter than its neighbours): marks whose ink away
+    from the strong ink is of a digit's height and a pen's width, that ink thresholded at FAINT
+    of its peak and filled in between, as a mask. Only for an image without print: a light
+    box line beside the writing would pass too."""
+    smooth = cv2.blur(ink, (3, 3))
+    strong = ink > strong_level(ink, smooth)
+    broad, low, count, labels, stats = _marks(smooth)
+    near = cv2.dilate(strong.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    away = (labels > 0) & ~near
+    if count < 2 or not away.any() or not strong.any():
+        return np.zeros_like(strong)
+    writing = field_writing(strong.astype(np.uint8))
+    rows, owners = np.nonzero(away)[0], labels[away]
+    top = np.full(count, ink.shape[0])
+    np.minimum.at(top, owners, rows)
+    bottom = np.zeros(count, int)
+    np.maximum.at(bottom, owners, rows)
+    peak = np.zeros(count, np.float32)
+    np.maximum.at(peak, owners, broad[away])
+    height = bottom - top + 1
+    chosen = (height >= MAIN * writing) & (height <= TALLEST * writing) & (peak >= 1.5 * low)
+    rim = np.zeros_like(away)  # shading the flattening leaves at the image's edge is no writing
+    rim[[0, -1], :] = rim[:, [0, -1]] = True
+    chosen[np.unique(labels[away & rim])] = False
+    chosen[0] = False
+    grown = cv2.dilate((away & chosen[labels]).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    light = chosen[labels] & grown & (broad >= FAINT * peak[labels])
+    area = np.bincount(labels[light], minlength=count)
+    widths = 2 * area / np.maximum(np.bincount(labels[_edge(light)], minlength=count), 1)
+    chosen &= widths <= BROADER * _width(strong)
+    return light & _strokes(chosen, area, stats, strong)[labels]
+
+
+def _width(mask: np.ndarray) -> float:
+    """The mean stroke width of a mask's ink: twice its area over its edge's length."""
+    return 2.0 * float(mask.sum()) / max(float(_edge(mask).sum()), 1.0)
+
+
+def _edge(mask: np.ndarray) -> np.ndarray:
+    """The pixels of a mask with a neighbour outside it."""
+    return mask & ~(cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
 
 
 def field_writing(binary: np.ndarray) -> float:

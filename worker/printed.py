@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from worker.preprocess import field_writing, locate, strong_level, writing_height
+from worker.preprocess import beside, field_writing, locate, strong_level, writing_height
 
 RULE = 0.4  # a rule spans at least this share of the field's width...
 RULE_WRITING = 2.0  # ...and at least this many heights of writing: no digit stroke is that long
@@ -35,7 +35,8 @@ LATTICE_BLOCK = 1 << 20  # lattice×point cells scored at once (8 MB a float arr
 
 
 def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The ink and its mask without the print (both as given when nothing printed is found)."""
+    """The ink and its mask without the print, the mask with the light writing beside the
+    strong that only shows once the print is gone (`preprocess.beside`)."""
     w = mask.shape[1]
     smooth = cv2.blur(ink, (3, 3))
     level = 0.5 * strong_level(ink, smooth)  # printed lines are often lighter than writing
@@ -59,7 +60,7 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         and inked[i] >= INKED * stats[i, cv2.CC_STAT_AREA]
     ]
     if not rules:
-        return ink, mask
+        return ink, mask | beside(ink)
     across = np.isin(labels, rules) & (faint > 0)
     thick = int(stats[rules, cv2.CC_STAT_HEIGHT].max())  # more than the pen when rotated
     bands = [(int(y), int(y + h)) for y, h in stats[rules][:, [1, 3]]]
@@ -71,7 +72,12 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # print darker than the writing set the threshold: find the writing's own without it
     lines = across | down
     near = cv2.dilate(lines.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    mask = mask | locate(np.where(near, 0.0, ink).astype(np.float32))
+    wide = cv2.dilate(lines.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0  # and its blur
+    mask = (
+        mask
+        | locate(np.where(near, 0.0, ink).astype(np.float32))
+        | beside(np.where(wide, 0.0, ink).astype(np.float32))
+    )
     rest = (mask & ~near).astype(np.uint8)
     # a stroke across a rule is mended up and down, one across a divider or tick sideways
     removed = np.zeros_like(near)
