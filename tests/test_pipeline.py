@@ -127,6 +127,21 @@ def test_a_mark_off_the_line_is_named() -> None:
     assert record["needs_review"] and record["review_reason"] == "1 mark off the line"
 
 
+def test_a_digit_too_light_to_read_is_named_not_read() -> None:
+    """A 7 written so lightly that it is no mark to read, though plainly ink on the paper: the
+    reading of the others is not sure, and names it."""
+    ink = np.zeros((220, 520), np.float32)
+    for x, weight in ((30, 1.0), (200, 1.0), (420, 0.04)):
+        points = np.int32([[x, 30], [x + 40, 30], [x + 14, 90]])
+        cv2.polylines(ink, [points], False, weight, 5, cv2.LINE_AA)
+    (reading,), _ = pipeline.read([png(ink)], lambda data: data, Spelling("77"))
+    assert reading.text == "77"
+    ((mark,),) = [reading.left_out]
+    assert mark.why == pipeline.NOT_READ and abs(mark.box[0] - 420) <= 8
+    record = results.record("f.png", None, reading, 1, 0.1)
+    assert record["needs_review"] and record["review_reason"] == "1 mark not read"
+
+
 def test_a_reading_of_every_mark_far_apart_is_not_sent_to_review() -> None:
     (reading,), _ = pipeline.read([sevens((30, 200, 420))], lambda data: data, Spelling("777"))
     assert reading.text == "777" and not reading.left_out
@@ -320,7 +335,7 @@ def test_a_digits_second_likeliest_reading_is_offered_for_the_shape_to_pick() ->
     }
     texts = pipeline._texts([[pipeline.Option([one], 0)], [pipeline.Option([two], 0)]], predictions)
     assert list(texts) == ["12", "72"]
-    blank = pipeline.Field([], np.zeros((32, 256), np.float32), lambda *_: one, [], [])
+    blank = pipeline.Field([], np.zeros((32, 256), np.float32), lambda *_: one, [], [], [])
     reading = pipeline._choose(
         blank, texts, predictions, None, FieldSpec("n", (0, 0, 1, 1), pattern="7.").fits
     )

@@ -221,6 +221,25 @@ def test_a_faint_digit_in_a_box_is_read_whole(light: float) -> None:
     assert abs(x - 340) <= 6 and abs(y - 40) <= 6 and abs(h - HEIGHT) <= 8
 
 
+def test_a_digit_too_light_to_be_a_mark_is_named_unread() -> None:
+    """A 0 that stands out of the paper, but too lightly to be a mark of the writing, is named
+    with its box: it may be a digit the reading leaves out."""
+    ink = field("707", gap=40)
+    faint = np.zeros_like(ink)
+    draw(faint, "0", 320, thickness=3)
+    found = segment(scan(ink + 0.04 * faint))
+    assert len(found.marks) == 3
+    ((x, y, _, h),) = found.unread
+    assert abs(x - 320) <= 6 and abs(y - 40) <= 6 and abs(h - HEIGHT) <= 8
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_grainy_paper_leaves_nothing_unread(seed: int) -> None:
+    grain = np.random.default_rng(seed).normal(0.0, 0.04, (140, 420))
+    found = segment(np.clip(scan(field("7070")) + grain, 0, 1).astype(np.float32))
+    assert len(found.marks) == 4 and not found.unread and not found.left_out
+
+
 def test_a_faint_filled_blot_is_no_digit() -> None:
     """Shading left at a scan's edge, or a light blot, covers its box: it is no pen stroke."""
     ink = np.zeros((140, 140), np.float32)
@@ -228,7 +247,7 @@ def test_a_faint_filled_blot_is_no_digit() -> None:
     cv2.circle(ink, (118, 70), 14, 0.12, -1, cv2.LINE_AA)
     grain = np.random.default_rng(0).normal(0.0, 0.01, ink.shape)
     found = segment(np.clip(scan(ink) + grain, 0, 1).astype(np.float32))
-    assert len(found.marks) == 1 and not found.left_out
+    assert len(found.marks) == 1 and not found.left_out and not found.unread
 
 
 def test_a_mark_off_the_line_is_left_out_and_named() -> None:
@@ -259,7 +278,7 @@ def comb(cells: int, ticks: str, glyphs: str, thick: int = 2) -> np.ndarray:
 @pytest.mark.parametrize("ticks", ["up", "down", "full"])
 def test_comb_ticks_and_dividers_are_not_read(ticks: str) -> None:
     found = segment(scan(comb(6, ticks, "701170")))
-    assert len(found.marks) == 6 and not found.left_out
+    assert len(found.marks) == 6 and not found.left_out and not found.unread
     for mark in found.marks:  # no tick joined a digit
         assert mark.box[3] < 70 and mark.box[2] < 45
 
@@ -282,7 +301,7 @@ def test_dotted_and_dashed_boxes_are_not_read(style: str) -> None:
         for x in (10, 400):
             cv2.line(ink, (x, y), (x, min(y + length - 1, 115)), 1.0, 2)
     found = segment(scan(ink))
-    assert len(found.marks) == 4 and not found.left_out
+    assert len(found.marks) == 4 and not found.left_out and not found.unread
     for mark in found.marks:
         assert mark.box[3] < 70
 

@@ -4,8 +4,8 @@ the marks that are not surely one digit), one of the string reader over their wh
 writing, and for each image the string both models find likeliest.
 
 No digit goes missing unseen: a mark of a digit's size that the string chosen does not read,
-or that lies off the line of writing, is named in the reading (`Reading.left_out`), and its
-confidence is then never high.
+that lies off the line of writing, or that is ink no mark holds (too light to read), is named
+in the reading (`Reading.left_out`), and its confidence is then never high.
 
 OpenCV and I/O release the GIL, so a thread pool overlaps fetching with decoding.
 """
@@ -61,7 +61,8 @@ class Digit:
 @dataclass(frozen=True)
 class LeftOut:
     """A mark of a digit's size that is not in the text read: its box in the scan, and why
-    (OFF_LINE: not on the line of writing; NOT_READ: on it, but no digit read there)."""
+    (OFF_LINE: not on the line of writing; NOT_READ: on it, but no digit read there, or ink
+    too light for a mark)."""
 
     box: Box
     why: str
@@ -364,10 +365,12 @@ def _choose(
     With a string reader, each string the segmenter offers and the reader's own are scored by
     both models (the sum of their log-likelihoods); the winner's share of the probability of
     all strings scored caps its digits' confidence; where the reader alone reads another string
-    (of the field's shape), the reading is disputed. The marks the winner leaves out are named:
-    a segmenter's string reads every mark on the line; the reader's, each run of marks (one
-    digit, or parts of one) that one of its digits lies nearest to."""
+    (of the field's shape), the reading is disputed. The marks the winner leaves out are named
+    (with those off the line, and the ink no mark holds): a segmenter's string reads every mark
+    on the line; the reader's, each run of marks (one digit, or parts of one) that one of its
+    digits lies nearest to."""
     off = [LeftOut(box, OFF_LINE) for box in found.left_out]
+    off += [LeftOut(box, NOT_READ) for box in found.unread]
     disputed = None
     if line is None or not line.text:  # reading nothing where there is ink tells nothing
         scores, share = {text: fit for text, (fit, _) in texts.items()}, 1.0

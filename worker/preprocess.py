@@ -70,16 +70,27 @@ def strong_level(ink: np.ndarray, smooth: np.ndarray | None = None) -> float:
 
 
 def _marks(smooth: np.ndarray) -> tuple[np.ndarray, float, int, np.ndarray, np.ndarray]:
-    """The marks clearly above the paper's noise: the ink averaged BROAD (a stroke stands out
-    of the paper's grain more, averaged over its width), that level, and the marks' count,
-    labels and stats."""
+    """The marks clearly above the paper's noise (`_above_paper`): that ink, its level, and
+    the marks' count, labels (0: paper) and stats."""
+    broad, low = _above_paper(smooth)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((broad > low).astype(np.uint8))
+    return broad, low, count, labels, stats
+
+
+def _above_paper(smooth: np.ndarray) -> tuple[np.ndarray, float]:
+    """The ink averaged BROAD (a stroke stands out of the paper's grain more, averaged over
+    its width) and the level NOISE robust deviations above the paper's, at least FAINTEST."""
     broad = cv2.blur(smooth, (BROAD, BROAD))
     sample = broad[::2, ::2]
     paper = float(np.median(sample))
     spread = 1.4826 * float(np.median(np.abs(sample - paper)))
-    low = max(FAINTEST, paper + NOISE * spread)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats((broad > low).astype(np.uint8))
-    return broad, low, count, labels, stats
+    return broad, max(FAINTEST, paper + NOISE * spread)
+
+
+def visible(ink: np.ndarray) -> np.ndarray:
+    """All the ink clearly above the paper's noise, however light, as a mask."""
+    broad, low = _above_paper(cv2.blur(ink, (3, 3)))
+    return broad > low
 
 
 def _faint(smooth: np.ndarray, strong: np.ndarray) -> np.ndarray:

@@ -16,7 +16,14 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from worker.preprocess import beside, field_writing, locate, strong_level, writing_height
+from worker.preprocess import (
+    beside,
+    field_writing,
+    locate,
+    strong_level,
+    visible,
+    writing_height,
+)
 
 RULE = 0.4  # a rule spans at least this share of the field's width...
 RULE_WRITING = 2.0  # ...and at least this many heights of writing: no digit stroke is that long
@@ -34,14 +41,45 @@ MOST_TICKS = 48  # the tallest upright strokes along a rule tried as ticks: 2 pe
 LATTICE_BLOCK = 1 << 20  # lattice×point cells scored at once (8 MB a float array)
 
 
-def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The ink and its mask without the print, the mask with the light writing beside the
-    strong that only shows once the print is gone (`preprocess.beside`)."""
-    w = mask.shape[1]
+    strong that only shows once the print is gone (`preprocess.beside`); and all the ink above
+    the paper's noise but the print's (`preprocess.visible`), for the reading to account for."""
     smooth = cv2.blur(ink, (3, 3))
     level = 0.5 * strong_level(ink, smooth)  # printed lines are often lighter than writing
-    faint = (ink >= level).astype(np.uint8)
-    clean = (smooth >= level).astype(np.uint8)  # without the scanner's specks
+    found = _found((ink >= level).astype(np.uint8), (smooth >= level).astype(np.uint8), mask)
+    if found is None:
+        return ink, mask | beside(ink), visible(ink)
+    across, down, thick = found
+    # print darker than the writing set the threshold: find the writing's own without it
+    lines = across | down
+    near = cv2.dilate(lines.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    mask = mask | locate(_without(ink, lines, 3)) | beside(_without(ink, lines, 7))
+    rest = (mask & ~near).astype(np.uint8)
+    # a stroke across a rule is mended up and down, one across a divider or tick sideways
+    removed = np.zeros_like(near)
+    for printed, kernel in ((across, (thick + 4, 1)), (down, (1, thick + 4))):
+        grown = cv2.dilate(printed.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        closed = cv2.morphologyEx(rest, cv2.MORPH_CLOSE, np.ones(kernel, np.uint8)) > 0
+        removed |= grown & ~closed
+    keep = mask & ~removed
+    seen = visible(_without(ink, lines, 7)) | keep
+    return np.where(keep, ink, 0.0).astype(np.float32), keep, seen
+
+
+def _without(ink: np.ndarray, lines: np.ndarray, reach: int) -> np.ndarray:
+    """The ink with the `lines` and all within `reach` // 2 pixels of them (their blur) blank."""
+    near = cv2.dilate(lines.astype(np.uint8), np.ones((reach, reach), np.uint8)) > 0
+    return np.where(near, 0.0, ink).astype(np.float32)
+
+
+def _found(
+    faint: np.ndarray, clean: np.ndarray, mask: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """The print in a binary image of the ink (`faint`; `clean`: without the scanner's specks)
+    of the field whose writing is `mask`: its rules, its upright lines (sides, dividers and
+    ticks), and the rules' thickness; None without rules."""
+    w = mask.shape[1]
     step = max(8, round(field_writing(mask.astype(np.uint8))))
     gap = max(2, round(BREAK * step))
     # horizontal runs longer than a digit is tall, the breaks of a dashed line bridged first
@@ -60,7 +98,7 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         and inked[i] >= INKED * stats[i, cv2.CC_STAT_AREA]
     ]
     if not rules:
-        return ink, mask | beside(ink)
+        return None
     across = np.isin(labels, rules) & (faint > 0)
     thick = int(stats[rules, cv2.CC_STAT_HEIGHT].max())  # more than the pen when rotated
     bands = [(int(y), int(y + h)) for y, h in stats[rules][:, [1, 3]]]
@@ -69,24 +107,7 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if inner[1] - inner[0] > 8:  # a box: its sides and dividers run from one rule to the other
         down |= _sides(clean, inner, gap, thick) & (faint > 0)
     down |= _ticks(faint & ~across, across, _columns(down), thick, writing)
-    # print darker than the writing set the threshold: find the writing's own without it
-    lines = across | down
-    near = cv2.dilate(lines.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    wide = cv2.dilate(lines.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0  # and its blur
-    mask = (
-        mask
-        | locate(np.where(near, 0.0, ink).astype(np.float32))
-        | beside(np.where(wide, 0.0, ink).astype(np.float32))
-    )
-    rest = (mask & ~near).astype(np.uint8)
-    # a stroke across a rule is mended up and down, one across a divider or tick sideways
-    removed = np.zeros_like(near)
-    for printed, kernel in ((across, (thick + 4, 1)), (down, (1, thick + 4))):
-        grown = cv2.dilate(printed.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-        closed = cv2.morphologyEx(rest, cv2.MORPH_CLOSE, np.ones(kernel, np.uint8)) > 0
-        removed |= grown & ~closed
-    keep = mask & ~removed
-    return np.where(keep, ink, 0.0).astype(np.float32), keep
+    return across, down, thick
 
 
 def _sides(clean: np.ndarray, inner: list[int], gap: int, thick: int) -> np.ndarray:

@@ -21,6 +21,8 @@ import numpy as np
 from trainer import strings
 from worker import printed
 from worker.preprocess import (
+    SOLID,
+    TALLEST,
     NoInkError,
     levels,
     prepare,
@@ -38,6 +40,7 @@ MAX_READINGS = 64  # alternative readings of one run of ink, at most
 JOIN = 0.15  # marks closer than this share of the digit height may be parts of one digit
 SPECK = 0.06  # marks smaller than this share of a typical digit's ink are specks
 MAIN = 0.4  # marks at least this share of the digit height are digits (or large parts of one)
+STROKED = 0.8  # visible ink no mark holds is a pen's if inked in this share of its rows
 BAND = 0.3  # a mark on the line of writing reaches within this many digit heights of its middle
 SLOPE = 0.2  # the line of writing rises or falls at most this much per unit of width (11°)
 ASPECT = 0.8  # MNIST's median width / height: a typical digit's width from the field's height
@@ -113,13 +116,15 @@ class Mark:
 class Field:
     """A field's digit candidates, run by run, and its whole line of writing framed for the
     string reader, with the digit under any span of that frame's columns; its marks on the line
-    of writing, and the boxes of the marks of a digit's size left out (off the line)."""
+    of writing, and the boxes of the marks of a digit's size left out (off the line) and of
+    the visible ink of a digit's size that no mark holds."""
 
     runs: list[Run]
     line: np.ndarray
     span: Callable[[int, int], Piece]  # the ink under line columns [first, last) (or all)
     marks: list[Mark]
     left_out: list[Box]
+    unread: list[Box]  # ink of a digit's size in no mark: too light, or taken for print
 
 
 def segment(
@@ -130,10 +135,11 @@ def segment(
     field's own area (x0, y0, x1, y1 in `gray`'s pixels) where the scan holds more, such as a
     form's box cut out with a margin: marks wholly outside it are not the field's."""
     ink, mask, scale = _small(*prepare(gray))
-    ink, mask = printed.remove(ink, mask)
+    ink, mask, seen = printed.remove(ink, mask)
     if inside is not None:
         mask = _inside(mask, np.array(inside, float) * scale)
         ink = np.where(mask, ink, 0.0).astype(np.float32)
+        seen = _inside(seen, np.array(inside, float) * scale)
     ink, mask, shear = _upright(ink, mask)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), None, 8)
     back = cv2.invertAffineTransform(shear) * (reduced / scale)
@@ -202,8 +208,54 @@ def segment(
         for box, left in zip(boxes, lefts, strict=True)
     ]
     left_out = [scanned(_box(stats[[i + 1 for i in members]])) for members in off]
+    held = [mark.box for mark in marks] + left_out
+    unread = _unread(seen, held, height, reduced / scale, limit)
     runs = [Run(marks, whole, cut) for marks in _runs(boxes, typical)]
-    return Field(runs, line, span, marks, left_out)
+    return Field(runs, line, span, marks, left_out, unread)
+
+
+def _unread(
+    seen: np.ndarray, held: list[Box], height: float, factor: float, limit: np.ndarray
+) -> list[Box]:
+    """The boxes, in scan pixels, of the visible ink (`seen`, in working pixels before the
+    shear) that the boxes `held` (scan pixels) miss and that is of a digit's size: MAIN to
+    TALLEST digit heights, a pen's strokes (mostly blank within its box, but inked down its
+    height), off the image's rim. It is writing too light for the marks, or taken for print.
+    Ink within JOIN digit heights is one mark, so a light stroke broken into specks counts."""
+    inside = np.zeros(seen.shape, bool)
+    margin = JOIN * height  # a mark's lightest edge, which its box leaves out
+    for x, y, w, h in held:
+        x0, y0 = (max(0, round(v / factor - margin)) for v in (x, y))
+        x1, y1 = (round(v / factor + margin) for v in (x + w, y + h))
+        inside[y0 : y1 + 1, x0 : x1 + 1] = True
+    free = seen & ~inside
+    reach = 2 * round(JOIN * height / 2) + 1
+    joined = cv2.dilate(free.astype(np.uint8), np.ones((reach, reach), np.uint8))
+    count, labels = cv2.connectedComponents(joined, None, 8)
+    ys, xs = np.nonzero(free)
+    owners = labels[ys, xs]
+    rows, columns = seen.shape
+    low = np.full((2, count), max(rows, columns))
+    high = np.full((2, count), -1)
+    for axis, values in enumerate((xs, ys)):
+        np.minimum.at(low[axis], owners, values)
+        np.maximum.at(high[axis], owners, values)
+    w, h = high - low + 1
+    inked = np.bincount(owners, minlength=count)
+    stroked = np.bincount(np.unique(owners * rows + ys) // rows, minlength=count)
+    unread = (
+        (h >= MAIN * height)
+        & (h <= TALLEST * height)
+        & (w <= TALLEST * height)
+        & (inked <= SOLID * w * h)
+        & (stroked >= STROKED * h)
+        & (low[0] > 0)
+        & (low[1] > 0)
+        & (high[0] < columns - 1)
+        & (high[1] < rows - 1)
+    )
+    corners = np.stack([low, high + 1], axis=1).astype(np.float32) * factor  # (2, 2, count)
+    return [_outer(corners[:, :, i].T, limit) for i in np.flatnonzero(unread[1:]) + 1]
 
 
 def _runs(boxes: list[tuple[int, int, int, int]], typical: tuple[float, float]) -> list[list[int]]:
