@@ -283,6 +283,23 @@ def test_comb_ticks_and_dividers_are_not_read(ticks: str) -> None:
         assert mark.box[3] < 70 and mark.box[2] < 45
 
 
+@pytest.mark.parametrize("offset", [0, 2])
+def test_a_stroke_along_a_divider_is_kept(offset: int) -> None:
+    """A 1 written over a comb's divider: where the ink is broader than the divider alone, it
+    is the writing's, and stays (not a sliver of the 1 beside the divider taken out)."""
+    ink = np.zeros((170, 360), np.float32)
+    cv2.rectangle(ink, (20, 25), (340, 135), 1.0, 2)
+    for n, glyph in enumerate("7070"):
+        if n:
+            cv2.line(ink, (20 + 80 * n, 25), (20 + 80 * n, 135), 1.0, 2)
+        draw(ink, glyph, 20 + 80 * n + 22, y=50)
+    cv2.line(ink, (182 + offset, 50), (182 + offset, 110), 1.0, 5, cv2.LINE_AA)
+    found = segment(scan(ink))
+    assert len(found.marks) == 5 and not found.unread
+    _, y, w, h = found.marks[2].box
+    assert w >= 6 and abs(y - 50) <= 4 and abs(h - 60) <= 8
+
+
 def test_a_one_standing_on_an_underline_is_not_a_tick() -> None:
     ink = field("7177")
     cv2.line(ink, (10, 101), (410, 101), 1.0, 2)  # the 1 stands on it: straight, and touching

@@ -58,10 +58,14 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     rest = (mask & ~near).astype(np.uint8)
     # a stroke across a rule is mended up and down, one across a divider or tick sideways
     removed = np.zeros_like(near)
-    for printed, kernel in ((across, (thick + 4, 1)), (down, (1, thick + 4))):
+    for printed, other, kernel in ((across, down, (thick + 4, 1)), (down, across, (1, thick + 4))):
         grown = cv2.dilate(printed.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
         closed = cv2.morphologyEx(rest, cv2.MORPH_CLOSE, np.ones(kernel, np.uint8)) > 0
-        removed |= grown & ~closed
+        # a stroke along the line: the ink there, the other print aside, is broader than it
+        aside = cv2.dilate(other.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        inked = ((mask | printed) & ~aside).astype(np.uint8)
+        broader = cv2.morphologyEx(inked, cv2.MORPH_OPEN, np.ones(kernel, np.uint8)) > 0
+        removed |= grown & ~closed & ~broader
     keep = mask & ~removed
     seen = visible(_without(ink, lines, 7)) | keep
     return np.where(keep, ink, 0.0).astype(np.float32), keep, seen
