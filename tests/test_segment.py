@@ -7,8 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
+from worker.preprocess import beside
 from worker.printed import _lattice
-from worker.segment import Run, segment
+from worker.segment import Run, _splits, segment
 
 HEIGHT = 60  # digit height in the hand-made fields, pixels
 
@@ -238,6 +239,21 @@ def test_grainy_paper_leaves_nothing_unread(seed: int) -> None:
     grain = np.random.default_rng(seed).normal(0.0, 0.04, (140, 420))
     found = segment(np.clip(scan(field("7070")) + grain, 0, 1).astype(np.float32))
     assert len(found.marks) == 4 and not found.unread and not found.left_out
+
+
+@pytest.mark.parametrize("width", range(1, 8))
+def test_a_mark_too_narrow_for_two_digits_is_not_cut(width: int) -> None:
+    """The marks of a field of specks are a few pixels wide: no cut, and no error."""
+    for typical in (0.3, 1.0, 2.0):
+        splits = _splits(np.ones((2, width), bool), typical)
+        assert all(piece.any() for split in splits for piece in split)
+        assert width >= 4 or not splits  # each piece at least 2 px wide
+
+
+def test_ink_that_was_all_print_has_no_light_writing_beside_it() -> None:
+    """Once a field's print is taken out, nothing may be left: no light writing, no error."""
+    blank = np.random.default_rng(0).uniform(0.0, 0.05, (60, 200)).astype(np.float32)
+    assert not beside(blank).any()
 
 
 def test_a_faint_filled_blot_is_no_digit() -> None:

@@ -133,6 +133,8 @@ def beside(ink: np.ndarray) -> np.ndarray:
     of its peak and filled in between, as a mask. Only for an image without print: a light
     box line beside the writing would pass too."""
     smooth = cv2.blur(ink, (3, 3))
+    if smooth.max() < MIN_CONTRAST:  # all the ink was print
+        return np.zeros(ink.shape, bool)
     strong = ink > strong_level(ink, smooth)
     broad, low, count, labels, stats = _marks(smooth)
     near = cv2.dilate(strong.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0

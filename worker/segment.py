@@ -477,14 +477,14 @@ def _splits(mask: np.ndarray, typical: float) -> list[list[np.ndarray]]:
     x0, x1 = int(xs.min()), int(xs.max()) + 1
     width = x1 - x0
     splits: list[list[np.ndarray]] = []
-    if width < WIDE * typical:
+    narrow = max(2, round(NARROW * typical))
+    if width < max(WIDE * typical, 2 * narrow):  # one digit, or too narrow for two
         return splits
     # where two digits touch, a column holds little ink or crosses few strokes
     columns = mask[:, x0:x1]
-    ink = np.convolve(columns.sum(axis=0), np.ones(3), mode="same")
+    ink = np.convolve(np.pad(columns.sum(axis=0), 1), np.ones(3), mode="valid")
     crossings = (np.diff(columns.astype(np.int8), axis=0) == 1).sum(axis=0)
     cost = crossings * 1000 + ink
-    narrow = max(2, round(NARROW * typical))
     # the thinnest points anywhere (a narrow digit at the end of a run is far from even): the
     # local minima of the cost, the cheapest few
     minima = [
