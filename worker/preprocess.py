@@ -28,6 +28,7 @@ FAINT = 0.5  # a faint mark's ink is what reaches this share of its own strong i
 STRONG = 0.9  # ...its pixels' 90th percentile: pen crossings of a thin pen are darker)
 MAIN = 0.4  # a faint mark at least this share of the writing's height may be a digit...
 TALLEST = 1.5  # ...and one at most this many times of it
+LIGHTEST = 0.4  # ...its darkest ink at least this share of the strong ink's level (a smudge)
 BROADER = 2.0  # a faint mark's strokes are at most this many times as broad as the strong ones'
 SOLID = 0.6  # a faint mark covering more of its box than this is shading, not a pen's strokes
 FLAT = 3.0  # a mark this many times wider than tall is no digit (a dash, an underline)
@@ -135,7 +136,8 @@ def beside(ink: np.ndarray) -> np.ndarray:
     smooth = cv2.blur(ink, (3, 3))
     if smooth.max() < MIN_CONTRAST:  # all the ink was print
         return np.zeros(ink.shape, bool)
-    strong = ink > strong_level(ink, smooth)
+    level = strong_level(ink, smooth)
+    strong = ink > level
     broad, low, count, labels, stats = _marks(smooth)
     near = cv2.dilate(strong.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     away = (labels > 0) & ~near
@@ -150,7 +152,8 @@ def beside(ink: np.ndarray) -> np.ndarray:
     peak = np.zeros(count, np.float32)
     np.maximum.at(peak, owners, broad[away])
     height = bottom - top + 1
-    chosen = (height >= MAIN * writing) & (height <= TALLEST * writing) & (peak >= 1.5 * low)
+    chosen = (height >= MAIN * writing) & (height <= TALLEST * writing)
+    chosen &= (peak >= 1.5 * low) & (peak >= LIGHTEST * level)
     rim = np.zeros_like(away)  # shading the flattening leaves at the image's edge is no writing
     rim[[0, -1], :] = rim[:, [0, -1]] = True
     chosen[np.unique(labels[away & rim])] = False
