@@ -316,6 +316,21 @@ def test_a_stroke_along_a_divider_is_kept(offset: int) -> None:
     assert w >= 6 and abs(y - 50) <= 4 and abs(h - 60) <= 8
 
 
+def test_a_short_comb_whose_writing_touches_it_is_not_read() -> None:
+    """Three narrow cells, each digit touching a divider: every mark is the box's height, so
+    the writing seems as tall as the box, and its rules no longer than two such heights; they
+    are still a box's top and bottom, one above the other."""
+    ink = np.zeros((170, 230), np.float32)
+    cv2.rectangle(ink, (20, 25), (200, 135), 1.0, 2)
+    for x in (80, 140):
+        cv2.line(ink, (x, 25), (x, 135), 1.0, 2)
+    for x, glyph in ((44, "7"), (102, "0"), (164, "7")):
+        draw(ink, glyph, x, y=50)
+    found = segment(scan(ink))
+    assert len(found.marks) == 3 and not found.left_out
+    assert all(mark.box[3] < 70 for mark in found.marks)
+
+
 def test_a_one_standing_on_an_underline_is_not_a_tick() -> None:
     ink = field("7177")
     cv2.line(ink, (10, 101), (410, 101), 1.0, 2)  # the 1 stands on it: straight, and touching

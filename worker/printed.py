@@ -27,6 +27,7 @@ from worker.preprocess import (
 
 RULE = 0.4  # a rule spans at least this share of the field's width...
 RULE_WRITING = 2.0  # ...and at least this many heights of writing: no digit stroke is that long
+PARALLEL = 0.9  # ...or is one of two that share this much of their length, a box's top and bottom
 BREAK = 0.12  # gaps in a dashed or dotted line up to this share of the writing's height
 DASHES = 0.25  # a dashed side's breaks are at most this share of the box's inner height
 DASH = 0.5  # ...and its dashes too (a digit's stroke is longer)
@@ -94,12 +95,20 @@ def _found(
     count, labels, stats, _ = cv2.connectedComponentsWithStats(joined, None, 8)
     inked = np.bincount(labels[faint > 0], minlength=count)
     writing = writing_height((mask & (runs == 0)).astype(np.uint8))
-    rules = [
+    lines = [
         i
         for i in range(1, count)
-        if stats[i, cv2.CC_STAT_WIDTH] >= max(RULE * w, RULE_WRITING * writing)
+        if stats[i, cv2.CC_STAT_WIDTH] >= RULE * w
         and stats[i, cv2.CC_STAT_HEIGHT] <= 0.05 * stats[i, cv2.CC_STAT_WIDTH] + 6
         and inked[i] >= INKED * stats[i, cv2.CC_STAT_AREA]
+    ]
+    # longer than a digit's stroke, or a box's top and bottom (where the writing touches the
+    # box, the marks are the box's height, and the writing seems as tall)
+    rules = [
+        i
+        for i in lines
+        if stats[i, cv2.CC_STAT_WIDTH] >= RULE_WRITING * writing
+        or any(_parallel(stats[i], stats[j]) for j in lines if j != i)
     ]
     if not rules:
         return None
@@ -112,6 +121,14 @@ def _found(
         down |= _sides(clean, inner, gap, thick) & (faint > 0)
     down |= _ticks(faint & ~across, across, _columns(down), thick, writing)
     return across, down, thick
+
+
+def _parallel(one: np.ndarray, other: np.ndarray) -> bool:
+    """Whether two horizontal lines (their boxes) span the same columns, one above the other,
+    as a box's top and bottom do."""
+    x0, x1 = max(one[0], other[0]), min(one[0] + one[2], other[0] + other[2])
+    apart = abs(int(one[1]) - int(other[1])) > one[3] + other[3]
+    return apart and x1 - x0 >= PARALLEL * max(one[2], other[2])
 
 
 def _sides(clean: np.ndarray, inner: list[int], gap: int, thick: int) -> np.ndarray:
