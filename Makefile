@@ -12,7 +12,7 @@ export SCANDIGITS_MNIST_DIR
 SCANDIGITS_WRITERS_DIR ?= $(abspath $(wildcard ../shared/data/newwriters))
 export SCANDIGITS_WRITERS_DIR
 
-.PHONY: install demo lint test images images-push clean
+.PHONY: install demo lint test test-fast images images-push clean
 
 install: $(STAMP)
 
@@ -30,6 +30,10 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+
+# the unit tests alone: no Redis, S3 server, workers, other processes or whole training runs
+test-fast: lint
+	$(BIN)/python -m pytest -m "not e2e and not slow"
 
 IMAGE ?= scandigits
 TAG ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)

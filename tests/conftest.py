@@ -26,6 +26,13 @@ _buckets = itertools.count()
 MNIST_DIR = Path(os.environ.get("SCANDIGITS_MNIST_DIR", ROOT.parent / "shared" / "data" / "mnist"))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that starts Redis or the S3 server is e2e, whatever its module says."""
+    for item in items:
+        if {"redis_url", "s3_endpoint", "s3_store"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
+
+
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
     """The four MNIST IDX files (SCANDIGITS_MNIST_DIR); the suite cannot run without them."""

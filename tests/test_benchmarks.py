@@ -9,8 +9,11 @@ import subprocess
 import sys
 
 import cv2
+import pytest
 
 from tests.conftest import ROOT, cli, publish
+
+pytestmark = pytest.mark.e2e  # starts Redis, the S3 server, workers or the CLI
 
 
 def run(module: str, mnist_dir, tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:

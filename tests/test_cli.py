@@ -12,6 +12,8 @@ from tests.conftest import cli, cli_peak, publish
 from tests.test_decode import hdr_declaring
 from worker.local import free_port
 
+pytestmark = pytest.mark.e2e  # starts Redis, the S3 server, workers or the CLI
+
 
 def one_line_error(result, code: int = 2) -> str:
     assert result.returncode == code, result.stderr

@@ -173,6 +173,7 @@ def test_bombs_whose_size_is_not_read_are_refused_before_decoding(
         assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("module", ["worker.cli", "worker", "trainer", "benchmarks"])
 def test_opencv_refuses_images_over_the_pixel_limit_whatever_is_imported_first(
     module: str, tmp_path

@@ -221,6 +221,7 @@ def test_dockerfiles_exist() -> None:
     assert (ROOT / ".dockerignore").is_file()
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
 def test_hadolint(dockerfile: Path) -> None:
     hadolint = tool("hadolint")
@@ -259,6 +260,7 @@ def test_overlays() -> None:
     assert OVERLAYS == ["dev", "prod"]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_kustomize_builds(overlay: str) -> None:
     kinds = {(o["kind"], o["metadata"]["name"]) for o in build(overlay)}
@@ -273,6 +275,7 @@ def test_kustomize_builds(overlay: str) -> None:
     } <= kinds
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_objects_match_their_schemas(overlay: str) -> None:
     keda = jsonschema.Draft202012Validator(json.loads(KEDA_SCHEMA.read_text()))
@@ -294,6 +297,7 @@ def test_objects_match_their_schemas(overlay: str) -> None:
             pytest.fail(f"{where}: {'.'.join(map(str, e.path))}: {e.message}")
 
 
+@pytest.mark.e2e
 def test_keda_schema_rejects_mistakes() -> None:
     """The vendored schema is not a rubber stamp."""
     keda = jsonschema.Draft202012Validator(json.loads(KEDA_SCHEMA.read_text()))
@@ -312,6 +316,7 @@ def test_keda_schema_rejects_mistakes() -> None:
 # --- 2. manifests: what the pods must be ---------------------------------------------------
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_trainer_job(overlay: str) -> None:
     job = find(build(overlay), "Job", "scandigits-trainer")["spec"]
@@ -323,6 +328,7 @@ def test_trainer_job(overlay: str) -> None:
     assert "--promote" in container["args"]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_pod_is_locked_down(overlay: str) -> None:
     for pod in pod_specs(objects(overlay)):
@@ -339,6 +345,7 @@ def test_every_pod_is_locked_down(overlay: str) -> None:
             assert "memory" in c["resources"]["limits"], c["name"]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_scandigits_pods_write_only_to_an_emptydir_tmp(overlay: str) -> None:
     for pod, container in scandigits_containers(objects(overlay)):
@@ -349,6 +356,7 @@ def test_scandigits_pods_write_only_to_an_emptydir_tmp(overlay: str) -> None:
         assert env["TMPDIR"] == "/tmp" and env["HOME"] == "/tmp", container["name"]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_worker_probes_metrics_and_shutdown(overlay: str) -> None:
     objs = objects(overlay)
@@ -379,6 +387,7 @@ def test_worker_probes_metrics_and_shutdown(overlay: str) -> None:
     assert "--concurrency" in container["args"] or "SCANDIGITS_CONCURRENCY" in env
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_pdb_and_networkpolicy_select_the_workers(overlay: str) -> None:
     objs = build(overlay)
@@ -401,6 +410,7 @@ def test_pdb_and_networkpolicy_select_the_workers(overlay: str) -> None:
         assert all(rule.get("to") for rule in policy["egress"]), "in-cluster peers only"
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_metrics_port_admits_only_the_monitoring_namespace(overlay: str) -> None:
     """Nothing but Prometheus' namespace reaches the workers (the kubelet's probes come from
@@ -413,6 +423,7 @@ def test_metrics_port_admits_only_the_monitoring_namespace(overlay: str) -> None
     ]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_keda_scales_workers_on_the_celery_queue(overlay: str) -> None:
     objs = objects(overlay)
@@ -459,6 +470,7 @@ def secret_file(pod: dict, container: dict, path: str) -> tuple[str, str]:
     return secret["secretName"], items.get(name, name)
 
 
+@pytest.mark.e2e
 def test_prod_redis_is_tls_with_a_verified_ca() -> None:
     """Every prod container on Redis uses rediss:// and checks the server's certificate against
     the CA bundle mounted from a Secret, as both Celery (kombu) and redis-py read the URL; KEDA
@@ -497,6 +509,7 @@ def test_prod_redis_is_tls_with_a_verified_ca() -> None:
     assert params["password"] == ("scandigits-redis", "password")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_credentials_come_from_secrets(overlay: str) -> None:
     objs = objects(overlay)
@@ -521,6 +534,7 @@ def test_credentials_come_from_secrets(overlay: str) -> None:
     assert secrets == (referenced if overlay == "dev" else set())
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_each_component_has_its_own_credentials(overlay: str) -> None:
     """Trainer, worker, watcher and submit each run as their own ServiceAccount with their own
@@ -564,6 +578,7 @@ def allowed(policy: dict[str, Any], action: str) -> list[str]:
     return resources
 
 
+@pytest.mark.e2e
 def test_iam_policies_give_each_component_only_its_access() -> None:
     policies = iam_policies()
     assert set(policies) == set(COMPONENTS.values())
@@ -591,6 +606,7 @@ def test_iam_policies_give_each_component_only_its_access() -> None:
     assert allowed(policies["worker"], "s3:PutObject") == [objects_arn + "batches/*"]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_workers_can_be_given_trusted_models(overlay: str) -> None:
     """The trusted models' digests reach the workers from the cluster, not from the store."""
@@ -600,6 +616,7 @@ def test_workers_can_be_given_trusted_models(overlay: str) -> None:
     assert "SCANDIGITS_TRUSTED_MODELS" in code_env_names()
 
 
+@pytest.mark.e2e
 def test_dev_runs_everything_in_cluster() -> None:
     objs = build("dev")
     redis = find(objs, "StatefulSet", "redis")["spec"]
@@ -616,6 +633,7 @@ def test_dev_runs_everything_in_cluster() -> None:
     assert config["REDIS_ADDRESS"] == "redis:6379"
 
 
+@pytest.mark.e2e
 def test_prod_is_bigger_and_external() -> None:
     def memory_gi(quantity: str) -> float:
         number, unit = re.fullmatch(r"(\d+)(Mi|Gi)", quantity).groups()
@@ -635,6 +653,7 @@ def test_prod_is_bigger_and_external() -> None:
     assert "/" in image and not image.endswith(":latest"), "a pinned image from a registry"
 
 
+@pytest.mark.e2e
 def test_submit_template() -> None:
     placeholders = set(re.findall(r"\$\{(\w+)\}", SUBMIT_TEMPLATE.read_text()))
     assert placeholders == {"BATCH_PREFIX", "IMAGE"}, "the envsubst list in its header"
@@ -646,6 +665,7 @@ def test_submit_template() -> None:
     assert args[0] == "submit" and args[1].startswith("s3://") and "--wait" in args
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_watcher_watches_an_inbox_inside_the_store(overlay: str) -> None:
     objs = objects(overlay)
@@ -665,11 +685,13 @@ def test_watcher_watches_an_inbox_inside_the_store(overlay: str) -> None:
 # --- 3. manifests agree with the code ------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_the_manifests_run_scandigits() -> None:
     commands = {c["args"][0] for o in OVERLAYS for _, c in scandigits_containers(objects(o))}
     assert commands == {"train", "worker", "submit", "watch"}
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_container_args_are_valid_scandigits_invocations(
     overlay: str, monkeypatch: pytest.MonkeyPatch
@@ -699,6 +721,7 @@ def test_container_args_are_valid_scandigits_invocations(
                 pytest.fail(f"{overlay} {container['name']}: {e}")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_container_env_is_read_by_the_code(overlay: str) -> None:
     known = code_env_names()

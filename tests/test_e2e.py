@@ -28,6 +28,8 @@ from trainer import mnist, samples
 from trainer.storage import Store, open_store
 from worker import batches, local, queue
 
+pytestmark = pytest.mark.e2e  # starts Redis, the S3 server, workers or the CLI
+
 SCANS = 96
 # the hostile corpus, submitted in the same batch as the good scans
 BAD = {

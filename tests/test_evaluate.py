@@ -7,6 +7,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from tests.conftest import cli, publish
 from trainer import registry, samples
@@ -24,6 +25,7 @@ def test_scores_by_hand() -> None:
     assert report["digit_recall"] == round(4 / 6, 5)
 
 
+@pytest.mark.e2e
 def test_evaluate_cli(digits, trained, file_store, mnist_dir: Path, tmp_path: Path) -> None:
     publish(file_store, trained)
     folder = tmp_path / "scans"
@@ -47,6 +49,7 @@ def test_evaluate_cli(digits, trained, file_store, mnist_dir: Path, tmp_path: Pa
     assert evaluation["figures"]["worst_errors"].endswith("worst_errors.png")
 
 
+@pytest.mark.e2e
 def test_evaluate_needs_labels(trained, file_store, mnist_dir: Path, tmp_path: Path) -> None:
     publish(file_store, trained)
     result = cli(
@@ -55,6 +58,7 @@ def test_evaluate_needs_labels(trained, file_store, mnist_dir: Path, tmp_path: P
     assert result.returncode == 2 and "labels.json missing" in result.stderr
 
 
+@pytest.mark.e2e
 def test_evaluate_fields_from_the_samples_command(
     trained, file_store, mnist_dir: Path, tmp_path: Path
 ) -> None:

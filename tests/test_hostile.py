@@ -26,6 +26,8 @@ from trainer import mnist, samples
 from trainer.storage import Store
 from worker import local, queue
 
+pytestmark = pytest.mark.e2e  # starts Redis, the S3 server, workers or the CLI
+
 WORKER_MEMORY = 2 * 1024**3  # the worker Deployment's limit
 WATCHER_MEMORY = 1024**3  # the watcher Deployment's limit
 

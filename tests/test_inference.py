@@ -43,6 +43,7 @@ def test_cpu_limit(tmp_path: Path, files: dict[str, str], expected: int) -> None
     assert inference.cpu_limit(cgroup(tmp_path, files)) == expected
 
 
+@pytest.mark.e2e
 def test_tensorflow_threads_follow_the_cgroup_limit(tmp_path: Path) -> None:
     """A pod limited to one CPU runs TensorFlow's ops on one thread, whatever the node has."""
     root = cgroup(tmp_path, {"cpu.max": "100000 100000\n"})

@@ -67,6 +67,7 @@ def test_bad_npz(tmp_path: Path) -> None:
         mnist.load(tmp_path / "y.npz")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("data", ["/nonexistent/mnist", "broken"])
 def test_train_cli_bad_data_exits_2_with_one_line(data: str, tmp_path: Path) -> None:
     if data == "broken":

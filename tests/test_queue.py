@@ -6,6 +6,8 @@ import pytest
 
 from tests.conftest import cli
 
+pytestmark = pytest.mark.e2e  # starts Redis, the S3 server, workers or the CLI
+
 
 @pytest.mark.parametrize("password", ["Kx/Zq9", "Kx#Zq9", "Kx?Zq9"])
 @pytest.mark.parametrize("command", [("resume", "b1"), ("worker",)])

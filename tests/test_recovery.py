@@ -15,6 +15,8 @@ from tests.test_e2e import _reading, _records, _status, _submit_held, _wait_done
 from trainer import mnist, samples
 from worker import batches, local, queue, recovery
 
+pytestmark = pytest.mark.e2e  # starts Redis, the S3 server, workers or the CLI
+
 RECOVERED_WITHIN = 60.0  # s from a worker's loss to its batch being done
 
 

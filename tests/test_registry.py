@@ -51,6 +51,7 @@ def test_metadata_records_provenance(file_store: Store, trained: tuple[Path, dic
     assert meta["hyperparameters"]["batch_size"] == 128
 
 
+@pytest.mark.e2e
 def test_loaded_model_predicts(s3_store: Store, trained: tuple[Path, dict], digits) -> None:
     _publish(s3_store, trained, 0.97, "always")
     model = registry.load(s3_store, registry.resolve(s3_store))

@@ -20,7 +20,7 @@ from trainer.storage import (
 )
 
 
-@pytest.fixture(params=["file", "s3"])
+@pytest.fixture(params=["file", pytest.param("s3", marks=pytest.mark.e2e)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     if request.param == "file":
         return open_store(f"file://{tmp_path}/store")
@@ -80,6 +80,7 @@ def test_file_store_relative_url_and_atomic_writes(tmp_path: Path, monkeypatch) 
     assert [p.name for p in (tmp_path / "data" / "k").iterdir()] == ["v.bin"]
 
 
+@pytest.mark.e2e
 def test_missing_bucket_is_one_clear_error(s3_endpoint: str) -> None:
     with pytest.raises(StoreError, match="bucket 'no-such-bucket' does not exist"):
         open_store("s3://no-such-bucket/x").check()
@@ -195,6 +196,7 @@ def conditional_proxy(
 PROBES = {"heeds": 2, "ignores": 2, "read-only": 1, "loses a reply": 3}
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("conditional_proxy", PROBES, indirect=True)
 def test_exclusive_create_is_probed_once_at_start(conditional_proxy, s3_store) -> None:
     """check() creates a probe key twice: an S3 API that lets the second through is refused
@@ -213,6 +215,7 @@ def test_exclusive_create_is_probed_once_at_start(conditional_proxy, s3_store) -
     assert list(store.list("")) == [], "the probe is deleted"
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("conditional_proxy", ["heeds", "ignores"], indirect=True)
 def test_a_store_ignoring_exclusive_create_is_refused_at_start(
     conditional_proxy, s3_endpoint, redis_url

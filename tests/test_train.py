@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import cli
 
 
+@pytest.mark.e2e
 def test_train_cli_publishes_and_lists(mnist_dir: Path, tmp_path: Path) -> None:
     store = f"file://{tmp_path}/store"
     result = cli(
@@ -34,12 +37,14 @@ def test_train_cli_publishes_and_lists(mnist_dir: Path, tmp_path: Path) -> None:
     assert meta[0]["test_accuracy"] > 0.8
 
 
+@pytest.mark.e2e
 def test_train_rejects_unknown_model(tmp_path: Path) -> None:
     result = cli("train", "--model", "resnet", "--store", f"file://{tmp_path}")
     assert result.returncode == 2
     assert result.stderr.strip() == "error: unknown model 'resnet'; choose from mlp, cnn"
 
 
+@pytest.mark.slow
 def test_architectures_take_28x28_and_give_softmax(digits) -> None:
     from trainer import models, train
     from worker import lines

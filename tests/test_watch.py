@@ -30,6 +30,8 @@ from trainer.storage import FileStore, Store
 from worker import batches, decode, inbox, local, queue
 from worker.templates import FieldSpec, Template
 
+pytestmark = pytest.mark.e2e  # starts Redis, the S3 server, workers or the CLI
+
 PNG = cv2.imencode(".png", np.full((20, 20), 255, np.uint8))[1].tobytes()
 
 
