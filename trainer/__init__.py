@@ -8,6 +8,13 @@ cv2, and OpenCV reads its limit only once, when cv2 is first imported.
 from __future__ import annotations
 
 import os
+import sys
+
+
+def say(message: str) -> None:
+    """Tell the person running a command something (progress, an error): on standard error,
+    at once, so standard output stays for results."""
+    print(message, file=sys.stderr, flush=True)
 
 
 def _pixel_limit() -> int:

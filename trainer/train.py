@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import platform
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -13,12 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from trainer import mnist, models, newwriters, nondigits, registry, strings
+from trainer import mnist, models, newwriters, nondigits, registry, say, strings
 from trainer.storage import Store
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def _stroke_jitter(images: Any, labels: Any) -> tuple[Any, Any]:
@@ -163,7 +158,7 @@ def train(
     batch_size: int | None = None,
     limit: int | None = None,
     seed: int = 0,
-    log: Callable[[str], None] = _log,
+    log: Callable[[str], None] = say,
     scanned: Lines | None = None,
     writers: newwriters.Writers | None = None,
 ) -> tuple[Any, dict[str, Any]]:

@@ -104,8 +104,24 @@ def _is_image(name: str) -> bool:
     return Path(name).suffix.lower() in IMAGE_SUFFIXES and not Path(name).name.startswith(".")
 
 
-def _is_archive(name: str) -> bool:
+def is_archive(name: str) -> bool:
+    """Whether a file name or key names an archive whose members are inputs (ZIP, TAR)."""
     return name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def key_of(store: Store, url: str, hint: str = "") -> str:
+    """The key of a URL inside `store`, without a trailing '/' ('' for the store's root); a
+    URL outside it is a UserError (with `hint`, what to do instead)."""
+    root, target = store.url.rstrip("/") + "/", open_store(url).url.rstrip("/") + "/"
+    if not target.startswith(root):
+        raise UserError(f"{url} is not inside the store {store.url}{hint}")
+    return target[len(root) :].rstrip("/")
+
+
+def new_id(random_bytes: int) -> str:
+    """An id that sorts by its UTC time of creation (to the second), made unique by
+    `random_bytes` random bytes in hex."""
+    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(random_bytes)}"
 
 
 def _paged(source: str, key: str, count: int) -> list[dict[str, Any]]:
@@ -131,10 +147,10 @@ def _count(name: str, read: Callable[[], bytes]) -> int:
 def _store_items(store: Store, url: str) -> list[dict[str, Any]]:
     """Items for an s3:// or file:// URL inside the store: an object or every image under it;
     PDFs and TIFFs are fetched to count their pages."""
-    root, target = store.url.rstrip("/") + "/", open_store(url).url.rstrip("/")
-    if not target.startswith(root):
-        raise UserError(f"{url} is not inside the store {store.url}; pass local files instead")
-    relative = target[len(root) :]
+    relative = key_of(store, url, "; pass local files instead")
+    if not relative:
+        raise UserError(f"{url} is the store's root: name a prefix or an object inside it")
+    root = store.url.rstrip("/") + "/"
     keys = [k for k in store.list(relative + "/") if _is_image(k)]
     if not keys and store.exists(relative):
         keys = [relative]
@@ -153,7 +169,7 @@ def _local_files(path: Path) -> list[Path]:
             p
             for p in path.rglob("*")
             if p.is_file()
-            and (_is_image(p.name) or _is_archive(p.name))
+            and (_is_image(p.name) or is_archive(p.name))
             and not any(part.startswith(".") for part in p.relative_to(path).parts)
         )
     if path.exists():
@@ -165,7 +181,7 @@ def _local_inputs(path: Path, scratch: Path) -> Iterator[tuple[str, Path]]:
     """(source, file) of each local input under `path`; an archive's images are unpacked
     into `scratch`."""
     for file in _local_files(path):
-        if _is_archive(file.name):
+        if is_archive(file.name):
             yield from _unpack(file, scratch)
         else:
             yield str(file), file
@@ -240,7 +256,7 @@ def submit(
     version = registry.resolve(store, model)["version"]
     inputs = f"{prefix(batch_id)}/inputs/{secrets.token_hex(4)}/" if batch_id else None
     write = store.create if batch_id else store.put  # a given id is taken once...
-    batch_id = batch_id or f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+    batch_id = batch_id or new_id(3)
     inputs = inputs or f"{prefix(batch_id)}/inputs/"  # ...its inputs in a folder of their own
     items: list[dict[str, Any]] = []
     uploads: list[tuple[Path, str]] = []

@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 
+from trainer import say
 from trainer.errors import UserError
 from trainer.storage import Store, open_store
 from worker.results import REVIEW_BELOW
@@ -90,10 +91,6 @@ def _open(url: str) -> Store:
     return store
 
 
-def _err(message: str) -> None:
-    typer.echo(message, err=True)
-
-
 @app.command()
 def train(
     model: Annotated[str, typer.Option(help="Architecture: cnn, or mlp (the seed model)")] = "cnn",
@@ -153,7 +150,7 @@ def list_models(
         typer.echo(json.dumps([{**m, "current": m["version"] == current} for m in versions]))
         return
     if not versions:
-        _err(f"no models in {target.url}; run `scandigits train`")
+        say(f"no models in {target.url}; run `scandigits train`")
         return
     typer.echo(f"  {'version':>7}  {'model':<6} {'test acc':>8} {'train acc':>9}  created")
     for m in versions:
@@ -206,12 +203,12 @@ def _wait(store: Store, batch_id: str, timeout: float = 0) -> int:
         try:
             report = batches.wait(store, batch_id, timeout, lambda done: bar.update(done - bar.n))
         except TimeoutError:
-            _err(
+            say(
                 f"batch {batch_id} did not finish within {timeout:g} s; "
                 f"check the workers, then `scandigits status {batch_id}`"
             )
             return 1
-    _err(f"done: {report['images']} images, {report['errors']} errors; {report['results']}")
+    say(f"done: {report['images']} images, {report['errors']} errors; {report['results']}")
     return 0
 
 
@@ -247,7 +244,7 @@ def resume(
 
     queue.connect(broker)
     lost = batches.resume(_open(store), batch)
-    _err(f"re-queued {len(lost)} chunks: {lost}" if lost else "nothing to re-queue")
+    say(f"re-queued {len(lost)} chunks: {lost}" if lost else "nothing to re-queue")
 
 
 @app.command()
@@ -319,7 +316,7 @@ def review(
     target = _open(store)
     records, total = sheet.to_review(target, batch)
     if not records:
-        _err(f"none of the {total} results of batch {batch} needs review")
+        say(f"none of the {total} results of batch {batch} needs review")
         return
     form = batches.manifest(target, batch).get("template")
     form = templates.Template.from_dict(form) if form else None
@@ -328,9 +325,7 @@ def review(
         out.write_bytes(png.tobytes())
     except OSError as exc:
         raise UserError(f"cannot write {out}: {exc.strerror}") from exc
-    _err(
-        f"wrote {out}: {min(len(records), limit)} of {len(records)} results to review (of {total})"
-    )
+    say(f"wrote {out}: {min(len(records), limit)} of {len(records)} results to review (of {total})")
 
 
 @app.command()
@@ -487,9 +482,9 @@ def watch(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):  # finish the step in hand, then stop
         signal.signal(sig, lambda *_: stop.set())
-    _err(f"watching {url}; results to {watcher.results_url}")
+    say(f"watching {url}; results to {watcher.results_url}")
     watcher.run(interval, stop, once)
-    _err("stopped" if stop.is_set() else "done")
+    say("stopped" if stop.is_set() else "done")
 
 
 @app.command()
@@ -568,7 +563,7 @@ def samples(
     if forms:
         make = specimens.write_forms if generator == "specimens" else form_generator.write_forms
         truth = make(out, images, labels, count, seed=seed)
-        _err(f"wrote {len(truth)} form pages, form.yaml and truth.json to {out}/")
+        say(f"wrote {len(truth)} form pages, form.yaml and truth.json to {out}/")
         return
     if generator == "specimens":
         if not fields:
@@ -577,7 +572,7 @@ def samples(
     else:
         write = own.write_fields if fields else own.write_scans
     written = write(out, images, labels, count, seed=seed)
-    _err(f"wrote {len(written)} scans and labels.json to {out}/")
+    say(f"wrote {len(written)} scans and labels.json to {out}/")
 
 
 template_app = typer.Typer(no_args_is_help=True, help="Check form templates against pages.")
@@ -599,7 +594,7 @@ def template_check(
             spec.check or "",
         ]
         typer.echo(f"{spec.name}\t{list(spec.box)}\t{' '.join(r for r in rules if r)}")
-    _err(f"{template}: form {form.name!r}, {len(form.fields)} fields, valid")
+    say(f"{template}: form {form.name!r}, {len(form.fields)} fields, valid")
 
 
 @template_app.command("preview")
@@ -625,7 +620,7 @@ def template_preview(
     for name, field in found.items():
         state = "valid" if field["valid"] else "INVALID"
         typer.echo(f"{name}\t{field['text']}\t{field['confidence']:.3f}\t{state}")
-    _err(f"wrote {out}")
+    say(f"wrote {out}")
 
 
 @app.command()
@@ -647,8 +642,8 @@ def main() -> None:
     try:
         app()
     except UserError as exc:
-        _err(f"error: {exc}")
+        say(f"error: {exc}")
         sys.exit(2)
     except KeyboardInterrupt:
-        _err("interrupted")
+        say("interrupted")
         sys.exit(130)

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from trainer import mnist, registry, samples
+from trainer import mnist, registry, samples, say
 from trainer import train as trainer
 from trainer.storage import Store
 from worker import batches, local, queue
@@ -14,21 +14,17 @@ from worker import batches, local, queue
 WORKDIR = Path("scandigits-demo")
 
 
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def run(store: Store, data: str | None, count: int, workers: int, chunk_size: int = 128) -> int:
     """Train if needed, render sample scans, process them on real workers, report accuracy."""
     from tqdm import tqdm
 
     if registry.current_version(store) is None:
-        _say("no model yet: training the seed MLP (8 epochs)")
+        say("no model yet: training the seed MLP (8 epochs)")
         meta = trainer.run(store, "mlp", data)
-        _say(f"published model v{meta['version']}: test accuracy {meta['test_accuracy']:.4f}")
+        say(f"published model v{meta['version']}: test accuracy {meta['test_accuracy']:.4f}")
     version = registry.resolve(store)["version"]
     scans = WORKDIR / "scans"
-    _say(f"rendering {count} sample scans from MNIST test digits into {scans}/")
+    say(f"rendering {count} sample scans from MNIST test digits into {scans}/")
     digits = mnist.load(data)
     labels = samples.write_scans(scans, digits.x_test, digits.y_test, count)
     with local.redis(WORKDIR / "redis") as broker_url:
@@ -36,10 +32,10 @@ def run(store: Store, data: str | None, count: int, workers: int, chunk_size: in
         env = {"SCANDIGITS_BROKER_URL": broker_url, "SCANDIGITS_STORE": store.url}
         processes = local.start_workers(workers, env, WORKDIR)
         try:
-            _say(f"started {workers} workers on embedded Redis {broker_url}; waiting for them")
+            say(f"started {workers} workers on embedded Redis {broker_url}; waiting for them")
             local.wait_ready(processes, WORKDIR)
             batch_id = batches.submit(store, [str(scans)], chunk_size=chunk_size)
-            _say(f"submitted batch {batch_id} ({count} images, model v{version})")
+            say(f"submitted batch {batch_id} ({count} images, model v{version})")
             with tqdm(total=count, desc=batch_id, unit="img", file=sys.stderr) as bar:
                 report = batches.wait(store, batch_id, 600, lambda n: bar.update(n - bar.n))
         finally:

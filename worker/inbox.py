@@ -39,7 +39,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
@@ -55,7 +54,6 @@ from trainer.storage import (
     Store,
     StoreError,
     TooLarge,
-    open_store,
 )
 from worker import batches, decode
 from worker.results import REVIEW_BELOW
@@ -92,10 +90,8 @@ class _Object:
 
 def _prefix(store: Store, url: str) -> str:
     """The key prefix of a URL inside the store: '' for its root, else ending in '/'."""
-    root, target = store.url.rstrip("/") + "/", open_store(url).url.rstrip("/") + "/"
-    if not target.startswith(root):
-        raise UserError(f"{url} is not inside the store {store.url}")
-    return target[len(root) :]
+    key = batches.key_of(store, url)
+    return f"{key}/" if key else ""
 
 
 def _beside(inbox: str, name: str) -> str:
@@ -109,12 +105,8 @@ def _is_input(key: str) -> bool:
     segment hides nothing: the store refuses such a key, and it is rejected, not skipped)."""
     name = PurePosixPath(key.lower())
     return not any(part.startswith(".") and part != ".." for part in name.parts) and (
-        name.suffix in batches.IMAGE_SUFFIXES or _is_archive(key)
+        name.suffix in batches.IMAGE_SUFFIXES or batches.is_archive(key)
     )
-
-
-def _is_archive(key: str) -> bool:
-    return key.lower().endswith(batches.ARCHIVE_SUFFIXES)
 
 
 def _pinned(group: str, key: str) -> str:
@@ -232,8 +224,8 @@ class Watcher:
             return
         try:
             waiting = self._waiting()  # again: another watcher may have claimed some
-            archives = [item for item in waiting if _is_archive(item.key)]
-            images = [item for item in waiting if not _is_archive(item.key)]
+            archives = [item for item in waiting if batches.is_archive(item.key)]
+            images = [item for item in waiting if not batches.is_archive(item.key)]
             for archive in archives:
                 self._record([archive])
             while images and self._due(images, flush):
@@ -243,7 +235,7 @@ class Watcher:
             self._release_script(keys=[lock], args=[self._token])
 
     def _record(self, objects: list[_Object]) -> None:
-        group = f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(4)}"
+        group = batches.new_id(4)
         self._hold(f"group:{group}")  # before it is visible: no one takes it over meanwhile
         record = {"group": group, "created": batches.now(), "objects": [asdict(o) for o in objects]}
         self.store.put(f"{self.state}groups/{group}.json", json.dumps(record).encode())
@@ -280,7 +272,7 @@ class Watcher:
         pinned = _pinned(group, item.key)
         if again and self.store.exists(pinned):
             return None
-        limit = batches.MAX_ARCHIVE_BYTES if _is_archive(item.key) else decode.MAX_BYTES
+        limit = batches.MAX_ARCHIVE_BYTES if batches.is_archive(item.key) else decode.MAX_BYTES
         try:
             self.store.copy(item.key, pinned, item.tag, limit)
         except ObjectMissing:
@@ -363,7 +355,7 @@ class Watcher:
         """What batches.submit is given for an object: the URL of its pinned copy; for an
         archive, a local copy of that (it unpacks local archives only), named by its key
         (which the store took at `_pin`, so the copy stays in `scratch`)."""
-        if not _is_archive(key):
+        if not batches.is_archive(key):
             return f"{self.store.url}/{_pinned(group, key)}"
         copy = scratch / key
         copy.parent.mkdir(parents=True, exist_ok=True)
