@@ -161,9 +161,9 @@ def test_the_reader_sees_every_line_in_each_shift_in_one_pass() -> None:
     readings, _ = pipeline.read([touching_sevens()] * 2, lambda data: data, Watched("77"))
     assert [r.text for r in readings] == ["77", "77"]
     (lines,) = shown
-    assert len(lines) == 2 * len(pipeline.SHIFTS)
+    assert len(lines) == 2 * len(pipeline.VIEW_SHIFTS)
     line, width = lines[0], lines.shape[2]
-    for k, columns in enumerate(pipeline.SHIFTS):
+    for k, columns in enumerate(pipeline.VIEW_SHIFTS):
         view = lines[2 * k]
         assert np.array_equal(view[:, 2:-2], line[:, 2 - columns : width - 2 - columns])
 

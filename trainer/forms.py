@@ -35,7 +35,7 @@ _BOX_HEIGHT, _CELL = 96, 88  # every box's height and a comb cell's width, pixel
 
 
 @dataclass(frozen=True)
-class Field:
+class PrintedField:
     """A labelled box of the form: its outer edge in page pixels, and `cells` comb cells (one
     per digit, divided by thin lines) or 0 for a plain box."""
 
@@ -49,8 +49,10 @@ class Field:
 
 
 FIELDS = {
-    "account": Field("Account number", 150, 600, 800, rules=(("digits", "8"), ("check", "luhn"))),
-    "date": Field(
+    "account": PrintedField(
+        "Account number", 150, 600, 800, rules=(("digits", "8"), ("check", "luhn"))
+    ),
+    "date": PrintedField(
         "Date (DDMMYYYY)",
         150,
         820,
@@ -61,8 +63,8 @@ FIELDS = {
             ("pattern", "'^(0[1-9]|[12][0-9]|3[01])(0[1-9]|1[0-2])(19|20)[0-9]{2}$'"),
         ),
     ),
-    "amount": Field("Amount", 150, 1040, 600, rules=(("pattern", "'^[0-9]{3,6}$'"),)),
-    "reference": Field(
+    "amount": PrintedField("Amount", 150, 1040, 600, rules=(("pattern", "'^[0-9]{3,6}$'"),)),
+    "reference": PrintedField(
         "Reference", 150, 1260, 7 * _CELL, cells=7, rules=(("digits", "7"), ("check", "mod11"))
     ),
 }

@@ -42,7 +42,7 @@ FAINT, FAINT_MIN = 6.0, 8.0  # line ink: this many median deviations over the pa
 TOLERANCE = 5.0  # px at detection size: a box lands on a rectangle with every corner this near
 MAX_RECTS = 1000  # rectangles of a template box's size considered at most
 PROPOSALS = 20  # proposals grown at most, from the likeliest pairings of a box and a rectangle
-SHIFTS = 8  # offsets the most pairings agree on, tried on the best proposal
+AGREED_OFFSETS = 8  # offsets the most pairings agree on, tried on the best proposal
 MARGIN = 0.25  # box heights of the page kept all round a field's box when it is cut out
 
 Line = tuple[int, int]  # a printed line's first and last row (or column)
@@ -98,7 +98,7 @@ def align(page: np.ndarray, template: Template) -> Alignment:
     ink = _ink(page, scale)
     factor = np.array(ink.shape[::-1]) / np.array(shape[::-1])  # small pixels per page pixel
     small = (boxes + 0.5) * factor - 0.5
-    upright, turn = _upright(ink, _skew(ink))
+    upright, turn = _turned(ink, _skew(ink))
     lines = _rects(upright, small)
     # where the boxes would be on a page turned about its centre but neither scaled nor moved
     middle = np.array(ink.shape[::-1]) / 2
@@ -168,7 +168,7 @@ def _skew(ink: np.ndarray) -> float:
     return float(best)
 
 
-def _upright(ink: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
+def _turned(ink: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
     """The ink turned by `angle` degrees onto a canvas that holds all of it, and the 2×3 turn."""
     h, w = ink.shape
     turn = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
@@ -345,7 +345,7 @@ def _settled(
     offsets = rects[pairs[:, 1]].mean(axis=1) - _apply(fit, boxes[pairs[:, 0]]).mean(axis=1)
     shifts, votes = np.unique(np.rint(offsets / TOLERANCE), axis=0, return_counts=True)
     best = (0, 0.0, np.array([], int), np.array([], int))
-    for shift in np.vstack([[0, 0], shifts[np.argsort(-votes, kind="stable")[:SHIFTS]]]):
+    for shift in np.vstack([[0, 0], shifts[np.argsort(-votes, kind="stable")[:AGREED_OFFSETS]]]):
         moved = fit + np.float64([[0, 0, shift[0]], [0, 0, shift[1]]]) * TOLERANCE
         which, where = _landed(moved, boxes, rects, 2 * TOLERANCE)
         if len(which):

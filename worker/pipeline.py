@@ -42,7 +42,7 @@ TEXTS = 16  # strings kept per field from the segmenter's readings, likeliest fi
 SECOND = 0.01  # a digit read this likely is offered too, besides the likeliest
 READS = 3  # digits one piece is offered as, at most (a field's readings multiply)
 DOUBT = 0.1  # odds that a piece is framed too badly for its reading to mean anything (_log_fit)
-SHIFTS = (0, -2, 2)  # columns the reader's views of a line are moved by (the first is decoded)
+VIEW_SHIFTS = (0, -2, 2)  # columns the reader's views of a line are moved by (the first is decoded)
 UNACCOUNTED = 0.5  # a reading that leaves a mark of a digit's size out is at most this sure
 DISPUTED = 0.5  # ... and so is one the string reader, reading alone, reads otherwise
 OFF_LINE, NOT_READ = "off the line", "not read"  # why a mark is left out
@@ -283,12 +283,12 @@ def _log_fit(probability: float) -> float:
 
 @dataclass
 class _Line:
-    """A field as the string reader reads it: its logits for each of SHIFTS, and its digits
+    """A field as the string reader reads it: its logits for each of VIEW_SHIFTS, and its digits
     with the reader's confidence and their span of the line (between the midpoints to their
     neighbours), decoded from the unshifted view."""
 
     found: Field
-    views: np.ndarray  # (len(SHIFTS), steps, 11)
+    views: np.ndarray  # (len(VIEW_SHIFTS), steps, 11)
     digits: list[tuple[int, float, tuple[int, int]]]
     centres: list[float]  # the line columns each digit was read at
     fit: float = 0.0  # the classifier's log-likelihood of those digits, read from their ink
@@ -321,8 +321,8 @@ def _lines(
         return [None] * len(fields)
     start = time.perf_counter()
     framed = np.stack([f.line for f in fields])
-    logits = classifier.read_lines(np.concatenate([_shifted(framed, dx) for dx in SHIFTS]))
-    views = logits.reshape(len(SHIFTS), len(fields), *logits.shape[1:])
+    logits = classifier.read_lines(np.concatenate([_shifted(framed, dx) for dx in VIEW_SHIFTS]))
+    views = logits.reshape(len(VIEW_SHIFTS), len(fields), *logits.shape[1:])
     lines = []
     for n, found in enumerate(fields):
         read = strings.decode(views[0, n])

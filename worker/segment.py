@@ -140,7 +140,7 @@ def segment(
         mask = _inside(mask, np.array(inside, float) * scale)
         ink = np.where(mask, ink, 0.0).astype(np.float32)
         seen = _inside(seen, np.array(inside, float) * scale)
-    ink, mask, shear = _upright(ink, mask)
+    ink, mask, shear = _unslanted(ink, mask)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), None, 8)
     back = cv2.invertAffineTransform(shear) * (reduced / scale)
     # a scan decoded at 1/r holds between (n - 1)·r + 1 and n·r pixels: boxes stay within the least
@@ -319,7 +319,7 @@ def _outer(points: np.ndarray, limit: np.ndarray) -> Box:
     return (*map(int, low), *map(int, high - low))
 
 
-def _upright(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _unslanted(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Shear the writer's slant out of the whole field (the median slant of its marks, from
     their second moments) so digits stand upright for grouping and vertical cuts. Marks much
     wider than tall are left out while others count: the moments of touching digits or of a
