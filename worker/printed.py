@@ -2,7 +2,8 @@
 printed is read as a digit: rules (solid, dashed or dotted: an underline, a box's top and
 bottom), the box's sides and comb dividers that run from rule to rule, and comb ticks that
 rise from a rule or hang from it at the comb's regular spacing. Strokes of writing that cross
-the print are mended.
+the print are mended, and those written along it kept. What is left of the ink above the
+paper's noise is handed on too, so the reading can account for every light mark.
 
 A handwritten 1 is as straight as a tick; what tells them apart is the comb's lattice: ticks
 stand at regular steps along the rule (with the box's sides and dividers), a digit in a cell
