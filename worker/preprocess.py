@@ -134,9 +134,10 @@ def beside(ink: np.ndarray) -> np.ndarray:
     of its peak and filled in between, as a mask. Only for an image without print: a light
     box line beside the writing would pass too."""
     smooth = cv2.blur(ink, (3, 3))
-    if smooth.max() < MIN_CONTRAST:  # all the ink was print
+    try:
+        level = strong_level(ink, smooth)
+    except NoInkError:  # all the ink was print
         return np.zeros(ink.shape, bool)
-    level = strong_level(ink, smooth)
     strong = ink > level
     broad, low, count, labels, stats = _marks(smooth)
     near = cv2.dilate(strong.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
@@ -144,19 +145,13 @@ def beside(ink: np.ndarray) -> np.ndarray:
     if count < 2 or not away.any() or not strong.any():
         return np.zeros_like(strong)
     writing = field_writing(strong.astype(np.uint8))
-    rows, owners = np.nonzero(away)[0], labels[away]
-    top = np.full(count, ink.shape[0])
-    np.minimum.at(top, owners, rows)
-    bottom = np.zeros(count, int)
-    np.maximum.at(bottom, owners, rows)
+    first, last = extents(away, labels, count)
     peak = np.zeros(count, np.float32)
-    np.maximum.at(peak, owners, broad[away])
-    height = bottom - top + 1
+    np.maximum.at(peak, labels[away], broad[away])
+    height = last[1] - first[1] + 1
     chosen = (height >= MAIN * writing) & (height <= TALLEST * writing)
     chosen &= (peak >= 1.5 * low) & (peak >= LIGHTEST * level)
-    rim = np.zeros_like(away)  # shading the flattening leaves at the image's edge is no writing
-    rim[[0, -1], :] = rim[:, [0, -1]] = True
-    chosen[np.unique(labels[away & rim])] = False
+    chosen &= off_rim(first, last, ink.shape)  # shading the flattening leaves at the edge
     chosen[0] = False
     grown = cv2.dilate((away & chosen[labels]).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     light = chosen[labels] & grown & (broad >= FAINT * peak[labels])
@@ -164,6 +159,25 @@ def beside(ink: np.ndarray) -> np.ndarray:
     widths = 2 * area / np.maximum(np.bincount(labels[_edge(light)], minlength=count), 1)
     chosen &= widths <= BROADER * _width(strong)
     return light & _strokes(chosen, area, stats, strong)[labels]
+
+
+def extents(mask: np.ndarray, labels: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first and the last column and row of each of `count` labels' pixels in `mask`, as
+    two (2, count) arrays of [columns, rows]; a label without any has first > last."""
+    ys, xs = np.nonzero(mask)
+    owners = labels[ys, xs]
+    first = np.full((2, count), max(mask.shape))
+    last = np.full((2, count), -1)
+    for axis, values in enumerate((xs, ys)):
+        np.minimum.at(first[axis], owners, values)
+        np.maximum.at(last[axis], owners, values)
+    return first, last
+
+
+def off_rim(first: np.ndarray, last: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Which extents (`extents`) keep off an image's outermost rows and columns."""
+    rows, columns = shape[:2]
+    return (first > 0).all(axis=0) & (last[0] < columns - 1) & (last[1] < rows - 1)
 
 
 def _width(mask: np.ndarray) -> float:

@@ -56,7 +56,8 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     # print darker than the writing set the threshold: find the writing's own without it
     lines = across | down
     near = cv2.dilate(lines.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    mask = mask | locate(_without(ink, lines, 3)) | beside(_without(ink, lines, 7))
+    unprinted = _without(ink, lines, 7)  # the print and its blur taken out
+    mask = mask | locate(_without(ink, lines, 3)) | beside(unprinted)
     rest = (mask & ~near).astype(np.uint8)
     # a stroke across a rule is mended up and down, one across a divider or tick sideways
     removed = np.zeros_like(near)
@@ -69,7 +70,7 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
         broader = cv2.morphologyEx(inked, cv2.MORPH_OPEN, np.ones(kernel, np.uint8)) > 0
         removed |= grown & ~closed & ~broader
     keep = mask & ~removed
-    seen = visible(_without(ink, lines, 7)) | keep
+    seen = visible(unprinted) | keep
     return np.where(keep, ink, 0.0).astype(np.float32), keep, seen
 
 

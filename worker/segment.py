@@ -24,7 +24,9 @@ from worker.preprocess import (
     SOLID,
     TALLEST,
     NoInkError,
+    extents,
     levels,
+    off_rim,
     prepare,
     stroke_radius,
     thicken,
@@ -232,27 +234,19 @@ def _unread(
     reach = 2 * round(JOIN * height / 2) + 1
     joined = cv2.dilate(free.astype(np.uint8), np.ones((reach, reach), np.uint8))
     count, labels = cv2.connectedComponents(joined, None, 8)
-    ys, xs = np.nonzero(free)
-    owners = labels[ys, xs]
-    rows, columns = seen.shape
-    low = np.full((2, count), max(rows, columns))
-    high = np.full((2, count), -1)
-    for axis, values in enumerate((xs, ys)):
-        np.minimum.at(low[axis], owners, values)
-        np.maximum.at(high[axis], owners, values)
+    low, high = extents(free, labels, count)
     w, h = high - low + 1
+    ys = np.nonzero(free)[0]
+    owners = labels[free]
     inked = np.bincount(owners, minlength=count)
-    stroked = np.bincount(np.unique(owners * rows + ys) // rows, minlength=count)
+    stroked = np.bincount(np.unique(owners * seen.shape[0] + ys) // seen.shape[0], minlength=count)
     unread = (
         (h >= MAIN * height)
         & (h <= TALLEST * height)
         & (w <= TALLEST * height)
         & (inked <= SOLID * w * h)
         & (stroked >= STROKED * h)
-        & (low[0] > 0)
-        & (low[1] > 0)
-        & (high[0] < columns - 1)
-        & (high[1] < rows - 1)
+        & off_rim(low, high, seen.shape)
     )
     corners = np.stack([low, high + 1], axis=1).astype(np.float32) * factor  # (2, 2, count)
     return [_outer(corners[:, :, i].T, limit) for i in np.flatnonzero(unread[1:]) + 1]
