@@ -19,7 +19,7 @@ import pytest
 
 from trainer import mnist, registry, train
 from trainer.storage import Store, open_store
-from worker import local
+from worker import local, queue
 
 ROOT = Path(__file__).resolve().parents[1]
 _buckets = itertools.count()
@@ -116,6 +116,15 @@ def file_store(tmp_path: Path) -> Store:
     store = open_store(f"file://{tmp_path / 'store'}")
     store.check()
     return store
+
+
+@pytest.fixture
+def worker_env(redis_url: str, trained: tuple[Path, dict], file_store: Store) -> dict[str, str]:
+    """The environment for workers and commands on `file_store` and the session's Redis, the
+    session's model published as current, and this process's queue connected to that Redis."""
+    publish(file_store, trained)
+    queue.connect(redis_url)
+    return {"SCANDIGITS_BROKER_URL": redis_url, "SCANDIGITS_STORE": file_store.url}
 
 
 def cli(

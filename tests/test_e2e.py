@@ -265,10 +265,9 @@ def test_worker_health_and_metrics(redis_url, trained, file_store, scans, tmp_pa
         local.stop_workers(processes)
 
 
-def test_lost_messages_are_found_and_resumed(redis_url, trained, file_store, scans, tmp_path):
+def test_lost_messages_are_found_and_resumed(redis_url, worker_env, scans, tmp_path):
     """The store is the source of truth: chunks Redis lost are reported and re-queued."""
-    publish(file_store, trained)
-    env = {"SCANDIGITS_BROKER_URL": redis_url, "SCANDIGITS_STORE": file_store.url}
+    env = worker_env
     folder, labels = scans
     names = sorted(labels)[:10]
     batch = _submit([str(folder / n) for n in names], env, "--chunk-size", "4")
@@ -285,7 +284,6 @@ def test_lost_messages_are_found_and_resumed(redis_url, trained, file_store, sca
     assert status()["state"] == "queued"
     assert "nothing to re-queue" in cli("resume", batch, env=env).stderr  # all queued again
 
-    queue.connect(redis_url)
     processes = local.start_workers(1, env, tmp_path / "logs")
     try:
         _wait_done(batch, env, "resumed batch did not finish")
@@ -296,7 +294,7 @@ def test_lost_messages_are_found_and_resumed(redis_url, trained, file_store, sca
 
 
 def test_poison_image_is_marked_failed_and_the_batch_completes(
-    redis_url, trained, file_store, scans, tmp_path
+    redis_url, worker_env, file_store, scans, tmp_path
 ):
     """An image that crashes the worker process whenever it is read (here a SIGSEGV, as from a
     decoder bug): its chunk comes back and is read one image at a time, the image in hand at
@@ -304,11 +302,9 @@ def test_poison_image_is_marked_failed_and_the_batch_completes(
     the worker lives on."""
     from worker.tasks import CRASHED
 
-    publish(file_store, trained)
-    env = {"SCANDIGITS_BROKER_URL": redis_url, "SCANDIGITS_STORE": file_store.url}
+    env = worker_env
     folder, labels = scans
     names = sorted(labels)[:48]
-    queue.connect(redis_url)
     client = redis.Redis.from_url(redis_url)
     processes = local.start_workers(1, env, tmp_path / "logs")
     worker = processes[0]
@@ -337,13 +333,11 @@ def test_poison_image_is_marked_failed_and_the_batch_completes(
 
 
 def test_sigterm_finishes_the_chunk_in_hand_and_takes_no_more(
-    redis_url, trained, file_store, scans, tmp_path
+    redis_url, worker_env, file_store, scans, tmp_path
 ):
-    publish(file_store, trained)
-    env = {"SCANDIGITS_BROKER_URL": redis_url, "SCANDIGITS_STORE": file_store.url}
+    env = worker_env
     folder, labels = scans
     names = sorted(labels)
-    queue.connect(redis_url)
     processes = local.start_workers(1, env, tmp_path / "logs")
     local.wait_ready(processes, tmp_path / "logs")
     batch, pipe = _submit_held(file_store, folder, names, 0, env, 48)

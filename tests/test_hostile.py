@@ -124,14 +124,12 @@ def _check(records: list[dict], labels: dict[str, str]) -> None:
     assert sum(by_name[name]["text"] == text for name, text in labels.items()) >= 20
 
 
-def test_hostile_corpus_through_submit(corpus, redis_url, trained, file_store: Store, tmp_path):
+def test_hostile_corpus_through_submit(corpus, worker_env: dict[str, str], tmp_path):
     """Bombs in every format the decoders take, junk, a PDF page too large to render, with
     good scans: each good scan read once, each bad file one line, archive bombs refused whole
     by submit, and neither the workers nor submit near their memory limits."""
     folder, labels = corpus
-    publish(file_store, trained)
-    env = {"SCANDIGITS_BROKER_URL": redis_url, "SCANDIGITS_STORE": file_store.url}
-    queue.connect(redis_url)
+    env = worker_env
     for name, data in ARCHIVES.items():
         (tmp_path / name).write_bytes(data)
         refused, peak = cli_peak("submit", str(tmp_path / name), env=env)

@@ -43,17 +43,15 @@ def _release(pipe: Path, held: int, folder: Path) -> None:
 
 @pytest.mark.parametrize("loss", ["kill -9", "SIGSTOP"])
 def test_a_lost_workers_chunk_is_requeued_without_a_person(
-    loss, redis_url, trained, file_store, scans, tmp_path
+    loss, redis_url, worker_env, file_store, scans, tmp_path
 ):
     """One of two workers is lost mid-chunk, killed with its pool or stopped for ever (its
     connection to Redis stays open, as on a lost node): the other worker re-queues the chunk
     once the lost one's heartbeat lapses, and the batch is done within a minute of the loss,
     every input read exactly once, with no command run by a person."""
-    publish(file_store, trained)
-    env = {"SCANDIGITS_BROKER_URL": redis_url, "SCANDIGITS_STORE": file_store.url}
+    env = worker_env
     folder, labels = scans
     names = sorted(labels)
-    queue.connect(redis_url)
     client = redis.Redis.from_url(redis_url)
     processes = local.start_workers(2, env, tmp_path / "logs")
     try:
@@ -81,15 +79,13 @@ def test_a_lost_workers_chunk_is_requeued_without_a_person(
 
 
 def test_with_no_worker_left_the_batch_is_stalled_until_one_starts(
-    redis_url, trained, file_store, scans, tmp_path
+    worker_env, file_store, scans, tmp_path
 ):
     """kill -9 of the only worker mid-chunk: once its heartbeat lapses, status calls the batch
     stalled and names the chunk; a worker started later re-queues it by itself."""
-    publish(file_store, trained)
-    env = {"SCANDIGITS_BROKER_URL": redis_url, "SCANDIGITS_STORE": file_store.url}
+    env = worker_env
     folder, labels = scans
     names = sorted(labels)
-    queue.connect(redis_url)
     processes = local.start_workers(1, env, tmp_path / "logs")
     local.wait_ready(processes, tmp_path / "logs")
     batch, pipe = _submit_held(file_store, folder, names, 48, env, 24)
@@ -108,13 +104,11 @@ def test_with_no_worker_left_the_batch_is_stalled_until_one_starts(
     assert sorted(Path(r["source"]).name for r in records) == names
 
 
-def test_sweep_leaves_live_deliveries_alone(redis_url, trained, file_store, scans, tmp_path):
+def test_sweep_leaves_live_deliveries_alone(worker_env, file_store, scans, tmp_path):
     """A chunk a live worker holds, however long, is never re-queued; resume finds nothing."""
-    publish(file_store, trained)
-    env = {"SCANDIGITS_BROKER_URL": redis_url, "SCANDIGITS_STORE": file_store.url}
+    env = worker_env
     folder, labels = scans
     names = sorted(labels)[:24]
-    queue.connect(redis_url)
     processes = local.start_workers(1, env, tmp_path / "logs")
     try:
         local.wait_ready(processes, tmp_path / "logs")
