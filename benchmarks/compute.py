@@ -1,8 +1,8 @@
 """The compute-only limit: decode, preprocess and inference in-process, one process per core,
 with the images already in memory: no broker, no store, no result files.
 
-Each process runs `worker.pipeline.read` on the same chunks the workers would get, taking the
-next chunk from a shared counter, so the cores share the work as a queue would share it.
+Each process runs `worker.reading.pipeline.read` on the same chunks the workers would get,
+taking the next chunk from a shared counter, so the cores share the work as a queue would share it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.storage import open_store
-from worker import inference, pipeline
+from worker.reading import inference, pipeline
 
 
 def peak_rss(pid: int | str = "self") -> int:

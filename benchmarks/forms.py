@@ -25,7 +25,8 @@ from typing import Any
 import benchmarks
 from trainer import forms, mnist, specimen_forms
 from trainer.storage import open_store
-from worker import batches, local, queue, templates
+from worker import batches, local, queue
+from worker.forms import templates
 
 GENERATORS = {"own": forms.write_forms, "specimens": specimen_forms.write_forms}
 

@@ -18,7 +18,7 @@ import numpy as np
 
 import benchmarks
 from trainer import models, strings
-from worker import inference
+from worker.reading import inference
 
 BATCHES = (1, 32, 256)
 

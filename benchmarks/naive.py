@@ -21,7 +21,8 @@ from celery import Celery, signals
 from trainer import models, registry
 from trainer.models import NOT_A_DIGIT
 from trainer.storage import Store, open_store
-from worker import inference, pipeline, results
+from worker import results
+from worker.reading import inference, pipeline
 
 app = Celery("naive", broker=os.environ.get("SCANDIGITS_BROKER_URL"))
 app.conf.update(

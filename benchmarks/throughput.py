@@ -38,7 +38,8 @@ from benchmarks import naive
 from benchmarks.compute import Compute, peak_rss
 from trainer import mnist, registry, samples, train
 from trainer.storage import Store, open_store
-from worker import batches, lines, local, queue
+from worker import batches, local, queue
+from worker.reading import lines
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

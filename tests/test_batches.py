@@ -18,8 +18,9 @@ import pytest
 
 from trainer.errors import UserError
 from trainer.storage import AlreadyExists
-from worker import batches, decode, results
-from worker.pipeline import Digit, Reading
+from worker import batches, results
+from worker.reading import decode
+from worker.reading.pipeline import Digit, Reading
 
 
 def test_waiting_client_finalizes_when_the_finalizer_died(file_store, monkeypatch) -> None:

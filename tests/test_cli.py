@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.bombs import hdr_declaring
 from tests.conftest import cli, cli_peak, publish
-from tests.test_decode import hdr_declaring
 from worker.local import free_port
 
 pytestmark = pytest.mark.e2e  # starts Redis, the S3 server, workers or the CLI

@@ -22,8 +22,9 @@ import numpy as np
 import pytest
 import redis
 
+from tests.batch import reading, results_of, status, submit, submit_held, wait_done
+from tests.bombs import jpeg_declaring, png_declaring
 from tests.conftest import Proxy, ProxyHandler, cli, make_bucket, publish
-from tests.test_decode import jpeg_declaring, png_declaring
 from trainer import mnist, samples
 from trainer.storage import Store, open_store
 from worker import batches, local, queue
@@ -75,58 +76,6 @@ def cluster(
     assert all(p.returncode == 0 for p in processes), "workers must shut down cleanly"
 
 
-def _status(batch: str, env: dict[str, str]) -> dict:
-    result = cli("status", batch, env=env)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
-def _wait_done(batch: str, env: dict[str, str], why: str) -> None:
-    deadline = time.monotonic() + 120
-    while _status(batch, env)["state"] != "done":
-        assert time.monotonic() < deadline, why
-        time.sleep(0.5)
-
-
-def _submit(paths: list[str], env: dict[str, str], *options: str) -> str:
-    submitted = cli("submit", *paths, *options, env=env)
-    assert submitted.returncode == 0, submitted.stderr
-    return submitted.stdout.strip()
-
-
-def _submit_held(
-    store: Store, folder: Path, names: list[str], held: int, env: dict[str, str], size: int
-) -> tuple[str, Path]:
-    """Submit `names` from inside a file store, the `held`-th as a named pipe: the chunk that
-    holds it stays in a worker's hands until the test lets it go, however fast the worker."""
-    inbox = Path(store.root, "incoming")
-    inbox.mkdir()
-    for name in names:
-        (inbox / name).write_bytes((folder / name).read_bytes())
-    pipe = inbox / names[held]
-    pipe.unlink()
-    os.mkfifo(pipe)
-    return _submit([f"{store.url}/incoming/"], env, "--chunk-size", str(size)), pipe
-
-
-def _reading(pipe: Path) -> int:
-    """Wait until a worker opens the pipe to read it; return the writing end, which keeps the
-    worker waiting until it is closed."""
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            return os.open(pipe, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError:  # ENXIO: no reader yet
-            assert time.monotonic() < deadline, f"no worker read {pipe.name}"
-            time.sleep(0.01)
-
-
-def _records(batch: str, env: dict[str, str]) -> list[dict]:
-    result = cli("results", batch, env=env)
-    assert result.returncode == 0, result.stderr
-    return [json.loads(line) for line in result.stdout.splitlines()]
-
-
 def test_submit_folder_and_collect_results(cluster, scans, tmp_path: Path) -> None:
     store, env = cluster
     folder, labels = scans
@@ -137,7 +86,7 @@ def test_submit_folder_and_collect_results(cluster, scans, tmp_path: Path) -> No
     batch = result.stdout.strip()
     assert re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{6}", batch), "stdout carries only the batch id"
 
-    records = _records(batch, env)
+    records = results_of(batch, env)
     assert len(records) == SCANS + len(BAD)
     assert len({r["source"] for r in records}) == len(records)
     by_name = {Path(r["source"]).name: r for r in records}
@@ -199,7 +148,7 @@ def test_submit_store_prefix_without_reupload(cluster, scans) -> None:
     result = cli("submit", f"{store.url}/incoming/", "--wait", env=env)
     assert result.returncode == 0, result.stderr
     batch = result.stdout.strip()
-    records = _records(batch, env)
+    records = results_of(batch, env)
     assert [r["key"] for r in records] == [f"incoming/{name}" for name in names]
     assert not list(store.list(f"batches/{batch}/inputs/"))
 
@@ -225,7 +174,7 @@ def test_tampered_model_gives_errors_not_a_stuck_batch(cluster, scans, trained) 
     key = f"models/v{version:04d}/model.keras"
     store.put(key, store.get(key)[:-1] + b"!")
     names = [str(folder / n) for n in sorted(labels)[:5]]
-    records = _records(_submit(names, env, "--model", str(version), "--wait"), env)
+    records = results_of(submit(names, env, "--model", str(version), "--wait"), env)
     assert len(records) == 5
     assert all("does not match its registered sha256" in r["error"] for r in records)
 
@@ -270,10 +219,10 @@ def test_lost_messages_are_found_and_resumed(redis_url, worker_env, scans, tmp_p
     env = worker_env
     folder, labels = scans
     names = sorted(labels)[:10]
-    batch = _submit([str(folder / n) for n in names], env, "--chunk-size", "4")
+    batch = submit([str(folder / n) for n in names], env, "--chunk-size", "4")
 
     def status() -> dict:
-        return _status(batch, env)
+        return status(batch, env)
 
     assert status()["state"] == "queued" and "lost_chunks" not in status()
     redis.Redis.from_url(redis_url).delete(queue.app.conf.task_default_queue)  # Redis loses them
@@ -286,10 +235,10 @@ def test_lost_messages_are_found_and_resumed(redis_url, worker_env, scans, tmp_p
 
     processes = local.start_workers(1, env, tmp_path / "logs")
     try:
-        _wait_done(batch, env, "resumed batch did not finish")
+        wait_done(batch, env, "resumed batch did not finish")
     finally:
         local.stop_workers(processes)
-    records = _records(batch, env)
+    records = results_of(batch, env)
     assert sorted(Path(r["source"]).name for r in records) == names  # each image exactly once
 
 
@@ -310,23 +259,23 @@ def test_poison_image_is_marked_failed_and_the_batch_completes(
     worker = processes[0]
     try:
         local.wait_ready(processes, tmp_path / "logs")
-        batch, pipe = _submit_held(file_store, folder, names, 0, env, 24)
+        batch, pipe = submit_held(file_store, folder, names, 0, env, 24)
         attempts = f"scandigits:attempts:{batch}:0"
         for crash in (1, 2):
             deadline = time.monotonic() + 60
             while int(client.get(attempts) or 0) < crash:  # the last crashed process is gone
                 assert time.monotonic() < deadline, f"chunk 0 was not redelivered ({crash})"
                 time.sleep(0.01)
-            held = _reading(pipe)  # and chunk 0 is in hand again
+            held = reading(pipe)  # and chunk 0 is in hand again
             children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
             for child in children:
                 os.kill(int(child), signal.SIGSEGV)
             os.close(held)
-        _wait_done(batch, env, "batch with a poison chunk did not finish")
+        wait_done(batch, env, "batch with a poison chunk did not finish")
         assert worker.poll() is None, "the worker survives its pool process crashing"
     finally:
         local.stop_workers(processes)
-    records = _records(batch, env)
+    records = results_of(batch, env)
     assert [Path(r["source"]).name for r in records] == names
     assert records[0]["error"] == CRASHED
     assert all(r["error"] is None for r in records[1:])
@@ -340,8 +289,8 @@ def test_sigterm_finishes_the_chunk_in_hand_and_takes_no_more(
     names = sorted(labels)
     processes = local.start_workers(1, env, tmp_path / "logs")
     local.wait_ready(processes, tmp_path / "logs")
-    batch, pipe = _submit_held(file_store, folder, names, 0, env, 48)
-    held = _reading(pipe)
+    batch, pipe = submit_held(file_store, folder, names, 0, env, 48)
+    held = reading(pipe)
     processes[0].terminate()
     os.set_blocking(held, True)
     with os.fdopen(held, "wb") as image:
@@ -380,13 +329,13 @@ def test_redis_wiped_mid_batch_is_stalled_then_resumed(trained, file_store, scan
             raise
     try:
         with local.redis(tmp_path / "redis-2", port):  # same address, nothing in it
-            report = _status(batch, env)
+            report = status(batch, env)
             if report["state"] == "stalled":
                 assert report["chunks_done"] + len(report["lost_chunks"]) == 8
-            _wait_done(batch, env, "the worker did not re-queue the lost chunks")
+            wait_done(batch, env, "the worker did not re-queue the lost chunks")
     finally:
         local.stop_workers(processes)
-    records = _records(batch, env)
+    records = results_of(batch, env)
     assert sorted(Path(r["source"]).name for r in records) == names
 
 
@@ -438,7 +387,7 @@ def test_batch_completes_through_a_flaky_store(s3_endpoint, trained, redis_url, 
             "submit", *(str(folder / n) for n in names), "--chunk-size", "8", "--wait", env=env
         )
         assert submitted.returncode == 0, submitted.stderr
-        records = _records(submitted.stdout.strip(), env)
+        records = results_of(submitted.stdout.strip(), env)
     finally:
         local.stop_workers(processes)
         proxy.shutdown()
@@ -458,7 +407,7 @@ def test_unloadable_model_gives_errors_not_a_stuck_batch(cluster, scans, tmp_pat
     model = _lambda_model(tmp_path / "lambda.keras")
     version, _ = registry.publish(store, model, {"test_accuracy": 0.5}, "never")
     names = [str(folder / n) for n in sorted(labels)[:5]]
-    records = _records(_submit(names, env, "--model", str(version), "--wait"), env)
+    records = results_of(submit(names, env, "--model", str(version), "--wait"), env)
     assert len(records) == 5
     assert all(
         r["error"].startswith("model unavailable: ")
@@ -491,13 +440,13 @@ def test_workers_read_only_with_trusted_models(redis_url, trained, file_store, s
     processes = local.start_workers(1, env, tmp_path / "logs")
     try:
         local.wait_ready(processes, tmp_path / "logs")
-        refused = _submit(names, env, "--model", str(untrusted), "--wait")
-        trusted = _submit(names, env, "--wait")
+        refused = submit(names, env, "--model", str(untrusted), "--wait")
+        trusted = submit(names, env, "--wait")
     finally:
         local.stop_workers(processes)
     assert all(
         r["error"].startswith("model unavailable: ")
         and "is not in SCANDIGITS_TRUSTED_MODELS" in r["error"]
-        for r in _records(refused, env)
+        for r in results_of(refused, env)
     )
-    assert all(r["error"] is None for r in _records(trusted, env))
+    assert all(r["error"] is None for r in results_of(trusted, env))

@@ -16,7 +16,7 @@ import yaml
 from PIL import Image
 
 from trainer import forms, mnist
-from worker import decode
+from worker.reading import decode
 
 COUNT = 40
 

@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 
 from benchmarks.compute import peak_rss
-from tests.conftest import cli_peak, publish
-from tests.test_decode import (
+from tests.batch import results_of
+from tests.bombs import (
     bigtiff_declaring,
     hdr_declaring,
     jpeg_declaring,
     png_declaring,
     sun_declaring,
 )
-from tests.test_e2e import _records
+from tests.conftest import cli_peak, publish
 from trainer import mnist, samples
 from trainer.storage import Store
 from worker import local, queue
@@ -138,7 +138,7 @@ def test_hostile_corpus_through_submit(corpus, worker_env: dict[str, str], tmp_p
         assert last.startswith("error: ") and str(tmp_path / name) in last
         assert peak < WATCHER_MEMORY, f"submit peaked at {peak / 1e6:.0f} MB"
     submitted, peak, peaks = _with_workers(env, tmp_path / "logs", "submit", str(folder), "--wait")
-    _check(_records(submitted.stdout.strip(), env), labels)
+    _check(results_of(submitted.stdout.strip(), env), labels)
     print(f"peak RSS: submit {peak / 1e6:.0f} MB, workers {[p // 10**6 for p in peaks]} MB")
 
 

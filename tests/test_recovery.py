@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.batch import reading, results_of, status, submit_held, wait_done
 from tests.conftest import cli, publish
-from tests.test_e2e import _reading, _records, _status, _submit_held, _wait_done
 from trainer import mnist, samples
 from worker import batches, local, queue, recovery
 
@@ -56,8 +56,8 @@ def test_a_lost_workers_chunk_is_requeued_without_a_person(
     processes = local.start_workers(2, env, tmp_path / "logs")
     try:
         local.wait_ready(processes, tmp_path / "logs")
-        batch, pipe = _submit_held(file_store, folder, names, 24, env, 24)
-        held = _reading(pipe)
+        batch, pipe = submit_held(file_store, folder, names, 24, env, 24)
+        held = reading(pipe)
         victim = next(p for p in processes if p.pid == _holder(client, f"{batch}:1"))
         if loss == "kill -9":
             local.kill(victim)
@@ -65,7 +65,7 @@ def test_a_lost_workers_chunk_is_requeued_without_a_person(
             os.killpg(victim.pid, signal.SIGSTOP)
         lost_at = time.monotonic()
         _release(pipe, held, folder)
-        while _status(batch, env)["state"] != "done":
+        while status(batch, env)["state"] != "done":
             assert time.monotonic() - lost_at < RECOVERED_WITHIN, "the lost chunk was not re-run"
             time.sleep(0.5)
     finally:
@@ -73,7 +73,7 @@ def test_a_lost_workers_chunk_is_requeued_without_a_person(
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGCONT)
         local.stop_workers(processes)
-    records = _records(batch, env)
+    records = results_of(batch, env)
     assert sorted(Path(r["source"]).name for r in records) == names
     assert all(r["error"] is None for r in records)
 
@@ -88,19 +88,19 @@ def test_with_no_worker_left_the_batch_is_stalled_until_one_starts(
     names = sorted(labels)
     processes = local.start_workers(1, env, tmp_path / "logs")
     local.wait_ready(processes, tmp_path / "logs")
-    batch, pipe = _submit_held(file_store, folder, names, 48, env, 24)
-    held = _reading(pipe)
+    batch, pipe = submit_held(file_store, folder, names, 48, env, 24)
+    held = reading(pipe)
     local.kill(processes[0])
     _release(pipe, held, folder)
     time.sleep(queue.LAPSE + 1)
-    report = _status(batch, env)
+    report = status(batch, env)
     assert report["state"] == "stalled" and report["lost_chunks"] == [2]
     processes = local.start_workers(1, env, tmp_path / "logs2")
     try:
-        _wait_done(batch, env, "a new worker did not take up the lost chunk")
+        wait_done(batch, env, "a new worker did not take up the lost chunk")
     finally:
         local.stop_workers(processes)
-    records = _records(batch, env)
+    records = results_of(batch, env)
     assert sorted(Path(r["source"]).name for r in records) == names
 
 
@@ -112,14 +112,14 @@ def test_sweep_leaves_live_deliveries_alone(worker_env, file_store, scans, tmp_p
     processes = local.start_workers(1, env, tmp_path / "logs")
     try:
         local.wait_ready(processes, tmp_path / "logs")
-        batch, pipe = _submit_held(file_store, folder, names, 0, env, 24)
-        held = _reading(pipe)
+        batch, pipe = submit_held(file_store, folder, names, 0, env, 24)
+        held = reading(pipe)
         time.sleep(queue.LAPSE + recovery.SWEEP)
         assert recovery.sweep() == []
         assert "nothing to re-queue" in cli("resume", batch, env=env).stderr
-        assert _status(batch, env)["state"] == "queued"
+        assert status(batch, env)["state"] == "queued"
         _release(pipe, held, folder)
-        _wait_done(batch, env, "the held chunk did not finish")
+        wait_done(batch, env, "the held chunk did not finish")
     finally:
         local.stop_workers(processes)
     document = batches.chunk_key(batch, 0)

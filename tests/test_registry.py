@@ -87,7 +87,7 @@ def _lambda_model(path: Path) -> Path:
 def test_unloadable_model_is_a_registry_error(file_store: Store, tmp_path: Path, kind: str) -> None:
     """A model whose file verifies but that Keras refuses is refused in one line naming the
     version, so the chunk's images get an error instead of the batch stalling."""
-    from worker import inference
+    from worker.reading import inference
 
     path = tmp_path / "model.keras"
     if kind == "lambda":
@@ -111,7 +111,7 @@ def test_unloadable_model_is_a_registry_error(file_store: Store, tmp_path: Path,
 @pytest.fixture
 def trust(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str | None], None]]:
     """Set SCANDIGITS_TRUSTED_MODELS (None: unset) as a fresh worker process would read it."""
-    from worker import inference
+    from worker.reading import inference
 
     def set_to(value: str | None) -> None:
         if value is None:
@@ -130,7 +130,7 @@ def test_workers_load_only_trusted_models(
 ) -> None:
     """With SCANDIGITS_TRUSTED_MODELS set, a model registered in the store is refused unless
     its sha256 is listed: credentials to the store alone cannot get a model run."""
-    from worker import inference
+    from worker.reading import inference
 
     version = _publish(file_store, trained, 0.97, "always")[0]
     sha = registry.resolve(file_store, version)["sha256"]
@@ -152,7 +152,7 @@ def test_trusted_models_is_read_once(
     trust: Callable[[str | None], None],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from worker import inference
+    from worker.reading import inference
 
     trust("1" * 64)
     assert inference.trusted_models() == frozenset({"1" * 64})
@@ -164,7 +164,7 @@ def test_trusted_models_is_read_once(
 def test_bad_trusted_models_is_a_one_line_error(
     file_store: Store, trained: tuple[Path, dict], trust: Callable[[str | None], None], value: str
 ) -> None:
-    from worker import inference
+    from worker.reading import inference
 
     version = _publish(file_store, trained, 0.97, "always")[0]
     trust(value)

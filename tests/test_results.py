@@ -8,8 +8,8 @@ import io
 import json
 
 from worker import results
-from worker.pipeline import Digit, Form, Reading
-from worker.templates import FieldSpec, Template
+from worker.forms.templates import FieldSpec, Template
+from worker.reading.pipeline import Digit, Form, Reading
 
 FORM = Template(
     "claim",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from trainer.storage import ObjectMissing
 from worker import review
-from worker.templates import FieldSpec, Template
+from worker.forms.templates import FieldSpec, Template
 
 
 class Gone:

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from trainer import mnist, specimen_forms, specimens
-from worker import templates
+from worker.forms import templates
 
 POOL = 40  # synthetic digits: each half holds every label twice
 

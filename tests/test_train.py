@@ -47,7 +47,7 @@ def test_train_rejects_unknown_model(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_architectures_take_28x28_and_give_softmax(digits) -> None:
     from trainer import models, train
-    from worker import lines
+    from worker.reading import lines
 
     for name in models.RECIPES:
         model = models.build(name)

@@ -27,8 +27,9 @@ import redis
 from tests.conftest import cli, publish
 from trainer import mnist, samples
 from trainer.storage import FileStore, Store
-from worker import batches, decode, inbox, local, queue
-from worker.templates import FieldSpec, Template
+from worker import batches, inbox, local, queue
+from worker.forms.templates import FieldSpec, Template
+from worker.reading import decode
 
 pytestmark = pytest.mark.e2e  # starts Redis, the S3 server, workers or the CLI
 

@@ -63,7 +63,7 @@ _LENGTHS = np.array([4, 4, 10, 10, 10, 10, 10, 10, 6, 6], float) / 80
 def _line(crops: list[np.ndarray], rng: np.random.Generator) -> tuple[np.ndarray, float]:
     """Digits written on one line with varied size (±30%), height, spacing and pen; returns the
     ink cropped to the line and the median digit height. Digits stand at most GAP heights
-    apart, as the worker frames any line of writing (`worker.segment`)."""
+    apart, as the worker frames any line of writing (`worker.reading.segment`)."""
     scaled = []
     for crop in crops:
         factor = rng.uniform(0.7, 1.3)

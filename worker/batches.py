@@ -26,8 +26,9 @@ from typing import IO, Any
 from trainer import registry
 from trainer.errors import UserError
 from trainer.storage import AlreadyExists, ObjectMissing, Store, TooLarge, open_store
-from worker import decode, queue, results
-from worker.templates import Template
+from worker import queue, results
+from worker.forms.templates import Template
+from worker.reading import decode
 
 IMAGE_SUFFIXES = frozenset(
     [

@@ -110,7 +110,7 @@ def train(
     """Train a model on MNIST (adapted to other writers' digits, if given) and publish it."""
     from trainer import models, registry
     from trainer import train as trainer
-    from worker import lines
+    from worker.reading import lines
 
     if model not in models.RECIPES:
         raise UserError(f"unknown model {model!r}; choose from {', '.join(models.RECIPES)}")
@@ -178,7 +178,8 @@ def submit(
     """Submit a batch; print its id on stdout."""
     from tqdm import tqdm
 
-    from worker import batches, queue, templates
+    from worker import batches, queue
+    from worker.forms import templates
 
     form = templates.load(template) if template else None
     queue.connect(broker)
@@ -310,8 +311,9 @@ def review(
     """Write a contact sheet of a batch's results that need review."""
     import cv2
 
-    from worker import batches, templates
+    from worker import batches
     from worker import review as sheet
+    from worker.forms import templates
 
     target = _open(store)
     records, total = sheet.to_review(target, batch)
@@ -358,9 +360,10 @@ def worker(
     os.environ.setdefault(
         "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="scandigits-metrics-")
     )
-    from worker import inference, metrics
+    from worker import metrics
     from worker.queue import app as celery
     from worker.queue import connect, ping
+    from worker.reading import inference
 
     inference.trusted_models()  # a bad list fails here in one line, not image by image
     concurrency = concurrency or inference.cpu_limit()
@@ -459,7 +462,8 @@ def watch(
 
     import redis
 
-    from worker import inbox, queue, templates
+    from worker import inbox, queue
+    from worker.forms import templates
 
     if log_level.upper() not in logging.getLevelNamesMapping():
         raise UserError(f"unknown log level {log_level!r}")
@@ -496,7 +500,8 @@ def predict(
     store: StoreUrl = DEFAULT_STORE,
 ) -> None:
     """Read local images in-process (no queue). Exit 1 if any file could not be read."""
-    from worker import inference, pipeline, results
+    from worker import results
+    from worker.reading import inference, pipeline
 
     classifier = inference.classifier(_open(store), model)
     readings, _ = pipeline.read(files, Path.read_bytes, classifier)
@@ -584,7 +589,7 @@ def template_check(
     template: Annotated[Path, typer.Argument(help="Form template (YAML)")],
 ) -> None:
     """Validate a form template and list its fields."""
-    from worker import templates
+    from worker.forms import templates
 
     form = templates.load(template)
     for spec in form.fields:
@@ -607,7 +612,9 @@ def template_preview(
     store: StoreUrl = DEFAULT_STORE,
 ) -> None:
     """Draw the template's fields, aligned to a page, with the text read in each."""
-    from worker import batches, inference, preview, templates
+    from worker import batches
+    from worker.forms import preview, templates
+    from worker.reading import inference
 
     form = templates.load(template)
     classifier = inference.classifier(_open(store), model)

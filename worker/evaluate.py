@@ -19,8 +19,9 @@ import numpy as np
 from trainer import mnist, registry
 from trainer.errors import UserError
 from trainer.storage import Store
-from worker import inference, pipeline, results, review
-from worker.decode import DecodeError, decode
+from worker import results, review
+from worker.reading import inference, pipeline
+from worker.reading.decode import DecodeError, decode
 
 WORST = 40  # errors shown in the gallery, most confident first
 

@@ -55,9 +55,10 @@ from trainer.storage import (
     StoreError,
     TooLarge,
 )
-from worker import batches, decode
+from worker import batches
+from worker.forms.templates import Template
+from worker.reading import decode
 from worker.results import REVIEW_BELOW
-from worker.templates import Template
 
 log = logging.getLogger(__name__)
 

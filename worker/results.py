@@ -15,8 +15,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from worker.pipeline import Form, Reading
-    from worker.templates import Template
+    from worker.forms.templates import Template
+    from worker.reading.pipeline import Form, Reading
 
 COLUMNS = (
     "source",

@@ -17,9 +17,9 @@ import numpy as np
 
 from trainer.storage import ObjectMissing, Store
 from worker import batches
-from worker.align import AlignError, align
-from worker.decode import DecodeError, decode
-from worker.templates import Template
+from worker.forms.align import AlignError, align
+from worker.forms.templates import Template
+from worker.reading.decode import DecodeError, decode
 
 TILE = 128
 STRIP = (64, 640)  # height, width of a form field's crop in its strip

@@ -20,9 +20,10 @@ from celery.exceptions import SoftTimeLimitExceeded
 from trainer.errors import UserError
 from trainer.registry import RegistryError
 from trainer.storage import AlreadyExists, Store, StoreError, open_store
-from worker import batches, decode, inference, metrics, pipeline, queue, results
+from worker import batches, metrics, queue, results
+from worker.forms.templates import Template
 from worker.queue import TASK, app
-from worker.templates import Template
+from worker.reading import decode, inference, pipeline
 
 log = logging.getLogger(__name__)
 # Starts of one chunk before the images it has not read are marked failed. A chunk whose

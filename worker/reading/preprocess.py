@@ -3,7 +3,7 @@
 `prepare` bounds the working size, finds paper vs ink polarity, flattens uneven illumination and
 locates the ink (Otsu on the flattened image). `to_mnist` normalises one digit's stroke width,
 deskews it, fits it into a 20×20 box keeping its aspect ratio and centres it by centre of mass
-in 28×28. Finding the digits between the two steps is `worker.segment`'s job.
+in 28×28. Finding the digits between the two steps is `worker.reading.segment`'s job.
 """
 
 from __future__ import annotations

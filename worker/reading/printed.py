@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from worker.preprocess import (
+from worker.reading.preprocess import (
     beside,
     field_writing,
     locate,

@@ -10,11 +10,12 @@ import cv2
 import numpy as np
 
 from trainer.errors import UserError
-from worker import pipeline, results
-from worker.align import AlignError, align
-from worker.decode import DecodeError, decode
-from worker.inference import Classifier
-from worker.templates import Template
+from worker import results
+from worker.forms.align import AlignError, align
+from worker.forms.templates import Template
+from worker.reading import pipeline
+from worker.reading.decode import DecodeError, decode
+from worker.reading.inference import Classifier
 
 GREEN, RED = (40, 150, 0), (0, 0, 220)
 

@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 
 from trainer import strings
-from worker import printed
-from worker.preprocess import (
+from worker.reading import printed
+from worker.reading.preprocess import (
     SOLID,
     TALLEST,
     NoInkError,

@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from worker.preprocess import beside
-from worker.printed import _lattice
-from worker.segment import Run, _splits, segment
+from worker.reading.preprocess import beside
+from worker.reading.printed import _lattice
+from worker.reading.segment import Run, _splits, segment
 
 HEIGHT = 60  # digit height in the hand-made fields, pixels
 
@@ -140,7 +140,7 @@ def test_broken_zero_is_offered_whole() -> None:
 
 
 def test_bent_cut_slips_between_leaning_digits() -> None:
-    from worker.segment import _path
+    from worker.reading.segment import _path
 
     mask = np.zeros((60, 80), np.uint8)
     cv2.line(mask, (10, 59), (40, 0), 1, 4)  # a stroke leaning right

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from trainer import strings
-from worker import lines
+from worker.reading import lines
 
 
 def test_scanned_lines_are_framed_like_strings_and_reproducible(digits) -> None:

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from worker.preprocess import NoInkError, locate, prepare, to_mnist
+from worker.reading.preprocess import NoInkError, locate, prepare, to_mnist
 
 
 def scan(size=(400, 400), box=(150, 100, 100, 160), thickness=12, dark_on_light=True):

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from worker.align import AlignError, Alignment, align
-from worker.templates import FieldSpec, Template
+from worker.forms.align import AlignError, Alignment, align
+from worker.forms.templates import FieldSpec, Template
 
 W, H = 1654, 2339  # A4 at 200 dpi
 LINE = 3  # px: the boxes' lines

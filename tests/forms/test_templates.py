@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from trainer.errors import UserError
-from worker.templates import FieldSpec, Template, load, luhn, mod11, parse
+from worker.forms.templates import FieldSpec, Template, load, luhn, mod11, parse
 
 FORM = """\
 name: expense-claim

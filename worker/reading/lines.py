@@ -12,10 +12,10 @@ import cv2
 import numpy as np
 
 from trainer import samples, strings, varied
-from worker import inference
-from worker.decode import decode_colour, writing
-from worker.preprocess import NoInkError
-from worker.segment import segment
+from worker.reading import inference
+from worker.reading.decode import decode_colour, writing
+from worker.reading.preprocess import NoInkError
+from worker.reading.segment import segment
 
 
 def scanned(

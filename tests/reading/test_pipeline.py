@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from trainer import strings
-from worker import pipeline, results
-from worker.inference import Prediction
-from worker.templates import FieldSpec, Template
+from worker import results
+from worker.forms.templates import FieldSpec, Template
+from worker.reading import pipeline
+from worker.reading.inference import Prediction
 
 
 class Shapes:

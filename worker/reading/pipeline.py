@@ -27,12 +27,12 @@ import numpy as np
 
 from trainer import strings
 from trainer.storage import KeyRefused, ObjectMissing, TooLarge
-from worker.align import AlignError, align, inside
-from worker.decode import DecodeError, decode_colour, writing
-from worker.inference import Classifier, Prediction
-from worker.preprocess import NoInkError
-from worker.segment import Box, Field, Option, Piece, Run, segment
-from worker.templates import Template
+from worker.forms.align import AlignError, align, inside
+from worker.forms.templates import Template
+from worker.reading.decode import DecodeError, decode_colour, writing
+from worker.reading.inference import Classifier, Prediction
+from worker.reading.preprocess import NoInkError
+from worker.reading.segment import Box, Field, Option, Piece, Run, segment
 
 T = TypeVar("T")
 Fits = Callable[[str], bool]  # whether a string has a field's shape (its digit count, pattern)

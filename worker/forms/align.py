@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from worker.templates import FieldSpec, Template
+from worker.forms.templates import FieldSpec, Template
 
 DETECT = 1000  # px: the page's long side for detection...
 MIN_SIDE = 16  # px: ...unless the template's smallest box side would be shorter than this

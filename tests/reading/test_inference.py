@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from worker import inference
+from worker.reading import inference
 
 CPUS = len(os.sched_getaffinity(0))
 

@@ -1,0 +1,1 @@
+"""Tests of worker.forms, one file per module."""

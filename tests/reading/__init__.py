@@ -1,0 +1,1 @@
+"""Tests of worker.reading, one file per module."""

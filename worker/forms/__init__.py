@@ -1,0 +1,1 @@
+"""Forms: templates and their check digits, aligning a page to its template, previews."""
