@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from trainer import samples
+from trainer import checkdigits, samples
 
 DPI = 200
 WIDTH, HEIGHT = 1654, 2339  # A4 portrait at DPI
@@ -140,11 +140,11 @@ def _values(rng: np.random.Generator) -> dict[str, str]:
     """One claim's field values as written: a Luhn-checked account number, a date, an amount
     and a mod-11-checked reference, either check digit now and then wrong."""
     account = _digits(7, rng)
-    account += str(_luhn(account))
+    account += checkdigits.luhn(account)
     reference = _digits(6, rng)
-    while _mod11(reference) == 10:
+    while (check := checkdigits.mod11(reference)) is None:
         reference = _digits(6, rng)
-    reference += str(_mod11(reference))
+    reference += check
     first, last = datetime.date(_YEARS[0], 1, 1), datetime.date(_YEARS[1], 12, 31)
     date = first + datetime.timedelta(days=int(rng.integers((last - first).days + 1)))
     amount = str(rng.integers(1, 10)) + _digits(int(rng.integers(2, 6)), rng)
@@ -159,21 +159,6 @@ def _values(rng: np.random.Generator) -> dict[str, str]:
 def _digits(count: int, rng: np.random.Generator) -> str:
     """`count` random digits."""
     return "".join(str(d) for d in rng.integers(0, 10, size=count))
-
-
-def _luhn(data: str) -> int:
-    """The Luhn check digit to append to `data`."""
-    total = 0
-    for position, digit in enumerate(reversed(data)):
-        doubled = int(digit) * (2 - position % 2)  # the rightmost data digit is doubled
-        total += doubled - 9 if doubled > 9 else doubled
-    return -total % 10
-
-
-def _mod11(data: str) -> int:
-    """The mod-11 check for `data`, weights 2, 3, 4, ... from its rightmost digit; 10 means no
-    check digit makes the number valid."""
-    return -sum(w * int(d) for w, d in enumerate(reversed(data), start=2)) % 11
 
 
 def _miswrite(value: str, rng: np.random.Generator) -> str:

@@ -13,7 +13,6 @@ import io
 import json
 import math
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
+from trainer import checkdigits
 from trainer import specimen_print as printing
 from trainer import specimen_scan as scanner
 from trainer import specimens as sp
@@ -86,7 +86,7 @@ class Rule:
 
     digits: int | None = None
     pattern: str | None = None
-    check: str | None = None  # a key of CHECK_DIGITS
+    check: str | None = None  # a key of checkdigits.SCHEMES
 
     def fits(self, text: str) -> bool:
         """Whether `text` has the field's digit count and matches its pattern; for a field
@@ -98,26 +98,6 @@ class Rule:
         ):
             return False
         return self.pattern is None or re.fullmatch(self.pattern, text) is not None
-
-
-def luhn_digit(body: str) -> str:
-    """The Luhn check digit after `body`: from the right of the whole number, every second digit
-    doubled (less 9 above 9), the check digit making the sum a multiple of 10."""
-    total = 0
-    for i, digit in enumerate(map(int, reversed(body))):
-        total += (2 * digit - 9 if digit > 4 else 2 * digit) if i % 2 == 0 else digit
-    return str(-total % 10)
-
-
-def mod11_digit(body: str) -> str | None:
-    """The mod-11 check digit after `body`: weights 2, 3, 4, ... from its rightmost digit
-    leftwards, check = (11 - sum mod 11) mod 11; None where that is 10 (a body never issued)."""
-    total = sum(weight * int(d) for weight, d in enumerate(reversed(body), start=2))
-    check = (11 - total % 11) % 11
-    return None if check == 10 else str(check)
-
-
-CHECK_DIGITS: dict[str, Callable[[str], str | None]] = {"luhn": luhn_digit, "mod11": mod11_digit}
 
 
 def design(rng: np.random.Generator) -> Design:
@@ -169,7 +149,7 @@ def value(name: str, rng: np.random.Generator, spec: Rule) -> str:
             days = (31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)[month - 1]
             text = f"{rng.integers(1, days + 1):02d}{month:02d}{year}"
         elif spec.check:
-            check = CHECK_DIGITS[spec.check](text[:-1])
+            check = checkdigits.SCHEMES[spec.check](text[:-1])
             if check is None:  # a mod-11 body whose check would be 10: not issued
                 continue
             text = text[:-1] + check

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from trainer.errors import UserError
-from worker.forms.templates import FieldSpec, Template, load, luhn, mod11, parse
+from worker.forms.templates import FieldSpec, Template, load, parse
 
 FORM = """\
 name: expense-claim
@@ -164,27 +164,6 @@ def test_oversized_binary_and_unreadable_files(tmp_path: Path) -> None:
 def test_from_dict_checks_what_travelled(data: dict) -> None:
     with pytest.raises(UserError, match=r"^template data: "):
         Template.from_dict(data)
-
-
-def test_luhn() -> None:
-    assert luhn("79927398713") and luhn("4111111111111111") and luhn("4539148803436467")
-    assert not luhn("79927398710")  # wrong check digit
-    assert not luhn("79927398731")  # the last two digits swapped
-    assert not luhn("7") and not luhn("") and not luhn("7992 7398 713") and not luhn("٧٩")
-
-
-def test_mod11() -> None:
-    # ISBN-10 0-306-40615-2 uses the same rule for 9 digits: 5·2 + 1·3 + 6·4 + 0·5 + 4·6 + 6·7
-    # + 0·8 + 3·9 + 0·10 = 130, 130 mod 11 = 9, check (11 - 9) mod 11 = 2
-    assert mod11("0306406152") and not mod11("0306406153")
-    # 6·2 + 5·3 + 4·4 + 3·5 + 2·6 + 1·7 = 77 = 7·11: check (11 - 0) mod 11 = 0
-    assert mod11("1234560")
-    # 8·2 + 7·3 + 6·4 + 5·5 + 4·6 + 3·7 + 2·8 + 1·9 = 156, mod 11 = 2: check 9; with the first
-    # two digits swapped the sum is 157, whose check would be 8
-    assert mod11("123456789") and not mod11("213456789")
-    # 6·2 = 12, mod 11 = 1: check 10, which no digit can be, so no "6?" is valid
-    assert not any(mod11(f"6{d}") for d in range(10))
-    assert not mod11("0") and not mod11("12345678x")
 
 
 def test_valid_checks_count_pattern_and_check_digit() -> None:

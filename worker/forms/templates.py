@@ -32,6 +32,7 @@ from typing import Any
 import re2
 import yaml
 
+from trainer import checkdigits
 from trainer.errors import UserError
 from worker.results import FORM_COLUMNS
 
@@ -47,30 +48,6 @@ DIGITS = re.compile(r"[0-9]+")
 PATTERN_OPTIONS = re2.Options()
 PATTERN_OPTIONS.log_errors = False  # a bad pattern is a UserError, not a line on stderr
 PATTERN_OPTIONS.never_capture = True  # only whether the text matches counts
-
-
-def luhn(digits: str) -> bool:
-    """Whether the last digit is the Luhn check digit of the others (payment cards, IMEIs):
-    from the right, every second digit doubled (less 9 above 9); the sum a multiple of 10."""
-    if len(digits) < 2 or not DIGITS.fullmatch(digits):
-        return False
-    total = 0
-    for i, digit in enumerate(map(int, reversed(digits))):
-        total += (2 * digit - 9 if digit > 4 else 2 * digit) if i % 2 else digit
-    return total % 10 == 0
-
-
-def mod11(digits: str) -> bool:
-    """Whether the last digit is the mod-11 check digit of the others: weights 2, 3, 4, ... from
-    the rightmost of them, check = (11 - sum mod 11) mod 11. A check of 10 has no digit, so no
-    number with such a body is valid (issuers skip those bodies)."""
-    if len(digits) < 2 or not DIGITS.fullmatch(digits):
-        return False
-    total = sum(weight * int(d) for weight, d in enumerate(reversed(digits[:-1]), start=2))
-    return (11 - total % 11) % 11 == int(digits[-1])
-
-
-CHECKS: dict[str, Callable[[str], bool]] = {"luhn": luhn, "mod11": mod11}
 
 
 @dataclass(frozen=True)
@@ -111,7 +88,7 @@ class FieldSpec:
             if self.digits is not None and len(text) != self.digits:
                 return f"{len(text)} digits, not {self.digits}"
             return "does not match its pattern"
-        if self.check is not None and not CHECKS[self.check](text):
+        if self.check is not None and not checkdigits.valid(self.check, text):
             return f"{self.check} check digit fails"
         return None
 
@@ -372,8 +349,8 @@ def _compiled(pattern: str) -> re2._Regexp:
 
 
 def _check(value: Any) -> str:
-    if not isinstance(value, str) or value not in CHECKS:
-        raise ValueError(f"check must be {' or '.join(CHECKS)}, got {_shown(value)}")
+    if not isinstance(value, str) or value not in checkdigits.SCHEMES:
+        raise ValueError(f"check must be {' or '.join(checkdigits.SCHEMES)}, got {_shown(value)}")
     return value
 
 
