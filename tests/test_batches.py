@@ -18,9 +18,9 @@ import pytest
 
 from trainer.errors import UserError
 from trainer.storage import AlreadyExists
-from worker import batches, results
-from worker.reading import decode
+from worker import batches, results, settings
 from worker.reading.pipeline import Digit, Reading
+from worker.settings import Settings
 
 
 def test_waiting_client_finalizes_when_the_finalizer_died(file_store, monkeypatch) -> None:
@@ -81,8 +81,8 @@ def submit(file_store, monkeypatch) -> Callable[..., list[dict[str, Any]]]:
 
     def run(*paths: str | Path) -> list[dict[str, Any]]:
         batch = batches.manifest(file_store, batches.submit(file_store, [str(p) for p in paths]))
-        items = [item for chunk in batch["chunks"] for item in chunk]
-        assert batch["images"] == len(items)
+        items = [item.to_dict() for chunk in batch.chunks for item in chunk]
+        assert batch.images == len(items)
         return items
 
     return run
@@ -116,7 +116,7 @@ def test_pdfs_and_tiffs_of_several_pages_give_an_item_per_page(
 def test_unreadable_or_long_files_stay_one_item_for_the_worker_to_refuse(
     tmp_path, submit, monkeypatch
 ) -> None:
-    monkeypatch.setattr(decode, "MAX_PAGES", 2)
+    monkeypatch.setattr(settings, "current", lambda: Settings(max_pages=2))
     (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.7\n" + bytes(100))
     (tmp_path / "long.tif").write_bytes(tiff(3))
     items = submit(tmp_path / "broken.pdf", tmp_path / "long.tif")
@@ -174,15 +174,15 @@ def test_archive_bombs_and_broken_archives_are_refused(tmp_path, submit, monkeyp
         for n in range(3):
             zipped.writestr(f"{n}.png", PNG + bytes(10_000))  # compresses ~50:1
     assert len(submit(archive)) == 3
-    for setting, value, message in [
-        ("MAX_MEMBERS", 2, "more than 2 entries"),
-        ("MAX_ARCHIVE_BYTES", 25_000, "unpacks to over 25,000 bytes"),
+    for limit, message in [
+        (Settings(max_members=2), "more than 2 entries"),
+        (Settings(max_archive_bytes=25_000), "unpacks to over 25,000 bytes"),
     ]:
         with monkeypatch.context() as patch:
-            patch.setattr(batches, setting, value)
+            patch.setattr(settings, "current", lambda limit=limit: limit)
             with pytest.raises(UserError, match=f"^{archive}: {message}$"):
                 submit(archive)
-    monkeypatch.setattr(decode, "MAX_BYTES", 10_000)
+    monkeypatch.setattr(settings, "current", lambda: Settings(max_bytes=10_000))
     with pytest.raises(UserError, match=f"^{archive}: 0.png is over 10,000 bytes$"):
         submit(archive)
     (tmp_path / "scans.zip").write_bytes(b"PK\x03\x04" + bytes(100))
@@ -205,7 +205,7 @@ def test_tar_bombs_are_counted_whole_and_opened_as_named(tmp_path, submit, monke
     filler = {"filler.bin": bytes(30_000), "a.png": PNG}
     plain = _tar(tmp_path / "plain.tar", "w", filler)
     assert len(submit(plain)) == 1
-    monkeypatch.setattr(batches, "MAX_ARCHIVE_BYTES", 25_000)
+    monkeypatch.setattr(settings, "current", lambda: Settings(max_archive_bytes=25_000))
     with pytest.raises(UserError, match=f"^{plain}: unpacks to over 25,000 bytes$"):
         submit(plain)
     squeezed = _tar(tmp_path / "squeezed.tar", "w:bz2", {"a.png": PNG})
@@ -221,7 +221,7 @@ def test_an_over_limit_pdf_is_read_no_further_than_the_limit(
     and uploaded no further than one byte over the limit."""
     pdf = tmp_path / "big.pdf"
     pdf.write_bytes(b"%PDF-1.7\n" + bytes(20_000))
-    monkeypatch.setattr(decode, "MAX_BYTES", 10_000)
+    monkeypatch.setattr(settings, "current", lambda: Settings(max_bytes=10_000))
     (item,) = submit(pdf)
     assert len(file_store.get(item["key"])) == 10_001, "read no further than the limit"
 
@@ -264,6 +264,6 @@ def test_a_losing_submission_leaves_the_winners_inputs_alone(
     batches.submit(file_store, [str(first)], batch_id="claim-8")
     with pytest.raises(AlreadyExists):
         batches.submit(file_store, [str(second)], batch_id="claim-8")
-    (item,) = batches.manifest(file_store, "claim-8")["chunks"][0]
-    assert file_store.get(item["key"]) == PNG
-    assert [k for k in file_store.list("batches/claim-8/inputs/")] == [item["key"]]
+    (item,) = batches.manifest(file_store, "claim-8").chunks[0]
+    assert file_store.get(item.key) == PNG
+    assert [k for k in file_store.list("batches/claim-8/inputs/")] == [item.key]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from trainer import registry
+from trainer.errors import UserError
 from trainer.storage import Store
 
 
@@ -111,6 +112,7 @@ def test_unloadable_model_is_a_registry_error(file_store: Store, tmp_path: Path,
 @pytest.fixture
 def trust(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str | None], None]]:
     """Set SCANDIGITS_TRUSTED_MODELS (None: unset) as a fresh worker process would read it."""
+    from worker import settings
     from worker.reading import inference
 
     def set_to(value: str | None) -> None:
@@ -118,7 +120,7 @@ def trust(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str | None], No
             monkeypatch.delenv("SCANDIGITS_TRUSTED_MODELS", raising=False)
         else:
             monkeypatch.setenv("SCANDIGITS_TRUSTED_MODELS", value)
-        inference.trusted_models.cache_clear()
+        settings.current.cache_clear()
         inference._cache.clear()
 
     yield set_to
@@ -152,24 +154,25 @@ def test_trusted_models_is_read_once(
     trust: Callable[[str | None], None],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from worker.reading import inference
+    from worker import settings
 
     trust("1" * 64)
-    assert inference.trusted_models() == frozenset({"1" * 64})
+    assert settings.current().trusted_models == frozenset({"1" * 64})
     monkeypatch.setenv("SCANDIGITS_TRUSTED_MODELS", "2" * 64)
-    assert inference.trusted_models() == frozenset({"1" * 64})
+    assert settings.current().trusted_models == frozenset({"1" * 64})
 
 
 @pytest.mark.parametrize("value", ["abc", "0" * 63, "g" * 64, ",", "0" * 64 + ";" + "1" * 64])
 def test_bad_trusted_models_is_a_one_line_error(
     file_store: Store, trained: tuple[Path, dict], trust: Callable[[str | None], None], value: str
 ) -> None:
+    from worker import settings
     from worker.reading import inference
 
     version = _publish(file_store, trained, 0.97, "always")[0]
     trust(value)
-    for call in (inference.trusted_models, lambda: inference.classifier(file_store, version)):
-        with pytest.raises(registry.RegistryError) as raised:
+    for call in (settings.current, lambda: inference.classifier(file_store, version)):
+        with pytest.raises(UserError) as raised:
             call()
         message = str(raised.value)
         assert message.startswith("SCANDIGITS_TRUSTED_MODELS ") and "\n" not in message

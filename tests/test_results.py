@@ -9,6 +9,7 @@ import json
 
 from worker import results
 from worker.forms.templates import FieldSpec, Template
+from worker.manifest import Manifest
 from worker.reading.pipeline import Digit, Form, Reading
 
 FORM = Template(
@@ -110,12 +111,7 @@ def test_summary_counts_fields() -> None:
         "started": "2026-01-01T00:00:01+00:00",
         "finished": "2026-01-01T00:00:02+00:00",
     }
-    manifest = {
-        "batch": "b",
-        "model": 3,
-        "review_below": 0.8,
-        "created": "2026-01-01T00:00:00+00:00",
-    }
+    manifest = Manifest("b", "2026-01-01T00:00:00+00:00", 3, 1, 0.8, None, ())
     summary = results.summary(manifest, [chunk])
     assert (summary["fields"], summary["fields_valid"], summary["fields_needing_review"]) == (
         2,

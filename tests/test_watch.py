@@ -27,9 +27,9 @@ import redis
 from tests.conftest import cli, publish
 from trainer import mnist, samples
 from trainer.storage import FileStore, Store
-from worker import batches, inbox, local, queue
+from worker import batches, inbox, local, queue, settings
 from worker.forms.templates import FieldSpec, Template
-from worker.reading import decode
+from worker.settings import Settings
 
 pytestmark = pytest.mark.e2e  # starts Redis, the S3 server, workers or the CLI
 
@@ -334,17 +334,17 @@ def test_a_paused_watcher_outliving_its_lease_makes_no_second_batch(store, broke
 def work(store: Store, batch: str) -> None:
     """What the workers do for a batch, without reading anything: one result per item."""
     manifest = batches.manifest(store, batch)
-    for index, chunk in enumerate(manifest["chunks"]):
+    for index, chunk in enumerate(manifest.chunks):
         records = [
             {
-                "source": item["source"],
-                "key": item["key"],
-                "page": item.get("page"),
+                "source": item.source,
+                "key": item.key,
+                "page": item.page,
                 "label": 7,
                 "confidence": 1.0,
                 "text": "7",
                 "error": None,
-                "model": manifest["model"],
+                "model": manifest.model,
                 "needs_review": False,
                 "review_reason": None,
                 "digits": [{"label": 7, "confidence": 1.0, "box": [0, 0, 1, 1]}],
@@ -396,12 +396,12 @@ def test_an_archive_is_a_batch_of_its_own_and_a_bad_one_fails_alone(store, broke
     held = batched(store)
     assert held.pop("inbox/a.png")
     ((batch,),) = {tuple(ids) for ids in held.values()}
-    items = [i for c in batches.manifest(store, batch)["chunks"] for i in c]
-    assert [i["source"].split("/inbox/")[1] for i in items] == [
+    items = [i for c in batches.manifest(store, batch).chunks for i in c]
+    assert [i.source.split("/inbox/")[1] for i in items] == [
         "forms.zip/forms/1.png",
         "forms.zip/forms/2.png",
     ]
-    assert all(i["key"].startswith(f"batches/{batch}/inputs/") for i in items)
+    assert all(i.key.startswith(f"batches/{batch}/inputs/") for i in items)
     opened = list(store.list(f"{one.state}groups/"))
     made = [key for key in store.list("batches/") if key.endswith("/manifest.json")]
     assert len(opened) == len(made) == 2, "the broken archive's group ended without a batch"
@@ -479,10 +479,10 @@ def test_an_archive_key_makes_no_folder_outside_the_scratch(store, broker, tmp_p
 
 @pytest.mark.parametrize("store", ["file_store", "s3_store"], indirect=True)
 def test_objects_over_the_limits_are_rejected_unread(store, broker, monkeypatch) -> None:
-    """A scan over decode.MAX_BYTES, or an archive over batches.MAX_ARCHIVE_BYTES, is
-    rejected by its size before a byte of it is read or copied; the rest goes on."""
-    monkeypatch.setattr(decode, "MAX_BYTES", 1000)
-    monkeypatch.setattr(batches, "MAX_ARCHIVE_BYTES", 2000)
+    """A scan over the byte limit, or an archive over the archive byte limit, is rejected by
+    its size before a byte of it is read or copied; the rest goes on."""
+    limits = Settings(max_bytes=1000, max_archive_bytes=2000)
+    monkeypatch.setattr(settings, "current", lambda: limits)
     packed = io.BytesIO()
     with zipfile.ZipFile(packed, "w") as archive:
         archive.writestr("1.png", PNG)
@@ -510,7 +510,7 @@ def test_every_batch_carries_the_template(store, broker) -> None:
     one = watcher(store, broker, template=form)
     one.step(flush=True)
     ((batch,),) = batched(store).values()
-    assert batches.manifest(store, batch)["template"] == form.to_dict()
+    assert batches.manifest(store, batch).template == form.to_dict()
 
 
 def test_cli_mistakes_are_one_line(file_store, redis_url) -> None:

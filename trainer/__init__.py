@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
+
+from trainer.errors import UserError
+
+DEFAULT_MAX_PIXELS = 40_000_000
 
 
 def say(message: str) -> None:
@@ -17,13 +22,32 @@ def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _pixel_limit() -> int:
-    """The most pixels one image may decode to (SCANDIGITS_MAX_PIXELS), made OpenCV's own limit
-    too (OPENCV_IO_MAX_IMAGE_PIXELS) unless that is set: a file declaring more is refused
-    before its pixels are allocated."""
-    limit = int(os.environ.get("SCANDIGITS_MAX_PIXELS", 40_000_000))
-    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(limit))
+def pixel_limit(environ: Mapping[str, str] = os.environ) -> int:
+    """The most pixels one image may decode to: SCANDIGITS_MAX_PIXELS (default 40 million); a
+    value that is not a whole number over 0 is a UserError naming the variable."""
+    value = environ.get("SCANDIGITS_MAX_PIXELS")
+    if value is None:
+        return DEFAULT_MAX_PIXELS
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise UserError(
+            f"SCANDIGITS_MAX_PIXELS must be a whole number of pixels over 0, not {value!r}"
+        )
     return limit
 
 
-MAX_PIXELS = _pixel_limit()
+def _limit_opencv() -> None:
+    """Make the pixel limit OpenCV's own too (OPENCV_IO_MAX_IMAGE_PIXELS) unless that is set: a
+    file declaring more is refused before its pixels are allocated. A bad value leaves OpenCV
+    at the default, and is refused in one line as the command starts (worker.settings)."""
+    try:
+        limit = pixel_limit()
+    except UserError:
+        limit = DEFAULT_MAX_PIXELS
+    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(limit))
+
+
+_limit_opencv()

@@ -8,7 +8,6 @@ chunk, overwritten on a re-run), and once every chunk has landed ``results.jsonl
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import tarfile
@@ -26,8 +25,9 @@ from typing import IO, Any
 from trainer import registry
 from trainer.errors import UserError
 from trainer.storage import AlreadyExists, ObjectMissing, Store, TooLarge, open_store
-from worker import queue, results
+from worker import queue, results, settings
 from worker.forms.templates import Template
+from worker.manifest import Item, Manifest
 from worker.reading import decode
 
 IMAGE_SUFFIXES = frozenset(
@@ -52,9 +52,6 @@ IMAGE_SUFFIXES = frozenset(
 PAGED_SUFFIXES = frozenset([".pdf", ".tif", ".tiff"])  # counted at submit: one item per page
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz")
 OPEN = "batches/_open/"  # a marker per batch not yet finished, for workers to look after
-# Archives are unpacked at submit; each member is also held to decode.MAX_BYTES.
-MAX_MEMBERS = int(os.environ.get("SCANDIGITS_MAX_MEMBERS", 10_000))
-MAX_ARCHIVE_BYTES = int(os.environ.get("SCANDIGITS_MAX_ARCHIVE_BYTES", 2_000_000_000))
 ARCHIVE_ERRORS = (
     zipfile.BadZipFile,
     tarfile.TarError,
@@ -125,12 +122,12 @@ def new_id(random_bytes: int) -> str:
     return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(random_bytes)}"
 
 
-def _paged(source: str, key: str, count: int) -> list[dict[str, Any]]:
+def _paged(source: str, key: str, count: int) -> list[Item]:
     """The items of one input: itself when it has one page, else one per page, `source#n` with
     `page` n (both counted from 1)."""
     if count == 1:
-        return [{"source": source, "key": key}]
-    return [{"source": f"{source}#{n}", "key": key, "page": n} for n in range(1, count + 1)]
+        return [Item(source, key)]
+    return [Item(f"{source}#{n}", key, n) for n in range(1, count + 1)]
 
 
 def _count(name: str, read: Callable[[], bytes]) -> int:
@@ -145,7 +142,7 @@ def _count(name: str, read: Callable[[], bytes]) -> int:
         return 1
 
 
-def _store_items(store: Store, url: str) -> list[dict[str, Any]]:
+def _store_items(store: Store, url: str) -> list[Item]:
     """Items for an s3:// or file:// URL inside the store: an object or every image under it;
     PDFs and TIFFs are fetched to count their pages."""
     relative = key_of(store, url, "; pass local files instead")
@@ -155,10 +152,9 @@ def _store_items(store: Store, url: str) -> list[dict[str, Any]]:
     keys = [k for k in store.list(relative + "/") if _is_image(k)]
     if not keys and store.exists(relative):
         keys = [relative]
+    limit = settings.current().max_bytes
     with ThreadPoolExecutor(max_workers=16) as pool:
-        counts = pool.map(
-            lambda key: _count(key, partial(store.get, key, limit=decode.MAX_BYTES)), keys
-        )
+        counts = pool.map(lambda key: _count(key, partial(store.get, key, limit=limit)), keys)
         return [
             item for key, n in zip(keys, counts, strict=True) for item in _paged(root + key, key, n)
         ]
@@ -191,25 +187,26 @@ def _local_inputs(path: Path, scratch: Path) -> Iterator[tuple[str, Path]]:
 def _unpack(archive: Path, scratch: Path) -> Iterator[tuple[str, Path]]:
     """(source, file) of each image, PDF or TIFF in a ZIP or TAR archive, copied into
     `scratch` under a number, never under its name in the archive (which only makes the
-    source, without `..` and leading slashes). A possible bomb is refused whole: more than
-    MAX_MEMBERS entries, a member over decode.MAX_BYTES, or more than MAX_ARCHIVE_BYTES."""
+    source, without `..` and leading slashes). A possible bomb is refused whole: more entries
+    than max_members, a member over max_bytes, or more than max_archive_bytes in all."""
+    limits = settings.current()
     folder, total = Path(tempfile.mkdtemp(dir=scratch)), 0
     try:
         for n, (name, open_member, passed) in enumerate(_members(archive)):
-            if n >= MAX_MEMBERS:
-                raise UserError(f"{archive}: more than {MAX_MEMBERS:,} entries")
+            if n >= limits.max_members:
+                raise UserError(f"{archive}: more than {limits.max_members:,} entries")
             parts = [part for part in re.split(r"[/\\]", name) if part not in ("", ".", "..")]
             label = "/".join(parts)
             hidden = any(part.startswith(".") for part in parts)
             data, taken = b"", open_member is not None and _is_image(label) and not hidden
             if taken:
                 with open_member() as member:  # what it unpacks to counts, not what it declares
-                    data = member.read(decode.MAX_BYTES + 1)
-                if len(data) > decode.MAX_BYTES:
-                    raise UserError(f"{archive}: {label} is over {decode.MAX_BYTES:,} bytes")
+                    data = member.read(limits.max_bytes + 1)
+                if len(data) > limits.max_bytes:
+                    raise UserError(f"{archive}: {label} is over {limits.max_bytes:,} bytes")
             total += len(data) if taken else passed  # a TAR's members are unpacked to pass them
-            if total > MAX_ARCHIVE_BYTES:
-                raise UserError(f"{archive}: unpacks to over {MAX_ARCHIVE_BYTES:,} bytes")
+            if total > limits.max_archive_bytes:
+                raise UserError(f"{archive}: unpacks to over {limits.max_archive_bytes:,} bytes")
             if taken:
                 file = folder / f"{n:06d}"
                 file.write_bytes(data)
@@ -259,7 +256,7 @@ def submit(
     write = store.create if batch_id else store.put  # a given id is taken once...
     batch_id = batch_id or new_id(3)
     inputs = inputs or f"{prefix(batch_id)}/inputs/"  # ...its inputs in a folder of their own
-    items: list[dict[str, Any]] = []
+    items: list[Item] = []
     uploads: list[tuple[Path, str]] = []
 
     def upload(job: tuple[Path, str]) -> None:
@@ -279,39 +276,24 @@ def submit(
             raise UserError(f"no images found in {' '.join(paths)}")
         with ThreadPoolExecutor(max_workers=16) as pool:
             list(pool.map(upload, uploads))
-    chunks = [items[i : i + chunk_size] for i in range(0, len(items), chunk_size)]
-    manifest = {
-        "batch": batch_id,
-        "created": now(),
-        "model": version,
-        "images": len(items),
-        "chunk_size": chunk_size,
-        "review_below": review_below,
-        "template": template.to_dict() if template else None,
-        "chunks": chunks,
-    }
+    chunks = tuple(tuple(items[i : i + chunk_size]) for i in range(0, len(items), chunk_size))
+    form = template.to_dict() if template else None
+    batch = Manifest(batch_id, now(), version, chunk_size, review_below, form, chunks)
     try:
-        write(f"{prefix(batch_id)}/manifest.json", json.dumps(manifest).encode())
+        write(f"{prefix(batch_id)}/manifest.json", json.dumps(batch.to_dict()).encode())
     except AlreadyExists:  # another submission took the id: what this one uploaded is no input
         for _, key in uploads:
             store.delete(key)
         raise
-    store.put(_open_key(batch_id), manifest["created"].encode())
-    _enqueue(manifest, range(len(chunks)))
+    store.put(_open_key(batch_id), batch.created.encode())
+    _enqueue(batch, range(len(chunks)))
     return batch_id
 
 
-def _enqueue(batch: dict[str, Any], indexes: Iterable[int]) -> None:
-    """One task per chunk: batch, chunk index and count, items, model, threshold, queued at,
-    and the form template if any."""
-    queued, chunks = now(), batch["chunks"]
-    model, below, template = batch["model"], batch["review_below"], batch.get("template")
-    queue.enqueue(
-        [
-            [batch["batch"], i, len(chunks), chunks[i], model, below, queued, template]
-            for i in indexes
-        ]
-    )
+def _enqueue(batch: Manifest, indexes: Iterable[int]) -> None:
+    """One task per chunk, its message built from the manifest."""
+    queued = now()
+    queue.enqueue([batch.chunk(i, queued) for i in indexes])
 
 
 def resume(store: Store, batch_id: str) -> list[int]:
@@ -323,14 +305,14 @@ def resume(store: Store, batch_id: str) -> list[int]:
     batch = manifest(store, batch_id)
     lost = _lost(batch, done_chunks(store, batch_id))
     _enqueue(batch, lost)
-    finalize_if_complete(store, batch_id, len(batch["chunks"]))
+    finalize_if_complete(store, batch_id, len(batch.chunks))
     return lost
 
 
-def _lost(batch: dict[str, Any], done: set[int]) -> list[int]:
+def _lost(batch: Manifest, done: set[int]) -> list[int]:
     """Chunks not `done` that the broker no longer holds for a live worker."""
-    missing = set(range(len(batch["chunks"]))) - done
-    return sorted(missing - queue.pending(batch["batch"], missing)) if missing else []
+    missing = set(range(len(batch.chunks))) - done
+    return sorted(missing - queue.pending(batch.batch, missing)) if missing else []
 
 
 def read_local(file: Path) -> bytes:
@@ -338,7 +320,7 @@ def read_local(file: Path) -> bytes:
     (enough for the worker to refuse it, and memory stays bounded whatever the file)."""
     try:
         with file.open("rb") as opened:
-            return opened.read(decode.MAX_BYTES + 1)
+            return opened.read(settings.current().max_bytes + 1)
     except OSError as exc:
         raise UserError(f"cannot read {file}: {exc.strerror}") from exc
 
@@ -347,10 +329,10 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)[-100:] or "image"
 
 
-def manifest(store: Store, batch_id: str) -> dict[str, Any]:
+def manifest(store: Store, batch_id: str) -> Manifest:
     """The batch's manifest, or a one-line error if there is no such batch."""
     try:
-        return json.loads(store.get(f"{prefix(batch_id)}/manifest.json"))
+        return Manifest.from_dict(json.loads(store.get(f"{prefix(batch_id)}/manifest.json")))
     except ObjectMissing as exc:
         raise UserError(f"no batch {batch_id!r} in {store.url}") from exc
 
@@ -361,11 +343,11 @@ def done_chunks(store: Store, batch_id: str) -> set[int]:
     return {int(name[:-5]) for name in names if re.fullmatch(r"\d+\.json", name)}
 
 
-def status(store: Store, batch: dict[str, Any], broker: bool = False) -> dict[str, Any]:
+def status(store: Store, batch: Manifest, broker: bool = False) -> dict[str, Any]:
     """Progress of a batch from the store: queued, running or done; asking the `broker` too,
     "stalled" when chunks without results are lost to it (see `resume`): workers re-queue
     those by themselves (`worker.recovery`), if any is running."""
-    batch_id = batch["batch"]
+    batch_id = batch.batch
     done = done_chunks(store, batch_id)
     try:
         summary = json.loads(store.get(f"{prefix(batch_id)}/summary.json"))
@@ -378,12 +360,12 @@ def status(store: Store, batch: dict[str, Any], broker: bool = False) -> dict[st
     report = {
         "batch": batch_id,
         "state": state,
-        "model": batch["model"],
-        "images": batch["images"],
-        "images_done": sum(len(batch["chunks"][i]) for i in done if i < len(batch["chunks"])),
-        "chunks": len(batch["chunks"]),
+        "model": batch.model,
+        "images": batch.images,
+        "images_done": sum(len(batch.chunks[i]) for i in done if i < len(batch.chunks)),
+        "chunks": len(batch.chunks),
         "chunks_done": len(done),
-        "submitted": batch["created"],
+        "submitted": batch.created,
     }
     if lost:
         report["lost_chunks"] = lost
@@ -428,11 +410,10 @@ def finalize_if_complete(store: Store, batch_id: str, chunk_count: int) -> bool:
     if len(done_chunks(store, batch_id)) < chunk_count:
         return False
     batch = manifest(store, batch_id)
-    chunks = [json.loads(store.get(chunk_key(batch_id, i))) for i in range(len(batch["chunks"]))]
+    chunks = [json.loads(store.get(chunk_key(batch_id, i))) for i in range(len(batch.chunks))]
     records = [r for chunk in chunks for r in chunk["records"]]
     store.put(f"{prefix(batch_id)}/results.jsonl", results.jsonl(records))
-    template = batch.get("template")
-    fields = [spec["name"] for spec in template["fields"]] if template else []
+    fields = [spec["name"] for spec in batch.template["fields"]] if batch.template else []
     store.put(f"{prefix(batch_id)}/results.csv", results.csv_bytes(records, fields))
     summary = results.summary(batch, chunks)
     store.put(f"{prefix(batch_id)}/summary.json", json.dumps(summary, indent=2).encode())

@@ -55,15 +55,13 @@ from trainer.storage import (
     StoreError,
     TooLarge,
 )
-from worker import batches
+from worker import batches, settings
 from worker.forms.templates import Template
-from worker.reading import decode
 from worker.results import REVIEW_BELOW
+from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Seconds a group stays with a watcher that stopped renewing its lease (it renews every poll).
-LEASE = float(os.environ.get("SCANDIGITS_WATCH_LEASE", 60))
 _RESERVED = ("batches/", "models/", "watch/")  # the store's own folders: never inputs
 
 # Take the lease if it is free or already ours, and (re)set its expiry.
@@ -117,7 +115,9 @@ def _pinned(group: str, key: str) -> str:
 
 class Watcher:
     """Submits what lands in one inbox of a store, each object once (see the module). The
-    default results prefix is ``results/`` beside the inbox (inside it for the store's root)."""
+    default results prefix is ``results/`` beside the inbox (inside it for the store's root).
+    A group stays `lease` seconds with a watcher that stopped renewing its lease (it renews
+    every poll; `scandigits watch` passes SCANDIGITS_WATCH_LEASE)."""
 
     def __init__(
         self,
@@ -131,7 +131,7 @@ class Watcher:
         chunk_size: int = 128,
         review_below: float = REVIEW_BELOW,
         template: Template | None = None,
-        lease: float = LEASE,
+        lease: float = Settings.watch_lease,
     ) -> None:
         self.store, self.redis = store, client
         self.inbox = _prefix(store, inbox)
@@ -265,7 +265,7 @@ class Watcher:
         """Copy the claimed version of an object into its group's batch (unless a watcher did
         `again`), for the batch to read whatever is written under its key later; return why
         it cannot be: the store refuses its key, the claimed version is gone, or it is over
-        the size limit (an archive's, batches.MAX_ARCHIVE_BYTES, else decode.MAX_BYTES)."""
+        the size limit (an archive's, max_archive_bytes, else max_bytes: worker.settings)."""
         try:
             self.store.check_key(item.key)
         except KeyRefused as exc:
@@ -273,7 +273,8 @@ class Watcher:
         pinned = _pinned(group, item.key)
         if again and self.store.exists(pinned):
             return None
-        limit = batches.MAX_ARCHIVE_BYTES if batches.is_archive(item.key) else decode.MAX_BYTES
+        limits = settings.current()
+        limit = limits.max_archive_bytes if batches.is_archive(item.key) else limits.max_bytes
         try:
             self.store.copy(item.key, pinned, item.tag, limit)
         except ObjectMissing:
@@ -331,7 +332,7 @@ class Watcher:
             self._reject(group, refused + [(item, why) for item in readable], again=bool(refused))
             self._close(group)
             return
-        images = batches.manifest(self.store, batch)["images"]
+        images = batches.manifest(self.store, batch).images
         log.info("batch %s submitted: %d objects, %d images", batch, len(readable), images)
         self.store.put(f"{self.state}queued/{group}", b"")
 

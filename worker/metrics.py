@@ -12,8 +12,6 @@ threads in the worker.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
-import os
 import socket
 import threading
 import time
@@ -31,9 +29,6 @@ from prometheus_client import (
     multiprocess,
 )
 
-from trainer.errors import UserError
-
-HOST = "SCANDIGITS_METRICS_HOST"
 TIMEOUT = 10.0  # Prometheus' default scrape timeout
 CONNECTIONS = 16
 
@@ -108,28 +103,17 @@ class _BoundedServer(ThreadingHTTPServer):
         super().server_close()
 
 
-def bind_host() -> str:
-    """The address to listen on: SCANDIGITS_METRICS_HOST, by default every IPv4 address (the
-    pod's, for Prometheus and the kubelet's probes)."""
-    value = os.environ.get(HOST, "0.0.0.0").strip()
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        raise UserError(
-            f"{HOST} must be an IP address to listen on (such as 0.0.0.0, 127.0.0.1 or ::), "
-            f"not {value!r}"
-        ) from None
-
-
 def serve(
+    host: str,
     port: int,
     ready: Callable[[], str | None],
     timeout: float = TIMEOUT,
     connections: int = CONNECTIONS,
 ) -> ThreadingHTTPServer:
-    """Serve /metrics, /livez and /readyz on `port` of SCANDIGITS_METRICS_HOST from a daemon
-    thread; `ready` returns None when ready, else the reason it is not. Each connection gets
-    `timeout` seconds in all, and at most `connections` are served at once."""
+    """Serve /metrics, /livez and /readyz on `host` and `port` from a daemon thread (the worker
+    listens on SCANDIGITS_METRICS_HOST, by default every IPv4 address: the pod's, for Prometheus
+    and the kubelet's probes); `ready` returns None when ready, else the reason it is not. Each
+    connection gets `timeout` seconds in all, and at most `connections` are served at once."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -155,6 +139,6 @@ def serve(
         def log_message(self, *_: object) -> None:
             """Probes every few seconds would flood the worker log."""
 
-    server = _BoundedServer((bind_host(), port), Handler, timeout, connections)
+    server = _BoundedServer((host, port), Handler, timeout, connections)
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return server

@@ -10,13 +10,13 @@ import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
 
 import redis
 from celery import Celery
 from kombu.utils.url import maybe_sanitize_url
 
 from trainer.errors import UserError
+from worker.manifest import Chunk
 
 TASK = "scandigits.process_chunk"
 LAPSE = 10  # s a worker's heartbeat lasts: a worker silent this long is gone (killed, stopped)
@@ -81,12 +81,12 @@ def task_id(batch_id: str, index: int) -> str:
     return f"{batch_id}:{index}"
 
 
-def enqueue(tasks: list[list[Any]]) -> None:
-    """Publish one chunk task per argument list (batch id and chunk index first) over a single
-    broker connection."""
+def enqueue(chunks: Iterable[Chunk]) -> None:
+    """Publish one chunk task per message over a single broker connection."""
     with app.connection_for_write() as connection:
-        for args in tasks:
-            app.send_task(TASK, args=args, task_id=task_id(args[0], args[1]), connection=connection)
+        for chunk in chunks:
+            args, task = chunk.to_args(), task_id(chunk.batch, chunk.index)
+            app.send_task(TASK, args=args, task_id=task, connection=connection)
 
 
 @cache

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from worker.forms.templates import Template
+    from worker.manifest import Manifest
     from worker.reading.pipeline import Form, Reading
 
 COLUMNS = (
@@ -164,7 +165,7 @@ def csv_bytes(records: Iterable[dict[str, Any]], fields: Sequence[str] = ()) -> 
     return out.getvalue().encode()
 
 
-def summary(manifest: dict[str, Any], chunks: list[dict[str, Any]]) -> dict[str, Any]:
+def summary(manifest: Manifest, chunks: list[dict[str, Any]]) -> dict[str, Any]:
     """Counts, label histogram, stage timings and throughput of a finished batch."""
     records = [r for chunk in chunks for r in chunk["records"]]
     fields = [f for r in records for f in r.get("fields", {}).values()]
@@ -178,21 +179,21 @@ def summary(manifest: dict[str, Any], chunks: list[dict[str, Any]]) -> dict[str,
     stages: Counter[str] = sum((Counter(c["seconds"]) for c in chunks), Counter())
     finished = max(c["finished"] for c in chunks)
     elapsed = (
-        datetime.fromisoformat(finished) - datetime.fromisoformat(manifest["created"])
+        datetime.fromisoformat(finished) - datetime.fromisoformat(manifest.created)
     ).total_seconds()
     return {
-        "batch": manifest["batch"],
-        "model": manifest["model"],
+        "batch": manifest.batch,
+        "model": manifest.model,
         "images": len(records),
         "read": sum(1 for r in records if r.get("text") or r.get("fields")),
         "digits": sum(labels.values()),
         "errors": sum(1 for r in records if r["error"]),
         "needs_review": sum(1 for r in records if r["needs_review"]),
         **(counts if fields else {}),
-        "review_below": manifest["review_below"],
+        "review_below": manifest.review_below,
         "label_histogram": {str(k): labels[k] for k in range(10)},
         "chunks": len(chunks),
-        "submitted": manifest["created"],
+        "submitted": manifest.created,
         "started": min(c["started"] for c in chunks),
         "finished": finished,
         "elapsed_seconds": round(elapsed, 3),

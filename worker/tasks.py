@@ -8,7 +8,7 @@ import os
 import socket
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from functools import cache, lru_cache, partial
@@ -20,10 +20,11 @@ from celery.exceptions import SoftTimeLimitExceeded
 from trainer.errors import UserError
 from trainer.registry import RegistryError
 from trainer.storage import AlreadyExists, Store, StoreError, open_store
-from worker import batches, metrics, queue, results
+from worker import batches, metrics, queue, results, settings
 from worker.forms.templates import Template
+from worker.manifest import Chunk, Item
 from worker.queue import TASK, app
-from worker.reading import decode, inference, pipeline
+from worker.reading import inference, pipeline
 
 log = logging.getLogger(__name__)
 # Starts of one chunk before the images it has not read are marked failed. A chunk whose
@@ -76,18 +77,12 @@ def _counted(task_id: str) -> Iterator[int]:
     retry_jitter=True,
     max_retries=5,
 )
-def process_chunk(
-    batch_id: str,
-    index: int,
-    chunk_count: int,
-    items: list[dict[str, Any]],
-    model: int,
-    review_below: float,
-    queued: str,
-    template: dict[str, Any] | None = None,
-) -> None:
+def process_chunk(*message: Any) -> None:
     """Read one chunk of images (or pages of a form) in batched forward passes and write its
-    results at once."""
+    results at once. The message is a Chunk's arguments (worker.manifest)."""
+    chunk = Chunk.from_args(message)
+    batch_id, index, chunk_count, items = chunk.batch, chunk.index, chunk.count, chunk.items
+    model, review_below, template = chunk.model, chunk.review_below, chunk.template
     task = queue.task_id(batch_id, index)
     target = store()
     if target.exists(batches.chunk_key(batch_id, index)):  # read before: keep what it wrote
@@ -95,7 +90,7 @@ def process_chunk(
         return
     with _counted(task) as starts:
         started, begin = batches.now(), time.perf_counter()
-        wait = datetime.fromisoformat(started) - datetime.fromisoformat(queued)
+        wait = datetime.fromisoformat(started) - datetime.fromisoformat(chunk.queued)
         metrics.QUEUE_WAIT.observe(max(0.0, wait.total_seconds()))
         form = Template.from_dict(template) if template else None
         readings, seconds = _readings(task, items, model, starts, form)
@@ -137,17 +132,17 @@ def process_chunk(
 
 
 def _record(
-    item: dict[str, Any], reading: Any, model: int, below: float, form: Template | None
+    item: Item, reading: Any, model: int, below: float, form: Template | None
 ) -> dict[str, Any]:
     """The result record of one item: an image's, or a page's of the form."""
-    where, page = (item["source"], item["key"]), item.get("page")
+    where, page = (item.source, item.key), item.page
     if form:
         return results.form_record(*where, reading, form, model, below, page)
     return results.record(*where, reading, model, below, page)
 
 
 def _readings(
-    task: str, items: list[dict[str, Any]], model: int, starts: int, template: Template | None
+    task: str, items: Sequence[Item], model: int, starts: int, template: Template | None
 ) -> tuple[list[Any], dict[str, float]]:
     """Read the chunk's images (as pages of `template`, if given: pipeline.Form), all at once
     on the first start and one by one after a start that died; or give each the reason it
@@ -162,21 +157,20 @@ def _readings(
             classifier = inference.classifier(target, model)
             metrics.MODEL_VERSION.set(classifier.version)
             # pages of a file are neighbours: one fetch; an object over the limit is not read
-            fetch = lru_cache(maxsize=8)(partial(target.get, limit=decode.MAX_BYTES))
+            limit = settings.current().max_bytes
+            fetch = lru_cache(maxsize=8)(partial(target.get, limit=limit))
 
-            def read(chunk: list[dict[str, Any]]) -> tuple[list[Any], Counter[str]]:
+            def read(chunk: Sequence[Item]) -> tuple[list[Any], Counter[str]]:
                 if template:
-                    return pipeline.read_forms(
-                        chunk, lambda i: fetch(i["key"]), classifier, template
-                    )
-                return pipeline.read(chunk, lambda i: fetch(i["key"]), classifier)
+                    return pipeline.read_forms(chunk, lambda i: fetch(i.key), classifier, template)
+                return pipeline.read(chunk, lambda i: fetch(i.key), classifier)
 
             if starts == 1:
                 return read(items)
             crashed = queue.culprits(task)
             for i, item in enumerate(items):  # noting the one in hand, should this start die
                 if i in crashed:
-                    log.error("%s: %s", item["source"], CRASHED)
+                    log.error("%s: %s", item.source, CRASHED)
                     done.append(failed(error=CRASHED))
                     continue
                 queue.reading(task, i)

@@ -21,7 +21,7 @@ from tests.bombs import (
     sun_declaring,
 )
 from tests.conftest import ROOT
-from worker.reading import decode as decode_module
+from worker import settings
 from worker.reading.decode import (
     DecodeError,
     decode,
@@ -31,6 +31,7 @@ from worker.reading.decode import (
     pages,
     writing,
 )
+from worker.settings import Settings
 
 
 def encode(image: np.ndarray, ext: str) -> bytes:
@@ -200,10 +201,11 @@ def test_hostile_files_are_one_line_errors(data: bytes, message: str) -> None:
 def test_byte_and_pixel_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     big = encode(np.zeros((1200, 1000), np.uint8), ".png")
     assert dimensions(big) == (1000, 1200)
-    monkeypatch.setattr(decode_module, "MAX_PIXELS", 1_000_000)
+    limits = Settings(max_pixels=1_000_000)
+    monkeypatch.setattr(settings, "current", lambda: limits)
     with pytest.raises(DecodeError, match=r"1000×1200 pixels; limit 1,000,000"):
         decode(big)
-    monkeypatch.setattr(decode_module, "MAX_BYTES", len(big) - 1)
+    limits = Settings(max_pixels=1_000_000, max_bytes=len(big) - 1)
     with pytest.raises(DecodeError, match="file too large"):
         decode(big)
 
@@ -300,7 +302,7 @@ def test_each_page_of_a_pdf_is_rendered_in_gray_at_the_set_dpi(
     assert first.shape == second.shape == (112, 167) and factor == 1  # 200 dpi, rounded up
     assert first.dtype == np.float32 and np.median(first) == pytest.approx(200 / 255, abs=0.02)
     assert [bar(first), bar(second)] == pytest.approx(BARS[:2], abs=0.01)
-    monkeypatch.setattr(decode_module, "PDF_DPI", 144)
+    monkeypatch.setattr(settings, "current", lambda: Settings(pdf_dpi=144))
     assert decode(data, 1).shape == (80, 120)
     with pytest.raises(DecodeError, match=r"^no page 3 \(the file has 2\)$"):
         decode(data, 2)
@@ -344,7 +346,7 @@ def test_a_pdf_page_over_the_pixel_limit_is_refused_before_rendering(
 
 
 def test_page_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(decode_module, "MAX_PAGES", 2)
+    monkeypatch.setattr(settings, "current", lambda: Settings(max_pages=2))
     for data in (multipage(page_images(), "TIFF"), multipage(page_images(), "PDF")):
         for call in (pages, decode):
             with pytest.raises(DecodeError, match=r"^too many pages \(limit 2\)$"):

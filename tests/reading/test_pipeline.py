@@ -15,6 +15,7 @@ import pytest
 from trainer import strings
 from worker import results
 from worker.forms.templates import FieldSpec, Template
+from worker.manifest import Item
 from worker.reading import pipeline
 from worker.reading.inference import Prediction
 
@@ -279,7 +280,7 @@ def test_items_naming_a_page_read_that_page() -> None:
             cv2.polylines(ink, [np.int32([[x, 30], [x + 40, 30], [x + 15, 90]])], False, 1, 5)
         pages.append((255 - 200 * ink).astype(np.uint8))
     tiff = cv2.imencodemulti(".tiff", pages)[1].tobytes()
-    items = [{"key": "k", "page": 1}, {"key": "k", "page": 2}, {"key": "k", "page": 3}, {}]
+    items = [Item("t.tif#1", "k", 1), Item("t.tif#2", "k", 2), Item("t.tif#3", "k", 3), "t.tif"]
     readings, _ = pipeline.read(items, lambda item: tiff, Shapes())
     assert [r.text for r in readings] == ["7", "77", "", "7"]
     assert readings[2].error == "no page 3 (the file has 2)"

@@ -13,6 +13,7 @@ from trainer.errors import UserError
 from worker import results
 from worker.forms.align import AlignError, align
 from worker.forms.templates import Template
+from worker.manifest import Item
 from worker.reading import pipeline
 from worker.reading.decode import DecodeError, decode
 from worker.reading.inference import Classifier
@@ -29,7 +30,9 @@ def render(
         alignment = align(gray, template)
     except (DecodeError, AlignError) as exc:
         raise UserError(str(exc)) from exc
-    forms, _ = pipeline.read_forms([{"page": page}], lambda _: data, classifier, template)
+    forms, _ = pipeline.read_forms(
+        [Item("preview", "", page)], lambda _: data, classifier, template
+    )
     if forms[0].error:
         raise UserError(forms[0].error)
     fields = results.form_record(

@@ -9,15 +9,14 @@ format OpenCV does not decode by that header, is refused without being decoded. 
 header check is set to the same limit (`trainer`).
 
 A multi-page TIFF or a PDF holds several pages, decoded one at a time (`page`, counted from 0);
-a PDF page is rendered in gray at PDF_DPI, its size in pixels checked from its size in points
-before it is rendered.
+a PDF page is rendered in gray at SCANDIGITS_PDF_DPI, its size in pixels checked from its size
+in points before it is rendered. The limits are the process's settings (worker.settings).
 """
 
 from __future__ import annotations
 
 import io
 import itertools
-import os
 import struct
 import threading
 from collections.abc import Iterator
@@ -28,13 +27,10 @@ import numpy as np
 import pypdfium2 as pdfium
 from PIL import Image
 
-from trainer import MAX_PIXELS
+from worker import settings
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
-MAX_BYTES = int(os.environ.get("SCANDIGITS_MAX_BYTES", 50_000_000))
-MAX_PAGES = int(os.environ.get("SCANDIGITS_MAX_PAGES", 200))
-PDF_DPI = float(os.environ.get("SCANDIGITS_PDF_DPI", 200))
 # Formats Pillow and OpenCV both read, by the same header: a file Pillow takes for any other
 # format could be one OpenCV decodes by a header whose size was never checked.
 FORMATS = frozenset(
@@ -42,7 +38,7 @@ FORMATS = frozenset(
 )
 _EXPECTED = "expected PNG, JPEG, BMP, TIFF, WebP, GIF, PDF"
 _UNSUPPORTED = f"not a readable image (format not supported or header damaged; {_EXPECTED})"
-Image.MAX_IMAGE_PIXELS = None  # MAX_PIXELS is the limit, with its own error, not Pillow's
+Image.MAX_IMAGE_PIXELS = None  # SCANDIGITS_MAX_PIXELS is the limit, with its own error
 # `decode_reduced` decodes a large JPEG at 1/2, 1/4 or 1/8 scale inside the codec, as long as
 # its short side keeps this many pixels: preprocessing works at 512×512 pixels' worth at most,
 # and on 600×600 scans reading at 1/2 or even 1/4 scale was as accurate as at full size.
@@ -136,21 +132,23 @@ def _extremes(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def pages(data: bytes) -> int:
     """How many pages the file holds: a PDF's pages, a TIFF's images, 1 for other images.
     A file `decode` refuses by its size, a PDF that cannot be opened, or a file of more than
-    MAX_PAGES pages is a DecodeError."""
+    the page limit is a DecodeError."""
     _check_size(data)
     if _is_pdf(data):
         with _pdfium, closing(_open_pdf(data)) as document:
             return _checked(len(document))
     if data[:4] in TIFF_MAGIC:
-        directories = itertools.islice(_tiff_directories(data), MAX_PAGES + 1)
+        limit = settings.current().max_pages
+        directories = itertools.islice(_tiff_directories(data), limit + 1)
         return _checked(max(1, sum(1 for _ in directories)))  # junk: `decode` says what is wrong
     return 1
 
 
 def _checked(count: int, page: int = 0) -> int:
     """`count`, if page `page` (from 0) is one of them and they are within the page limit."""
-    if count > MAX_PAGES:
-        raise DecodeError(f"too many pages (limit {MAX_PAGES:,})")
+    limit = settings.current().max_pages
+    if count > limit:
+        raise DecodeError(f"too many pages (limit {limit:,})")
     if not 0 <= page < count:
         raise DecodeError(f"no page {page + 1} (the file has {count})")
     return count
@@ -159,8 +157,9 @@ def _checked(count: int, page: int = 0) -> int:
 def _check_size(data: bytes) -> None:
     if not data:
         raise DecodeError("empty file")
-    if len(data) > MAX_BYTES:
-        raise DecodeError(f"file too large ({len(data):,} bytes; limit {MAX_BYTES:,})")
+    limit = settings.current().max_bytes
+    if len(data) > limit:
+        raise DecodeError(f"file too large ({len(data):,} bytes; limit {limit:,})")
 
 
 def _decode(data: bytes, reduce: bool, page: int) -> tuple[np.ndarray, np.ndarray | None, int]:
@@ -169,8 +168,9 @@ def _decode(data: bytes, reduce: bool, page: int) -> tuple[np.ndarray, np.ndarra
         return *_pdf(data, page), 1
     _checked(pages(data), page)
     width, height = _size(data, page)
-    if width * height > MAX_PIXELS:
-        raise DecodeError(f"image too large ({width}×{height} pixels; limit {MAX_PIXELS:,} pixels)")
+    limit = settings.current().max_pixels
+    if width * height > limit:
+        raise DecodeError(f"image too large ({width}×{height} pixels; limit {limit:,} pixels)")
     # JPEGs decode in colour, EXIF orientation applied; others keep alpha and depth too.
     factor, flags = 1, cv2.IMREAD_UNCHANGED
     if data.startswith(JPEG_MAGIC):
@@ -187,9 +187,9 @@ def _decode(data: bytes, reduce: bool, page: int) -> tuple[np.ndarray, np.ndarra
         else:
             image = cv2.imdecode(buffer, flags)
     except cv2.error as exc:
-        limit = "CV_IO_MAX_IMAGE_PIXELS" in str(exc)
+        too_large = "CV_IO_MAX_IMAGE_PIXELS" in str(exc)
         raise DecodeError(
-            f"image too large (limit {MAX_PIXELS:,} pixels)" if limit else "not a readable image"
+            f"image too large (limit {limit:,} pixels)" if too_large else "not a readable image"
         ) from exc
     if image is None or image.size == 0:
         raise DecodeError(f"not a readable image ({_EXPECTED})")
@@ -210,17 +210,18 @@ def _open_pdf(data: bytes) -> pdfium.PdfDocument:
 
 
 def _pdf(data: bytes, page: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Page `page` of a PDF rendered at PDF_DPI (_planes); a page whose bitmap would exceed
-    MAX_PIXELS is refused from its size in points, before anything is rendered."""
-    scale = PDF_DPI / 72  # PDF sizes are in points, 72 to the inch
+    """Page `page` of a PDF rendered at the set DPI (_planes); a page whose bitmap would
+    exceed the pixel limit is refused from its size in points, before anything is rendered."""
+    limits = settings.current()
+    scale = limits.pdf_dpi / 72  # PDF sizes are in points, 72 to the inch
     with _pdfium, closing(_open_pdf(data)) as document:
         _checked(len(document), page)
         try:
             width, height = (side * scale for side in document.get_page_size(page))
-            if width * height > MAX_PIXELS:
+            if width * height > limits.max_pixels:
                 raise DecodeError(
                     f"page {page + 1} too large ({width:.0f}×{height:.0f} pixels at "
-                    f"{PDF_DPI:g} dpi; limit {MAX_PIXELS:,} pixels)"
+                    f"{limits.pdf_dpi:g} dpi; limit {limits.max_pixels:,} pixels)"
                 )
             bitmap = document[page].render(scale=scale)  # BGR
         except pdfium.PdfiumError as exc:

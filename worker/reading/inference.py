@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -19,33 +17,12 @@ import numpy as np
 from trainer import models, registry, strings
 from trainer.models import NOT_A_DIGIT
 from trainer.storage import Store
+from worker import settings
 
 _cache: dict[int, Classifier] = {}
 SHAPES = tuple(2**k for k in range(9))  # batch sizes traced, 1 to 256: padding wastes < half
 TRUSTED = "SCANDIGITS_TRUSTED_MODELS"
 CGROUP = Path("/sys/fs/cgroup")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-@cache
-def trusted_models() -> frozenset[str] | None:
-    """The sha256 digests of the only models this process may load (SCANDIGITS_TRUSTED_MODELS,
-    comma-separated, read once), or None when unset: then any model the registry verifies.
-
-    The registry's digests live in the store the workers write to; a list set in the
-    deployment means credentials to the store alone cannot get a model run.
-    """
-    value = os.environ.get(TRUSTED, "").strip()
-    if not value:
-        return None
-    digests = [d.strip().lower() for d in value.split(",")]
-    bad = next((d for d in digests if not _SHA256.fullmatch(d)), None)
-    if bad is not None:
-        raise registry.RegistryError(
-            f"{TRUSTED} must be sha256 digests (64 hex digits) separated by commas, "
-            f"not {bad[:80]!r}"
-        )
-    return frozenset(digests)
 
 
 def cpu_limit(cgroup: Path = CGROUP) -> int:
@@ -176,13 +153,16 @@ def classifier(store: Store, version: int | str | None = None) -> Classifier:
     """The classifier for `version` (default: current), loaded and verified once per process.
 
     A model that cannot be used (untrusted, refused, unreadable, not a digit classifier) is a
-    RegistryError, which the chunk reports per image rather than failing its task.
+    RegistryError, which the chunk reports per image rather than failing its task. With
+    SCANDIGITS_TRUSTED_MODELS set, only the models it lists are trusted: the registry's digests
+    live in the store the workers write to, and credentials to the store alone must not get a
+    model run.
     """
     if isinstance(version, int) and version in _cache:
         return _cache[version]
     metadata = registry.resolve(store, version)
     number = metadata["version"]
-    trusted = trusted_models()
+    trusted = settings.current().trusted_models
     if trusted is not None and metadata.get("sha256") not in trusted:
         raise registry.RegistryError(
             f"model version {number} (sha256 {metadata.get('sha256')}) is not in {TRUSTED}; "

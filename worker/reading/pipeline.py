@@ -102,8 +102,8 @@ def _load(
     item: T, fetch: Callable[[T], bytes], template: Template | None
 ) -> tuple[Field | list[Field | str] | str, Counter[str]]:
     """Fetch, decode and segment one image; return its field of writing (with a template: one
-    per template field, or that field's error) or an error string. An item that is a dict with
-    a `page` (from 1) is that page of a PDF or TIFF; any other item is read whole (page 1).
+    per template field, or that field's error) or an error string. An item with a
+    `page` (from 1: worker.manifest.Item) is that page of a PDF or TIFF; any other, page 1.
     A missing input or a key the store refuses is the image's error; any other StoreError is
     the store failing, raised for the chunk task to retry."""
     spent: Counter[str] = Counter()
@@ -115,7 +115,7 @@ def _load(
         finally:
             spent[stage] += time.perf_counter() - start
 
-    decoder = partial(decode_colour, page=item.get("page", 1) - 1 if isinstance(item, dict) else 0)
+    decoder = partial(decode_colour, page=(getattr(item, "page", None) or 1) - 1)
     try:
         gray, colour, reduced = timed("decode", decoder, timed("fetch", fetch, item))
         if template is None:
