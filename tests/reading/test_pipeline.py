@@ -1,6 +1,6 @@
-"""Choosing among a field's readings: the most likely wins, by the classifier and the string
-reader together; the record's text, label and confidence follow from its digits; each page of
-a multi-page input is read on its own."""
+"""Reading a list of images: each read whole or as a form's fields, its digits boxed in the
+scan, every mark it leaves out named, and a one-line error for an image that cannot be read;
+each page of a multi-page input is read on its own."""
 
 from __future__ import annotations
 
@@ -12,47 +12,12 @@ import cv2
 import numpy as np
 import pytest
 
-from trainer import strings
+from tests.reading.stand_ins import Shapes, Spelling, png, touching_sevens
 from worker import results
 from worker.forms.templates import FieldSpec, Template
 from worker.manifest import Item
 from worker.reading import pipeline
-from worker.reading.inference import Prediction
-
-
-class Shapes:
-    """A stand-in classifier: a piece framed taller than wide is a confident 7, anything wider
-    (such as two digits squeezed into one frame) a doubtful 0, as a model with a "not one digit"
-    class would have it."""
-
-    version = 1
-    judges_cuts = True
-    reads_lines = False
-
-    def predict(self, images: np.ndarray) -> list[Prediction]:
-        tall = [np.count_nonzero(image.max(axis=1) > 0.1) >= 19 for image in images]
-        return [Prediction(7, 0.99) if t else Prediction(0, 0.3) for t in tall]
-
-    def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """The same, as softmax rows: the rest of the probability spread over the others."""
-        rows = []
-        for p in self.predict(images):
-            row = np.full(11, (1 - p.confidence) / 10)
-            row[p.label] = p.confidence
-            rows.append(row)
-        return np.array(rows)
-
-
-def png(ink: np.ndarray) -> bytes:
-    return cv2.imencode(".png", (255 - 200 * ink).astype(np.uint8))[1].tobytes()
-
-
-def touching_sevens() -> bytes:
-    ink = np.zeros((120, 200), np.float32)
-    for x in (40, 84):  # two 7s whose bars touch
-        points = np.int32([[x, 30], [x + 46, 30], [x + 16, 90]])
-        cv2.polylines(ink, [points], False, 1.0, 5, cv2.LINE_AA)
-    return png(ink)
+from worker.reading.choose import CHOICE
 
 
 def test_touching_pair_reads_as_two_digits() -> None:
@@ -61,40 +26,6 @@ def test_touching_pair_reads_as_two_digits() -> None:
     assert reading.confidence == 0.99 and len(reading.digits) == 2
     assert reading.digits[0].box[0] < reading.digits[1].box[0]
     assert set(seconds) >= {"fetch", "decode", "preprocess", "infer"}
-
-
-class Spelling(Shapes):
-    """Shapes, with a string reader that reads every line as `text`, surely."""
-
-    reads_lines = True
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def read_lines(self, lines: np.ndarray) -> np.ndarray:
-        logits = np.zeros((len(lines), strings.WIDTH // strings.STEP, 11), np.float32)
-        logits[:, :, 0] = 20.0  # blank everywhere but one step per digit, spread out
-        for i, digit in enumerate(self.text):
-            step = 4 + i * 8
-            logits[:, step, 0], logits[:, step, int(digit) + 1] = 0.0, 20.0
-        return logits
-
-
-def test_a_reading_both_models_agree_on_keeps_its_confidence() -> None:
-    (reading,), _ = pipeline.read([touching_sevens()], lambda data: data, Spelling("77"))
-    assert reading.text == "77" and reading.confidence == 0.99
-
-
-def test_a_reader_that_reads_nothing_leaves_the_segmenters_reading() -> None:
-    (reading,), _ = pipeline.read([touching_sevens()], lambda data: data, Spelling(""))
-    assert reading.text == "77" and reading.error is None
-
-
-def test_the_string_reader_overrules_a_doubtful_segmentation() -> None:
-    (reading,), _ = pipeline.read([touching_sevens()], lambda data: data, Spelling("717"))
-    assert reading.text == "717" and len(reading.digits) == 3
-    lefts = [digit.box[0] for digit in reading.digits]
-    assert lefts == sorted(lefts) and all(digit.box[2] > 0 for digit in reading.digits)
 
 
 def sevens(xs: tuple[int, ...], below: int | None = None) -> bytes:
@@ -163,48 +94,11 @@ def test_the_reader_sees_every_line_in_each_shift_in_one_pass() -> None:
     readings, _ = pipeline.read([touching_sevens()] * 2, lambda data: data, Watched("77"))
     assert [r.text for r in readings] == ["77", "77"]
     (lines,) = shown
-    assert len(lines) == 2 * len(pipeline.VIEW_SHIFTS)
+    assert len(lines) == 2 * len(CHOICE.view_shifts)
     line, width = lines[0], lines.shape[2]
-    for k, columns in enumerate(pipeline.VIEW_SHIFTS):
+    for k, columns in enumerate(CHOICE.view_shifts):
         view = lines[2 * k]
         assert np.array_equal(view[:, 2:-2], line[:, 2 - columns : width - 2 - columns])
-
-
-class Certain(Spelling):
-    """Spelling, with a CNN that gives each piece's label all the probability and no other
-    digit any."""
-
-    def probabilities(self, images: np.ndarray) -> np.ndarray:
-        rows = super().probabilities(images)
-        return (rows == rows.max(axis=1, keepdims=True)).astype(np.float32)
-
-
-def test_a_piece_the_cnn_rules_out_does_not_veto_a_sure_reader() -> None:
-    # the reader's 1 falls on ink the CNN reads as 7 with probability 1 (a sliver, a box line)
-    (reading,), _ = pipeline.read([touching_sevens()], lambda data: data, Certain("71"))
-    assert reading.text == "71"
-
-
-def test_no_cuts_for_a_model_that_cannot_judge_them() -> None:
-    classifier = Shapes()
-    classifier.judges_cuts = False  # a 10-class model reads any piece as some digit
-    (reading,), _ = pipeline.read([touching_sevens()], lambda data: data, classifier)
-    assert reading.text == "0" and reading.confidence == 0.3
-
-
-def test_a_sure_reading_is_not_offered_cut() -> None:
-    class Sure(Shapes):
-        """Reads anything as a sure 0, and counts what it is shown."""
-
-        shown = 0
-
-        def predict(self, images: np.ndarray) -> list[Prediction]:
-            self.shown += len(images)
-            return [Prediction(0, 1.0)] * len(images)
-
-    classifier = Sure()
-    (reading,), _ = pipeline.read([touching_sevens()], lambda data: data, classifier)
-    assert reading.text == "0" and classifier.shown == 1  # no cut piece was even framed
 
 
 def test_one_digit_has_a_label_and_errors_are_per_image() -> None:
@@ -313,32 +207,3 @@ def test_a_form_page_is_aligned_and_each_field_read_at_its_length() -> None:
     assert read["low"].error and read["low"].text == ""
     assert forms[1].error and not forms[1].fields
     assert "align" in seconds
-
-
-def test_a_fields_shape_picks_the_likeliest_string_that_fits() -> None:
-    scores = {"12": -1.0, "123": -2.0, "1234": -3.0}
-    assert pipeline._best(scores, None) == "12"
-    assert pipeline._best(scores, FieldSpec("n", (0, 0, 1, 1), digits=3).fits) == "123"
-    assert pipeline._best(scores, FieldSpec("n", (0, 0, 1, 1), pattern="1234|99").fits) == "1234"
-    assert (
-        pipeline._best({"12": -1.0, "1234": -3.0}, FieldSpec("n", (0, 0, 1, 1), digits=3).fits)
-        == "12"
-    )
-
-
-def test_a_digits_second_likeliest_reading_is_offered_for_the_shape_to_pick() -> None:
-    one, two = (pipeline.Piece(np.zeros((28, 28), np.float32), (0, 0, 1, 1)) for _ in range(2))
-    probabilities = np.zeros((2, 11), np.float32)
-    probabilities[0, [1, 7]] = 0.9, 0.1  # a 1, or maybe a 7
-    probabilities[1, 2] = 1.0
-    predictions = {
-        piece: Prediction(int(row.argmax()), float(row.max()), row)
-        for piece, row in zip((one, two), probabilities, strict=True)
-    }
-    texts = pipeline._texts([[pipeline.Option([one], 0)], [pipeline.Option([two], 0)]], predictions)
-    assert list(texts) == ["12", "72"]
-    blank = pipeline.Field([], np.zeros((32, 256), np.float32), lambda *_: one, [], [], [])
-    reading = pipeline._choose(
-        blank, texts, predictions, None, FieldSpec("n", (0, 0, 1, 1), pattern="7.").fits
-    )
-    assert reading.text == "72" and abs(reading.digits[0].confidence - 0.1) < 1e-6

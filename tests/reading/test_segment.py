@@ -7,9 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
+from worker.reading.pieces import Run
 from worker.reading.preprocess import beside
 from worker.reading.printed import _lattice
-from worker.reading.segment import Run, _splits, segment
+from worker.reading.segment import segment
 
 HEIGHT = 60  # digit height in the hand-made fields, pixels
 
@@ -139,19 +140,6 @@ def test_broken_zero_is_offered_whole() -> None:
     assert abs(x - 46) <= 4 and abs(w - 48) <= 6 and abs(h - 62) <= 6
 
 
-def test_bent_cut_slips_between_leaning_digits() -> None:
-    from worker.reading.segment import _path
-
-    mask = np.zeros((60, 80), np.uint8)
-    cv2.line(mask, (10, 59), (40, 0), 1, 4)  # a stroke leaning right
-    cv2.line(mask, (35, 59), (65, 0), 1, 4)  # its neighbour, leaning into its columns
-    cv2.line(mask, (33, 30), (40, 30), 1, 2)  # where they touch
-    path = _path(mask.astype(bool), 37, 15)
-    crossed = mask[np.arange(60), path].sum()
-    assert crossed <= 4 < mask[:, 37].sum()
-    assert np.abs(np.diff(path)).max() <= 1
-
-
 def test_a_long_stroke_does_not_set_the_slant() -> None:
     ink = field("101")
     cv2.line(ink, (200, 100), (370, 70), 1.0, 9, cv2.LINE_AA)  # wider than tall, heavier than all
@@ -239,15 +227,6 @@ def test_grainy_paper_leaves_nothing_unread(seed: int) -> None:
     grain = np.random.default_rng(seed).normal(0.0, 0.04, (140, 420))
     found = segment(np.clip(scan(field("7070")) + grain, 0, 1).astype(np.float32))
     assert len(found.marks) == 4 and not found.unread and not found.left_out
-
-
-@pytest.mark.parametrize("width", range(1, 8))
-def test_a_mark_too_narrow_for_two_digits_is_not_cut(width: int) -> None:
-    """The marks of a field of specks are a few pixels wide: no cut, and no error."""
-    for typical in (0.3, 1.0, 2.0):
-        splits = _splits(np.ones((2, width), bool), typical)
-        assert all(piece.any() for split in splits for piece in split)
-        assert width >= 4 or not splits  # each piece at least 2 px wide
 
 
 def test_ink_that_was_all_print_has_no_light_writing_beside_it() -> None:

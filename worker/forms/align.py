@@ -5,7 +5,7 @@ The template's reference frame is the upright page at the scan's own size, in Op
 coordinates: a box (x, y, width, height) spans x·W to (x + width)·W across a page W pixels
 wide, and likewise down.
 
-Boxes are found at about DETECT px on the page's long side (thin lines thickened first so they
+Boxes are found at about `detect` px on the page's long side (thin lines thickened first so they
 survive the shrinking): the ink without the paper's tint (a black-hat transform); the page's
 skew, the angle at which the ink's row profile is sharpest (printed lines and lines of text
 both make it so); the long lines of the page turned upright (grey openings); the rectangles
@@ -30,20 +30,29 @@ import numpy as np
 
 from worker.forms.templates import FieldSpec, Template
 
-DETECT = 1000  # px: the page's long side for detection...
-MIN_SIDE = 16  # px: ...unless the template's smallest box side would be shorter than this
-THICKEN = 1  # px: dark lines thickened by this much all round before the page is shrunk
-ANGLE = 6.0  # degrees: skew searched either way
-SCALE = 0.1  # the page's scale may be off by this share either way
-SHIFT = 0.15  # and its offset by this share of the page (besides the offset scaling makes)
-LINE = 0.6  # a printed line is at least this share of the smallest box's side
-SIDE = 0.8  # a rectangle's side is printed along at least this share of its length
-FAINT, FAINT_MIN = 6.0, 8.0  # line ink: this many median deviations over the paper, at least
-TOLERANCE = 5.0  # px at detection size: a box lands on a rectangle with every corner this near
-MAX_RECTS = 1000  # rectangles of a template box's size considered at most
-PROPOSALS = 20  # proposals grown at most, from the likeliest pairings of a box and a rectangle
-AGREED_OFFSETS = 8  # offsets the most pairings agree on, tried on the best proposal
-MARGIN = 0.25  # box heights of the page kept all round a field's box when it is cut out
+
+@dataclass(frozen=True)
+class AlignConfig:
+    """How the template's boxes are sought on a page and matched to the rectangles found."""
+
+    detect: int = 1000  # px: the page's long side for detection...
+    min_box_side: int = 16  # px: ...unless the template's smallest box side would be shorter
+    thicken: int = 1  # px: dark lines thickened by this much all round before the page is shrunk
+    angle: float = 6.0  # degrees: skew searched either way
+    scale: float = 0.1  # the page's scale may be off by this share either way
+    shift: float = 0.15  # and its offset by this share of the page (besides scaling's offset)
+    line: float = 0.6  # a printed line is at least this share of the smallest box's side
+    side: float = 0.8  # a rectangle's side is printed along at least this share of its length
+    faint: float = 6.0  # line ink: this many median deviations over the paper...
+    faint_min: float = 8.0  # ...and at least this
+    tolerance: float = 5.0  # px at detection size: a box on a rectangle has every corner this near
+    max_rects: int = 1000  # rectangles of a template box's size considered at most
+    proposals: int = 20  # proposals grown at most, from the likeliest pairings of box and rectangle
+    agreed_offsets: int = 8  # offsets the most pairings agree on, tried on the best proposal
+    margin: float = 0.25  # box heights of the page kept all round a field's box when it is cut out
+
+
+ALIGN = AlignConfig()
 
 Line = tuple[int, int]  # a printed line's first and last row (or column)
 
@@ -65,7 +74,7 @@ class Alignment:
         the top left corner."""
         return _corners(field, shape) @ self.matrix[:, :2].T + self.matrix[:, 2]
 
-    def crop(self, page: np.ndarray, field: FieldSpec, margin: float = MARGIN) -> np.ndarray:
+    def crop(self, page: np.ndarray, field: FieldSpec, margin: float = ALIGN.margin) -> np.ndarray:
         """The field's box cut out of `page` upright, with `margin` box heights all round, at
         the page's own resolution."""
         (x0, y0), _, (x1, y1), _ = _corners(field, page.shape)
@@ -82,7 +91,7 @@ class Alignment:
         return cv2.warpAffine(page, back, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
 
 
-def inside(shape: tuple[int, ...], margin: float = MARGIN) -> tuple[int, int, int, int]:
+def inside(shape: tuple[int, ...], margin: float = ALIGN.margin) -> tuple[int, int, int, int]:
     """The box (x0, y0, x1, y1) within a field cut out by `Alignment.crop` of `shape`."""
     h, w = shape[:2]
     pad = round(h * margin / (1 + 2 * margin))
@@ -94,7 +103,8 @@ def align(page: np.ndarray, template: Template) -> Alignment:
     shape = page.shape[:2]
     boxes = np.stack([_corners(field, shape) for field in template.fields])  # reference frame
     sides = boxes[:, 2] - boxes[:, 0]
-    scale = min(1.0, max(DETECT / max(shape), MIN_SIDE / max(float(sides.min()), 1e-6)))
+    smallest = max(float(sides.min()), 1e-6)
+    scale = min(1.0, max(ALIGN.detect / max(shape), ALIGN.min_box_side / smallest))
     ink = _ink(page, scale)
     factor = np.array(ink.shape[::-1]) / np.array(shape[::-1])  # small pixels per page pixel
     small = (boxes + 0.5) * factor - 0.5
@@ -104,7 +114,9 @@ def align(page: np.ndarray, template: Template) -> Alignment:
     middle = np.array(ink.shape[::-1]) / 2
     unmoved = small.mean(axis=1) - middle + _apply(turn, middle)
     # rectangles as drawn before the thickening, which is not small at a mild shrink
-    thinner = np.float64([[1, 1], [-1, 1], [-1, -1], [1, -1]]) * THICKEN * factor * (scale < 1)
+    thinner = (
+        np.float64([[1, 1], [-1, 1], [-1, -1], [1, -1]]) * ALIGN.thicken * factor * (scale < 1)
+    )
     found = _match(_outline(lines) + thinner, small, unmoved, upright.shape)
     if found is None:
         count = len(template.fields)
@@ -137,8 +149,8 @@ def _ink(page: np.ndarray, scale: float) -> np.ndarray:
     """The page's ink at `scale` as uint8: dark strokes bright; the paper, its tint and shadows
     wider than a stroke 0."""
     small = page
-    if scale < 1:  # thin lines thickened first (by THICKEN px all round) keep their contrast
-        small = cv2.erode(page, np.ones((2 * THICKEN + 1,) * 2, np.uint8))
+    if scale < 1:  # thin lines thickened first (by `thicken` px all round) keep their contrast
+        small = cv2.erode(page, np.ones((2 * ALIGN.thicken + 1,) * 2, np.uint8))
         small = cv2.resize(small, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     if small.dtype != np.uint8:
         small = (np.clip(small, 0.0, 1.0) * 255).astype(np.uint8)
@@ -163,7 +175,7 @@ def _skew(ink: np.ndarray) -> float:
         return float(np.dot(counts, counts))
 
     best = 0.0
-    for step, span in ((0.5, ANGLE), (0.1, 0.5), (0.02, 0.1)):
+    for step, span in ((0.5, ALIGN.angle), (0.1, 0.5), (0.02, 0.1)):
         best = max(best + np.arange(-span, span + step / 2, step), key=sharpness)
     return float(best)
 
@@ -182,17 +194,17 @@ def _rects(upright: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """The rectangles the upright page's printed lines close that are about the size of a
     template box: whole boxes (comb boxes included) and boxes sharing sides in a row or a table.
     Each as its top, bottom, left and right lines' first and last rows or columns (N×4×2); at
-    most MAX_RECTS (a page of graph paper has rectangles of every size everywhere)."""
-    found = itertools.islice(_closed_rects(upright, boxes), MAX_RECTS)
+    most `max_rects` (a page of graph paper has rectangles of every size everywhere)."""
+    found = itertools.islice(_closed_rects(upright, boxes), ALIGN.max_rects)
     return np.int64(list(found)).reshape(-1, 4, 2)
 
 
 def _closed_rects(upright: np.ndarray, boxes: np.ndarray) -> Iterator[list[Line]]:
     sizes = boxes[:, 2] - boxes[:, 0]  # template box (width, height) at detection size
-    shortest = sizes.min(axis=0) * (1 - SCALE)
-    long_x, long_y = (max(5, round(LINE * side)) for side in shortest)
+    shortest = sizes.min(axis=0) * (1 - ALIGN.scale)
+    long_x, long_y = (max(5, round(ALIGN.line * side)) for side in shortest)
     # grey openings keep the ink that runs on in a line, dropping the noise that does not
-    faint = _faint(upright)
+    faint = _faint_level(upright)
     across = cv2.morphologyEx(upright, cv2.MORPH_OPEN, np.ones((1, long_x), np.uint8)) > faint
     down = cv2.morphologyEx(upright, cv2.MORPH_OPEN, np.ones((long_y, 1), np.uint8)) > faint
     count, labels, stats, _ = cv2.connectedComponentsWithStats((across | down).astype(np.uint8))
@@ -201,12 +213,12 @@ def _closed_rects(upright: np.ndarray, boxes: np.ndarray) -> Iterator[list[Line]
         if w < shortest[0] - 2 or h < shortest[1] - 2:
             continue
         part = labels[y : y + h, x : x + w] == i
-        rows = _lines(across[y : y + h, x : x + w] & part, 1, SIDE * shortest[0], y)
+        rows = _printed_lines(across[y : y + h, x : x + w] & part, 1, ALIGN.side * shortest[0], y)
         sides = down[y : y + h, x : x + w] & part
         for top, bottom in _spans(rows, sizes[:, 1]):
             # the sides of boxes between these two lines run all the way from one to the other
             strip = sides[top[0] - y : bottom[1] + 1 - y]
-            cols = _lines(strip, 0, SIDE * len(strip), x)
+            cols = _printed_lines(strip, 0, ALIGN.side * len(strip), x)
             for left, right in _spans(cols, sizes[:, 0]):
                 if _closed(across, down, top, bottom, left, right):
                     yield [top, bottom, left, right]
@@ -223,17 +235,17 @@ def _outline(lines: np.ndarray, upright: np.ndarray | None = None) -> np.ndarray
             rows, cols = (top[1] + 1, bottom[0]), (left[1] + 1, right[0])
             edges.append(
                 (
-                    _edge(upright.T, left, rows, before=True),
-                    _edge(upright, top, cols, before=True),
-                    _edge(upright.T, right, rows, before=False),
-                    _edge(upright, bottom, cols, before=False),
+                    _line_edge(upright.T, left, rows, before=True),
+                    _line_edge(upright, top, cols, before=True),
+                    _line_edge(upright.T, right, rows, before=False),
+                    _line_edge(upright, bottom, cols, before=False),
                 )
             )
     x0, y0, x1, y1 = np.float64(edges).reshape(-1, 4).T
     return np.stack([x0, y0, x1, y0, x1, y1, x0, y1], axis=1).reshape(-1, 4, 2)
 
 
-def _edge(ink: np.ndarray, line: Line, along: Line, before: bool) -> float:
+def _line_edge(ink: np.ndarray, line: Line, along: Line, before: bool) -> float:
     """The outer edge of a printed line across the rows `line`, to the sub-pixel: where the
     ink, median along the columns `along`, first reaches half the line's height from the
     outside (`before` the line's rows, or after them)."""
@@ -247,18 +259,18 @@ def _edge(ink: np.ndarray, line: Line, along: Line, before: bool) -> float:
     return lo + inward if before else hi - 1 - inward
 
 
-def _faint(ink: np.ndarray) -> float:
-    """The ink level clear of the paper's noise (its median plus FAINT median deviations):
+def _faint_level(ink: np.ndarray) -> float:
+    """The ink level clear of the paper's noise (its median plus `faint` median deviations):
     faint or thin printed lines reach it; the noise that does is too short for a line."""
     counts = cv2.calcHist([ink], [0], None, [256], [0, 256]).ravel()
     middle = counts.sum() / 2
     paper = int(np.searchsorted(np.cumsum(counts), middle))
     deviations = np.bincount(np.abs(np.arange(256) - paper), weights=counts)
     spread = int(np.searchsorted(np.cumsum(deviations), middle))
-    return max(FAINT_MIN, paper + FAINT * spread)
+    return max(ALIGN.faint_min, paper + ALIGN.faint * spread)
 
 
-def _lines(lines: np.ndarray, axis: int, least: float, first: int) -> list[Line]:
+def _printed_lines(lines: np.ndarray, axis: int, least: float, first: int) -> list[Line]:
     """Printed lines along `axis` (1: rows, 0: columns) with at least `least` pixels: each as
     its first and last row (or column), counted from `first`. A line is the rows with at least
     half its peak count: strokes along it, shorter, do not widen it."""
@@ -272,9 +284,9 @@ def _lines(lines: np.ndarray, axis: int, least: float, first: int) -> list[Line]
 
 
 def _spans(lines: list[Line], lengths: np.ndarray) -> list[tuple[Line, Line]]:
-    """Pairs of lines as far apart as some template box is long, give or take SCALE."""
-    low = lengths.min() * (1 - SCALE) - 2
-    high = lengths.max() * (1 + SCALE) + 2
+    """Pairs of lines as far apart as some template box is long, give or take `scale`."""
+    low = lengths.min() * (1 - ALIGN.scale) - 2
+    high = lengths.max() * (1 + ALIGN.scale) + 2
     return [
         (a, b)
         for i, a in enumerate(lines)
@@ -294,7 +306,7 @@ def _closed(
         down[y0:y1, left[0] : left[1] + 1].any(axis=1),
         down[y0:y1, right[0] : right[1] + 1].any(axis=1),
     )
-    return all(side.mean() >= SIDE for side in sides)
+    return all(side.mean() >= ALIGN.side for side in sides)
 
 
 def _match(
@@ -310,9 +322,9 @@ def _match(
     slack = 6 / size_b[:, None, :]
     offset = np.abs(rects.mean(axis=1)[None] - unmoved[:, None]) / np.array(shape[::-1])
     plausible = (
-        (np.abs(ratio - 1) <= SCALE + slack).all(axis=2)
+        (np.abs(ratio - 1) <= ALIGN.scale + slack).all(axis=2)
         & (np.abs(ratio[:, :, 0] - ratio[:, :, 1]) <= 0.02 + slack.sum(axis=2))
-        & (offset <= SHIFT + SCALE).all(axis=2)
+        & (offset <= ALIGN.shift + ALIGN.scale).all(axis=2)
     )
     pairs = np.argwhere(plausible)
     pairs = pairs[np.argsort(offset[pairs[:, 0], pairs[:, 1]].sum(axis=1), kind="stable")]
@@ -326,7 +338,7 @@ def _match(
         which, where, _ = found = _grow(rects, boxes, box, rect, unmoved)
         tried[which, where] = True
         proposals.append(found)
-        if len(which) >= enough or len(proposals) == PROPOSALS:
+        if len(which) >= enough or len(proposals) == ALIGN.proposals:
             break
     if not proposals:
         return None
@@ -343,14 +355,15 @@ def _settled(
     offset the most plausible pairings agree on: a proposal one row off in a table of like
     boxes lands on all rows but one; the right offset lands on them all."""
     offsets = rects[pairs[:, 1]].mean(axis=1) - _apply(fit, boxes[pairs[:, 0]]).mean(axis=1)
-    shifts, votes = np.unique(np.rint(offsets / TOLERANCE), axis=0, return_counts=True)
+    shifts, votes = np.unique(np.rint(offsets / ALIGN.tolerance), axis=0, return_counts=True)
     best = (0, 0.0, np.array([], int), np.array([], int))
-    for shift in np.vstack([[0, 0], shifts[np.argsort(-votes, kind="stable")[:AGREED_OFFSETS]]]):
-        moved = fit + np.float64([[0, 0, shift[0]], [0, 0, shift[1]]]) * TOLERANCE
-        which, where = _landed(moved, boxes, rects, 2 * TOLERANCE)
+    agreed = shifts[np.argsort(-votes, kind="stable")[: ALIGN.agreed_offsets]]
+    for shift in np.vstack([[0, 0], agreed]):
+        moved = fit + np.float64([[0, 0, shift[0]], [0, 0, shift[1]]]) * ALIGN.tolerance
+        which, where = _landed(moved, boxes, rects, 2 * ALIGN.tolerance)
         if len(which):
             moved = _fit(boxes[which].reshape(-1, 2), rects[where].reshape(-1, 2))
-            which, where = _landed(moved, boxes, rects, 2 * TOLERANCE)
+            which, where = _landed(moved, boxes, rects, 2 * ALIGN.tolerance)
         cost = float(np.abs(_apply(moved, boxes[which]).mean(axis=1) - unmoved[which]).sum())
         if (len(which), -cost) > best[:2]:
             best = (len(which), -cost, which, where)
@@ -384,7 +397,7 @@ def _grow(
         spread = np.linalg.norm(centres - centres[which].mean(axis=0), axis=1)
         radius = max(radius, 2 * reach)
         near = np.flatnonzero(spread <= radius)
-        tolerance = TOLERANCE * (1 + spread[near] / reach)
+        tolerance = ALIGN.tolerance * (1 + spread[near] / reach)
         landed, on = _landed(fit, boxes[near], rects, tolerance)
         if len(landed) > len(which):
             which, where = near[landed], on
@@ -393,10 +406,10 @@ def _grow(
         else:
             break
     # boxes that nearly land: a box found a little off (ink across its edge) steadies the fit
-    nearly, on = _landed(fit, boxes, rects, 3 * TOLERANCE * (1 + spread / reach))
+    nearly, on = _landed(fit, boxes, rects, 3 * ALIGN.tolerance * (1 + spread / reach))
     if len(nearly) > len(which):
         refit = _fit(boxes[nearly].reshape(-1, 2), rects[on].reshape(-1, 2))
-        landed, on = _landed(refit, boxes, rects, 2 * TOLERANCE)
+        landed, on = _landed(refit, boxes, rects, 2 * ALIGN.tolerance)
         if len(landed) > len(which):
             fit, which, where = refit, landed, on
     cost = float(np.abs(_apply(fit, boxes[which]).mean(axis=1) - unmoved[which]).sum())

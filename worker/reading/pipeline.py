@@ -1,7 +1,7 @@
-"""Read a list of images: fetch, decode and segment concurrently, then two batched forward
-passes over the digit candidates of all of them (each span of marks read whole, then cuts of
-the marks that are not surely one digit), one of the string reader over their whole lines of
-writing, and for each image the string both models find likeliest.
+"""Read a list of images: fetch, decode and segment them concurrently, then run the models in
+batches over the digit candidates of all of them (each span of marks read whole, then cuts of
+the marks that are not surely one digit) and over their whole lines of writing (the string
+reader), and build each image's Reading from the string `choose` finds likeliest.
 
 No digit goes missing unseen: a mark of a digit's size that the string chosen does not read,
 that lies off the line of writing, or that is ink no mark holds (too light to read), is named
@@ -12,50 +12,33 @@ OpenCV and I/O release the GIL, so a thread pool overlaps fetching with decoding
 
 from __future__ import annotations
 
-import itertools
-import math
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import cached_property, partial
+from functools import partial
 from typing import TypeVar
 
 import cv2
 import numpy as np
 
-from trainer import strings
 from trainer.storage import KeyRefused, ObjectMissing, TooLarge
 from worker.forms.align import AlignError, align, inside
 from worker.forms.templates import Template
+from worker.reading import choose
+from worker.reading.choose import Candidates, Choice, Digit, Fits, Transcript
 from worker.reading.decode import DecodeError, decode_colour, writing
 from worker.reading.inference import Classifier, Prediction
+from worker.reading.pieces import Box, Piece
 from worker.reading.preprocess import NoInkError
-from worker.reading.segment import Box, Field, Option, Piece, Run, segment
+from worker.reading.segment import Field, segment
 
 T = TypeVar("T")
-Fits = Callable[[str], bool]  # whether a string has a field's shape (its digit count, pattern)
-SURE = 0.9999  # a mark read alone this surely is not offered cut into touching digits
-JOIN_COST = 0.1  # log-likelihood a reading pays per separate mark it joins into one digit
-TEXTS = 16  # strings kept per field from the segmenter's readings, likeliest first
-SECOND = 0.01  # a digit read this likely is offered too, besides the likeliest
-READS = 3  # digits one piece is offered as, at most (a field's readings multiply)
-DOUBT = 0.1  # odds that a piece is framed too badly for its reading to mean anything (_log_fit)
-VIEW_SHIFTS = (0, -2, 2)  # columns the reader's views of a line are moved by (the first is decoded)
 UNACCOUNTED = 0.5  # a reading that leaves a mark of a digit's size out is at most this sure
 DISPUTED = 0.5  # ... and so is one the string reader, reading alone, reads otherwise
 OFF_LINE, NOT_READ = "off the line", "not read"  # why a mark is left out
 _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fetch-decode")
-
-
-@dataclass
-class Digit:
-    """One digit read: its label, softmax confidence and box (x, y, w, h) in the scan."""
-
-    label: int
-    confidence: float
-    box: tuple[int, int, int, int]
 
 
 @dataclass(frozen=True)
@@ -215,16 +198,16 @@ def _read_fields(
     predictions: dict[Piece, Prediction] = {}
     _predict(classifier, [piece for run in runs for piece in run.spans()], predictions, spent)
     start = time.perf_counter()
-    options = iter([run.options(_unsure(run, predictions, classifier)) for run in runs])
+    options = iter([run.options(choose.to_cut(run, predictions, classifier)) for run in runs])
     spent["preprocess"] += time.perf_counter() - start
     groups = [[next(options) for _ in found.runs] for found in fields]
     pieces = dict.fromkeys(p for g in groups for o in g for option in o for p in option.pieces)
     _predict(classifier, [p for p in pieces if p not in predictions], predictions, spent)
-    texts = [_texts(group, predictions) for group in groups]
-    lines = _lines(classifier, fields, texts, spent)
+    texts = [choose.candidates(group, predictions) for group in groups]
+    transcripts = _transcripts(classifier, fields, texts, spent)
     return [
-        _choose(found, t, predictions, line, fits)
-        for found, t, line, fits in zip(fields, texts, lines, shapes, strict=True)
+        _reading(found, choose.best(found, t, predictions, transcript, fits))
+        for found, t, transcript, fits in zip(fields, texts, transcripts, shapes, strict=True)
     ]
 
 
@@ -241,177 +224,37 @@ def _predict(
     spent["infer"] += time.perf_counter() - start
 
 
-def _unsure(run: Run, predictions: dict[Piece, Prediction], classifier: Classifier) -> list[int]:
-    """The marks of `run` to offer cut into touching digits: those that, read alone, are not a
-    sure digit (a cut could hardly beat a sure reading), if the model can tell a bad cut."""
-    if not classifier.judges_cuts:
-        return []
-    return [i for i in run.marks if predictions[run.whole(i, i)].confidence < SURE]
-
-
-def _texts(
-    options: list[list[Option]], predictions: dict[Piece, Prediction]
-) -> dict[str, tuple[float, list[Piece]]]:
-    """The TEXTS likeliest strings the segmenter's readings of a field's runs give, each with
-    its fit and its digits, run by run keeping the likeliest per string. A reading's fit is the
-    product of its digits' probabilities, each hedged by _log_fit (a model with a "not one
-    digit" class gives a wrong cut's pieces low ones), less a little for each join, so that on
-    a tie separate marks stay separate digits; a piece is read as its likeliest digit, or
-    another SECOND likely."""
-    texts: dict[str, tuple[float, list[Piece]]] = {"": (0.0, [])}
-    for group in options:
-        longer: dict[str, tuple[float, list[Piece]]] = {}
-        for option in group:
-            read = [predictions[p] for p in option.pieces]
-            for digits in itertools.product(*(p.likely(SECOND)[:READS] for p in read)):
-                fit = sum(_log_fit(p.probability(d)) for p, d in zip(read, digits, strict=True))
-                fit -= JOIN_COST * option.joins
-                key = "".join(map(str, digits))
-                for text, (before, pieces) in texts.items():
-                    if text + key not in longer or longer[text + key][0] < before + fit:
-                        longer[text + key] = (before + fit, pieces + option.pieces)
-        texts = dict(sorted(longer.items(), key=lambda kv: -kv[1][0])[:TEXTS])
-    return texts
-
-
-def _log_fit(probability: float) -> float:
-    """How well a piece's ink fits a digit the CNN gives `probability`: that probability mixed
-    with a uniform guess at odds DOUBT, so no one piece cut or framed badly (a sliver of a
-    neighbour, a box line left in) can veto a string on its own."""
-    return math.log((1 - DOUBT) * probability + DOUBT / 10)
-
-
-@dataclass
-class _Line:
-    """A field as the string reader reads it: its logits for each of VIEW_SHIFTS, and its digits
-    with the reader's confidence and their span of the line (between the midpoints to their
-    neighbours), decoded from the unshifted view."""
-
-    found: Field
-    views: np.ndarray  # (len(VIEW_SHIFTS), steps, 11)
-    digits: list[tuple[int, float, tuple[int, int]]]
-    centres: list[float]  # the line columns each digit was read at
-    fit: float = 0.0  # the classifier's log-likelihood of those digits, read from their ink
-
-    @property
-    def text(self) -> str:
-        return "".join(str(digit) for digit, _, _ in self.digits)
-
-    def likelihood(self, text: str) -> float:
-        """The reader's log-likelihood of `text`, averaged over the views: steadier than one
-        view's, whose columns can fall awkwardly across a digit."""
-        return float(np.mean(strings.likelihood(self.views, text)))
-
-    @cached_property
-    def pieces(self) -> list[Piece]:
-        """The ink of each digit, framed for the classifier."""
-        return [self.found.span(*columns) for _, _, columns in self.digits]
-
-
-def _lines(
+def _transcripts(
     classifier: Classifier,
     fields: list[Field],
-    texts: list[dict[str, tuple[float, list[Piece]]]],
+    texts: list[Candidates],
     spent: Counter[str],
-) -> list[_Line | None]:
+) -> list[Transcript | None]:
     """Each field's line read by the string reader, all its views in one batched pass (None
     without a reader); a string the segmenter did not offer is also scored by the classifier,
     its digits framed from the reader's positions (one more batched pass)."""
     if not fields or not classifier.reads_lines:
         return [None] * len(fields)
     start = time.perf_counter()
-    framed = np.stack([f.line for f in fields])
-    logits = classifier.read_lines(np.concatenate([_shifted(framed, dx) for dx in VIEW_SHIFTS]))
-    views = logits.reshape(len(VIEW_SHIFTS), len(fields), *logits.shape[1:])
-    lines = []
-    for n, found in enumerate(fields):
-        read = strings.decode(views[0, n])
-        centres = [(first + last) // 2 for _, (first, last), _ in read]
-        cuts = [(a + b) // 2 for a, b in itertools.pairwise(centres)]
-        spans = zip([0, *cuts], [*cuts, strings.WIDTH], strict=True) if read else []
-        digits = [(d, p, columns) for (d, _, p), columns in zip(read, spans, strict=True)]
-        lines.append(_Line(found, views[:, n], digits, [float(c) for c in centres]))
+    logits = classifier.read_lines(choose.views(np.stack([f.line for f in fields])))
+    read = choose.transcripts(fields, logits)
     spent["infer"] += time.perf_counter() - start
-    unseen = [line for line, seen in zip(lines, texts, strict=True) if line.text not in seen]
+    unseen = [t for t, offered in zip(read, texts, strict=True) if t.text not in offered]
     start = time.perf_counter()
-    pieces = [piece for line in unseen for piece in line.pieces]
+    pieces = [piece for transcript in unseen for piece in transcript.pieces]
     spent["preprocess"] += time.perf_counter() - start
     start = time.perf_counter()
     probs = iter(classifier.probabilities(np.stack([p.image for p in pieces])) if pieces else [])
-    for line in unseen:
-        line.fit = sum(_log_fit(float(next(probs)[d])) for d, _, _ in line.digits)
+    for transcript in unseen:
+        transcript.judge([next(probs) for _ in transcript.digits])
     spent["infer"] += time.perf_counter() - start
-    return lines
+    return read
 
 
-def _shifted(lines: np.ndarray, columns: int) -> np.ndarray:
-    """`lines` moved right by `columns` (left if negative), blank where they leave the frame."""
-    moved = np.zeros_like(lines)
-    if columns >= 0:
-        moved[:, :, columns:] = lines[:, :, : lines.shape[2] - columns]
-    else:
-        moved[:, :, :columns] = lines[:, :, -columns:]
-    return moved
-
-
-def _choose(
-    found: Field,
-    texts: dict[str, tuple[float, list[Piece]]],
-    predictions: dict[Piece, Prediction],
-    line: _Line | None,
-    fits: Fits | None = None,
-) -> Reading:
-    """The field's likeliest string, among those that `fits` if any string offered does.
-    With a string reader, each string the segmenter offers and the reader's own are scored by
-    both models (the sum of their log-likelihoods); the winner's share of the probability of
-    all strings scored caps its digits' confidence; where the reader alone reads another string
-    (of the field's shape), the reading is disputed. The marks the winner leaves out are named
-    (with those off the line, and the ink no mark holds): a segmenter's string reads every mark
-    on the line; the reader's, each run of marks (one digit, or parts of one) that one of its
-    digits lies nearest to."""
-    off = [LeftOut(box, OFF_LINE) for box in found.left_out]
-    off += [LeftOut(box, NOT_READ) for box in found.unread]
-    disputed = None
-    if line is None or not line.text:  # reading nothing where there is ink tells nothing
-        scores, share = {text: fit for text, (fit, _) in texts.items()}, 1.0
-        best = _best(scores, fits)
-    else:
-        scores = {t: fit + line.likelihood(t) for t, (fit, _) in texts.items()}
-        scores.setdefault(line.text, line.fit + line.likelihood(line.text))
-        best = _best(scores, fits)
-        share = 1.0 / sum(math.exp(score - scores[best]) for score in scores.values())
-        if line.text != best and (fits is None or fits(line.text)):
-            disputed = line.text
-    if best in texts:
-        return Reading(
-            [
-                Digit(int(d), min(predictions[p].probability(int(d)), share), p.box)
-                for d, p in zip(best, texts[best][1], strict=True)
-            ],
-            left_out=off,
-            disputed=disputed,
-        )
-    spans = [
-        (found.marks[run.marks[0]].columns[0], found.marks[run.marks[-1]].columns[1])
-        for run in found.runs
-    ]
-    read = {int(np.argmin([max(lo - c, c - hi, 0) for lo, hi in spans])) for c in line.centres}
-    unread = [
-        LeftOut(found.marks[i].box, NOT_READ)
-        for k, run in enumerate(found.runs)
-        if k not in read
-        for i in run.marks
-    ]
-    return Reading(
-        [
-            Digit(d, min(p, share), piece.box)
-            for (d, p, _), piece in zip(line.digits, line.pieces, strict=True)
-        ],
-        left_out=off + unread,
-    )
-
-
-def _best(scores: dict[str, float], fits: Fits | None) -> str:
-    """The highest-scoring string, among those that `fits` when there are any."""
-    fitting = [text for text in scores if fits and fits(text)] or list(scores)
-    return max(fitting, key=scores.__getitem__)
+def _reading(found: Field, choice: Choice) -> Reading:
+    """The reading of a field's chosen string, naming every mark of a digit's size it leaves
+    out: those off the line of writing, the ink no mark holds, and the marks on the line that
+    none of its digits reads."""
+    left_out = [LeftOut(box, OFF_LINE) for box in found.left_out]
+    left_out += [LeftOut(box, NOT_READ) for box in found.unread + choice.skipped]
+    return Reading(choice.digits, left_out=left_out, disputed=choice.disputed)

@@ -9,33 +9,44 @@ in 28×28. Finding the digits between the two steps is `worker.reading.segment`'
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from trainer import mnist
 
-WORK_PIXELS = 512 * 512  # pixels processed at most; a digit needs far fewer than a scan has
-MIN_SIDE = 96  # ... but a long thin field keeps at least this height
-# Stroke width (2 × area / perimeter of the ink mask) to aim for in the 20×20 box: calibrated so
-# normalised scans come out with MNIST's own stroke widths (median 2.3 px at half intensity).
-TARGET_STROKE = 2.5
-MIN_CONTRAST = 0.12  # flattened ink weaker than this (of full scale) counts as a blank page
-NOISE = 6.0  # flattened ink this many robust deviations above the paper's level is a mark
-FAINTEST = 0.025  # ...and never less than this (of full scale)
-BROAD = 3  # px: faint marks are looked for in ink averaged this wide (after a 3 px blur)
-FAINT = 0.5  # a faint mark's ink is what reaches this share of its own strong ink (...
-STRONG = 0.9  # ...its pixels' 90th percentile: pen crossings of a thin pen are darker)
-MAIN = 0.4  # a faint mark at least this share of the writing's height may be a digit...
-TALLEST = 1.5  # ...and one at most this many times of it
-LIGHTEST = 0.4  # ...its darkest ink at least this share of the strong ink's level (a smudge)
-BROADER = 2.0  # a faint mark's strokes are at most this many times as broad as the strong ones'
-SOLID = 0.6  # a faint mark covering more of its box than this is shading, not a pen's strokes
-FLAT = 3.0  # a mark this many times wider than tall is no digit (a dash, an underline)
-WRITING_SIZE = 3.0  # a faint mark spans at most this many heights of the plain writing: larger
-# is shading the flattening left (beside a box line, at a crop's edge), not a light digit
-LEAST_WRITING = 0.25  # share of a field crop's height its writing takes at least (the marks'
-# median height may be a printed label's letters, a dashed box's dashes, a faint digit's pieces)
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How a scan is cleaned and its ink found, light writing too, and how a digit is framed."""
+
+    work_pixels: int = 512 * 512  # pixels processed at most; a digit needs far fewer than a scan
+    min_side: int = 96  # ... but a long thin field keeps at least this height
+    # stroke width (2 × area / perimeter of the ink mask) to aim for in the 20×20 box: calibrated
+    # so normalised scans come out with MNIST's own stroke widths
+    target_stroke: float = 2.5
+    min_contrast: float = 0.12  # flattened ink weaker than this (of full scale) is a blank page
+    noise: float = 6.0  # flattened ink this many robust deviations above the paper's is a mark
+    faintest: float = 0.025  # ...and never less than this (of full scale)
+    faint_window: int = 3  # px: faint marks are sought in ink averaged this wide (after a blur)
+    faint: float = 0.5  # a faint mark's ink is what reaches this share of its own strong ink (...
+    strong_rank: float = 0.9  # ...its pixels' 90th percentile: a thin pen's crossings are darker)
+    shortest: float = 0.4  # a faint mark at least this share of the writing's height may be a digit
+    tallest: float = 1.5  # ...and one at most this many times of it
+    lightest: float = 0.4  # ...its darkest ink at least this share of the strong ink's (a smudge)
+    broader: float = 2.0  # a faint mark's strokes are at most this many times as broad as strong
+    solid: float = 0.6  # a faint mark covering more of its box than this is shading, not strokes
+    flat: float = 3.0  # a mark this many times wider than tall is no digit (a dash, an underline)
+    # a faint mark spans at most this many heights of the plain writing: larger is shading the
+    # flattening left (beside a box line, at a crop's edge), not a light digit
+    writing_size: float = 3.0
+    # share of a field crop's height its writing takes at least (the marks' median height may be
+    # a printed label's letters, a dashed box's dashes, a faint digit's pieces)
+    least_writing: float = 0.25
+
+
+PREPROCESS = PreprocessConfig()
 
 
 class NoInkError(ValueError):
@@ -63,7 +74,7 @@ def strong_level(ink: np.ndarray, smooth: np.ndarray | None = None) -> float:
     """The ink level of plain writing: Otsu's threshold relative to the strongest ink, at least
     a quarter of it."""
     peak = float((cv2.blur(ink, (3, 3)) if smooth is None else smooth).max())
-    if peak < MIN_CONTRAST:
+    if peak < PREPROCESS.min_contrast:
         raise NoInkError("no ink found (blank or near-blank image)")
     scaled = np.round(ink / peak * 255).clip(0, 255).astype(np.uint8)
     otsu, _ = cv2.threshold(scaled, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
@@ -79,13 +90,14 @@ def _marks(smooth: np.ndarray) -> tuple[np.ndarray, float, int, np.ndarray, np.n
 
 
 def _above_paper(smooth: np.ndarray) -> tuple[np.ndarray, float]:
-    """The ink averaged BROAD (a stroke stands out of the paper's grain more, averaged over
-    its width) and the level NOISE robust deviations above the paper's, at least FAINTEST."""
-    broad = cv2.blur(smooth, (BROAD, BROAD))
+    """The ink averaged over a `faint_window` (a stroke stands out of the paper's grain more,
+    averaged over its width) and the level `noise` robust deviations above the paper's, at least
+    `faintest`."""
+    broad = cv2.blur(smooth, (PREPROCESS.faint_window, PREPROCESS.faint_window))
     sample = broad[::2, ::2]
     paper = float(np.median(sample))
     spread = 1.4826 * float(np.median(np.abs(sample - paper)))
-    return broad, max(FAINTEST, paper + NOISE * spread)
+    return broad, max(PREPROCESS.faintest, paper + PREPROCESS.noise * spread)
 
 
 def visible(ink: np.ndarray) -> np.ndarray:
@@ -96,7 +108,7 @@ def visible(ink: np.ndarray) -> np.ndarray:
 
 def _faint(smooth: np.ndarray, strong: np.ndarray) -> np.ndarray:
     """The marks that the strong threshold leaves mostly out (a light or thin-penned digit),
-    each thresholded at FAINT of its own peak, as a mask."""
+    each thresholded at `faint` of its own peak, as a mask."""
     broad, low, count, labels, stats = _marks(smooth)
     if count < 2:
         return np.zeros_like(strong)
@@ -106,8 +118,8 @@ def _faint(smooth: np.ndarray, strong: np.ndarray) -> np.ndarray:
     sizes = np.bincount(owners, minlength=count)
     starts = np.cumsum(sizes) - sizes
     peaks = np.zeros(count, np.float32)
-    peaks[1:] = values[order][starts[1:] + (STRONG * (sizes[1:] - 1)).astype(int)]
-    own = marked & (broad >= FAINT * peaks[labels])
+    peaks[1:] = values[order][starts[1:] + (PREPROCESS.strong_rank * (sizes[1:] - 1)).astype(int)]
+    own = marked & (broad >= PREPROCESS.faint * peaks[labels])
     held = np.bincount(labels[own & strong], minlength=count)
     inked = np.bincount(labels[own], minlength=count)
     faint = (held < 0.5 * inked) & (peaks >= 1.5 * low)
@@ -118,10 +130,12 @@ def _strokes(
     chosen: np.ndarray, inked: np.ndarray, stats: np.ndarray, strong: np.ndarray
 ) -> np.ndarray:
     """Which `chosen` marks (with `inked` pixels each) are strokes, not shading: a pen's line
-    leaves most of its box blank, and spans at most WRITING_SIZE heights of the writing."""
-    chosen = chosen & (inked <= SOLID * stats[:, cv2.CC_STAT_WIDTH] * stats[:, cv2.CC_STAT_HEIGHT])
+    leaves most of its box blank, and spans at most `writing_size` heights of the writing."""
+    chosen = chosen & (
+        inked <= PREPROCESS.solid * stats[:, cv2.CC_STAT_WIDTH] * stats[:, cv2.CC_STAT_HEIGHT]
+    )
     if strong.any():
-        largest = WRITING_SIZE * max(field_writing(strong.astype(np.uint8)), 8.0)
+        largest = PREPROCESS.writing_size * max(field_writing(strong.astype(np.uint8)), 8.0)
         chosen &= stats[:, cv2.CC_STAT_WIDTH : cv2.CC_STAT_HEIGHT + 1].max(axis=1) <= largest
     chosen[0] = False
     return chosen
@@ -130,7 +144,7 @@ def _strokes(
 def beside(ink: np.ndarray) -> np.ndarray:
     """Light writing next to strong writing, which the blur joins to it or the strong threshold
     breaks into specks (a digit written lighter than its neighbours): marks whose ink away
-    from the strong ink is of a digit's height and a pen's width, that ink thresholded at FAINT
+    from the strong ink is of a digit's height and a pen's width, that ink thresholded at `faint`
     of its peak and filled in between, as a mask. Only for an image without print: a light
     box line beside the writing would pass too."""
     smooth = cv2.blur(ink, (3, 3))
@@ -149,15 +163,15 @@ def beside(ink: np.ndarray) -> np.ndarray:
     peak = np.zeros(count, np.float32)
     np.maximum.at(peak, labels[away], broad[away])
     height = last[1] - first[1] + 1
-    chosen = (height >= MAIN * writing) & (height <= TALLEST * writing)
-    chosen &= (peak >= 1.5 * low) & (peak >= LIGHTEST * level)
+    chosen = (height >= PREPROCESS.shortest * writing) & (height <= PREPROCESS.tallest * writing)
+    chosen &= (peak >= 1.5 * low) & (peak >= PREPROCESS.lightest * level)
     chosen &= off_rim(first, last, ink.shape)  # shading the flattening leaves at the edge
     chosen[0] = False
     grown = cv2.dilate((away & chosen[labels]).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-    light = chosen[labels] & grown & (broad >= FAINT * peak[labels])
+    light = chosen[labels] & grown & (broad >= PREPROCESS.faint * peak[labels])
     area = np.bincount(labels[light], minlength=count)
     widths = 2 * area / np.maximum(np.bincount(labels[_edge(light)], minlength=count), 1)
-    chosen &= widths <= BROADER * _width(strong)
+    chosen &= widths <= PREPROCESS.broader * _width(strong)
     return light & _strokes(chosen, area, stats, strong)[labels]
 
 
@@ -192,19 +206,19 @@ def _edge(mask: np.ndarray) -> np.ndarray:
 
 def field_writing(binary: np.ndarray) -> float:
     """The height of a field crop's writing, to judge its marks by: `writing_height`, but at
-    least LEAST_WRITING of the crop's height, which a crop is never many times of."""
-    return max(writing_height(binary), LEAST_WRITING * binary.shape[0])
+    least `least_writing` of the crop's height, which a crop is never many times of."""
+    return max(writing_height(binary), PREPROCESS.least_writing * binary.shape[0])
 
 
 def writing_height(binary: np.ndarray) -> float:
     """Median height of the larger marks of a binary image: about the height of the writing.
-    Marks FLAT times wider than tall (a dash of a printed line, an underline) are not writing
+    Marks `flat` times wider than tall (a dash of a printed line, an underline) are not writing
     and are left out, unless every mark is."""
     count, _, stats, _ = cv2.connectedComponentsWithStats(binary, None, 8)
     if count < 2:
         return 0.0
     stats = stats[1:]
-    upright = stats[:, cv2.CC_STAT_WIDTH] < FLAT * stats[:, cv2.CC_STAT_HEIGHT]
+    upright = stats[:, cv2.CC_STAT_WIDTH] < PREPROCESS.flat * stats[:, cv2.CC_STAT_HEIGHT]
     if upright.any():
         stats = stats[upright]
     areas = stats[:, cv2.CC_STAT_AREA]
@@ -223,7 +237,9 @@ def to_mnist(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def _bounded(gray: np.ndarray) -> tuple[np.ndarray, float]:
     h, w = gray.shape
-    scale = min(1.0, max(math.sqrt(WORK_PIXELS / (h * w)), MIN_SIDE / min(h, w)))
+    scale = min(
+        1.0, max(math.sqrt(PREPROCESS.work_pixels / (h * w)), PREPROCESS.min_side / min(h, w))
+    )
     if scale == 1.0:
         return gray, scale
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
@@ -279,8 +295,8 @@ def stroke_radius(mask: np.ndarray, scale: float) -> int:
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
     perimeter = sum(cv2.arcLength(c, True) for c in contours)
     width = 2.0 * mask.sum() / max(perimeter, 1.0)
-    radius = round((TARGET_STROKE / scale - width) / 2)
-    return 0 if width * scale >= 0.75 * TARGET_STROKE or radius < 1 else radius
+    radius = round((PREPROCESS.target_stroke / scale - width) / 2)
+    return 0 if width * scale >= 0.75 * PREPROCESS.target_stroke or radius < 1 else radius
 
 
 def thicken(crop: np.ndarray, radius: int) -> np.ndarray:
@@ -291,10 +307,8 @@ def thicken(crop: np.ndarray, radius: int) -> np.ndarray:
 
 
 def _deskew(crop: np.ndarray) -> np.ndarray:
-    """Shear the slant out (from second-order moments), then crop to the ink again.
-
-    Measured with the seed MLP: +0.1 pp on clean MNIST, +1 to +1.6 pp on generated scans.
-    """
+    """Shear the slant out (from second-order moments), so the digit reaches the classifier
+    upright whatever the writer's slant, then crop to the ink again."""
     h, w = crop.shape
     ys, xs = np.mgrid[0:h, 0:w]
     total = float(crop.sum())

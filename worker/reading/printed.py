@@ -13,6 +13,7 @@ stands between them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -26,21 +27,29 @@ from worker.reading.preprocess import (
     writing_height,
 )
 
-RULE = 0.4  # a rule spans at least this share of the field's width...
-RULE_WRITING = 2.0  # ...and at least this many heights of writing: no digit stroke is that long
-PARALLEL = 0.9  # ...or is one of two that share this much of their length, a box's top and bottom
-BREAK = 0.12  # gaps in a dashed or dotted line up to this share of the writing's height
-DASHES = 0.25  # a dashed side's breaks are at most this share of the box's inner height
-DASH = 0.5  # ...and its dashes too (a digit's stroke is longer)
-INKED = 0.4  # a printed line's dashes or dots cover at least this share of its length
-ALONE = 0.2  # beside a printed line, at most this share of the paper is inked
-TICK = 0.1  # a tick is at least this share of the writing's height long
-TICK_REACH = 3  # px: a tick ends this near its rule's ink (which is taken out first)
-ON_LATTICE = 0.08  # share of the comb's step a tick may stand off its place on the lattice
-NARROWEST = 0.5  # comb cells are at least this many writing heights wide
-FULL = 0.75  # share of a comb's places, side to side, that hold a tick or a divider
-MOST_TICKS = 48  # the tallest upright strokes along a rule tried as ticks: 2 per cell of 24
-LATTICE_BLOCK = 1 << 20  # lattice×point cells scored at once (8 MB a float array)
+
+@dataclass(frozen=True)
+class PrintedConfig:
+    """What counts as print in a field: rules, box sides and dividers, comb ticks."""
+
+    rule: float = 0.4  # a rule spans at least this share of the field's width...
+    rule_writing: float = 2.0  # ...and this many heights of writing: no digit stroke is that long
+    parallel: float = 0.9  # ...or one of two sharing this much length: a box's top and bottom
+    dash_gap: float = 0.12  # gaps in a dashed or dotted line up to this share of the writing height
+    dashes: float = 0.25  # a dashed side's breaks are at most this share of the box's inner height
+    dash: float = 0.5  # ...and its dashes too (a digit's stroke is longer)
+    inked: float = 0.4  # a printed line's dashes or dots cover at least this share of its length
+    alone: float = 0.2  # beside a printed line, at most this share of the paper is inked
+    tick: float = 0.1  # a tick is at least this share of the writing's height long
+    tick_reach: int = 3  # px: a tick ends this near its rule's ink (which is taken out first)
+    on_lattice: float = 0.08  # share of the comb's step a tick may stand off its lattice place
+    narrowest: float = 0.5  # comb cells are at least this many writing heights wide
+    full: float = 0.75  # share of a comb's places, side to side, that hold a tick or a divider
+    most_ticks: int = 48  # the tallest upright strokes on a rule tried as ticks: 2 per cell of 24
+    lattice_block: int = 1 << 20  # lattice×point cells scored at once (8 MB a float array)
+
+
+PRINTED = PrintedConfig()
 
 
 def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -88,7 +97,7 @@ def _found(
     ticks), and the rules' thickness; None without rules."""
     w = mask.shape[1]
     step = max(8, round(field_writing(mask.astype(np.uint8))))
-    gap = max(2, round(BREAK * step))
+    gap = max(2, round(PRINTED.dash_gap * step))
     # horizontal runs longer than a digit is tall, the breaks of a dashed line bridged first
     bridged = cv2.morphologyEx(faint, cv2.MORPH_CLOSE, np.ones((1, gap), np.uint8))
     runs = cv2.morphologyEx(bridged, cv2.MORPH_OPEN, np.ones((1, step), np.uint8))
@@ -100,16 +109,16 @@ def _found(
     lines = [
         i
         for i in range(1, count)
-        if stats[i, cv2.CC_STAT_WIDTH] >= RULE * w
+        if stats[i, cv2.CC_STAT_WIDTH] >= PRINTED.rule * w
         and stats[i, cv2.CC_STAT_HEIGHT] <= 0.05 * stats[i, cv2.CC_STAT_WIDTH] + 6
-        and inked[i] >= INKED * stats[i, cv2.CC_STAT_AREA]
+        and inked[i] >= PRINTED.inked * stats[i, cv2.CC_STAT_AREA]
     ]
     # longer than a digit's stroke, or a box's top and bottom (where the writing touches the
     # box, the marks are the box's height, and the writing seems as tall)
     rules = [
         i
         for i in lines
-        if stats[i, cv2.CC_STAT_WIDTH] >= RULE_WRITING * writing
+        if stats[i, cv2.CC_STAT_WIDTH] >= PRINTED.rule_writing * writing
         or any(_parallel(stats[i], stats[j]) for j in lines if j != i)
     ]
     if not rules:
@@ -130,18 +139,18 @@ def _parallel(one: np.ndarray, other: np.ndarray) -> bool:
     as a box's top and bottom do."""
     x0, x1 = max(one[0], other[0]), min(one[0] + one[2], other[0] + other[2])
     apart = abs(int(one[1]) - int(other[1])) > one[3] + other[3]
-    return apart and x1 - x0 >= PARALLEL * max(one[2], other[2])
+    return apart and x1 - x0 >= PRINTED.parallel * max(one[2], other[2])
 
 
 def _sides(clean: np.ndarray, inner: list[int], gap: int, thick: int) -> np.ndarray:
     """The box's sides and comb dividers: upright lines from one rule to the other, no wider
     than a printed line. A solid line meets both rules and may touch the writing; a dashed one
-    (breaks up to DASHES of the box's inner height bridged) must be dashes, mostly inked along
+    (breaks up to `dashes` of the box's inner height bridged) must be dashes, mostly inked along
     its length, and stand alone, as a digit's strokes, bridged so, have more of the digit
     beside them."""
     span = inner[1] - inner[0]
     found = np.zeros(clean.shape, bool)
-    for bridge, alone in ((gap, False), (max(gap, round(DASHES * span)), True)):
+    for bridge, alone in ((gap, False), (max(gap, round(PRINTED.dashes * span)), True)):
         upright = cv2.morphologyEx(clean, cv2.MORPH_CLOSE, np.ones((bridge, 1), np.uint8))
         lines = cv2.morphologyEx(upright, cv2.MORPH_OPEN, np.ones((span - 2, 1), np.uint8))
         count, labels, stats, _ = cv2.connectedComponentsWithStats(lines, None, 8)
@@ -152,7 +161,7 @@ def _sides(clean: np.ndarray, inner: list[int], gap: int, thick: int) -> np.ndar
             if stats[i, cv2.CC_STAT_WIDTH] <= 2 * thick + 3
             and (
                 _dashes(clean, stats[i], inner)
-                and inked[i] >= INKED * stats[i, cv2.CC_STAT_AREA]
+                and inked[i] >= PRINTED.inked * stats[i, cv2.CC_STAT_AREA]
                 and _alone(clean, stats[i])
                 if alone
                 else _joined(clean, stats[i], inner, thick)
@@ -167,7 +176,7 @@ def _alone(clean: np.ndarray, stat: np.ndarray) -> bool:
     x, y, w, h = stat[:4]
     left = clean[y : y + h, max(0, x - w - 4) : max(0, x - 2)]
     right = clean[y : y + h, x + w + 2 : x + 2 * w + 4]
-    return all(side.size == 0 or side.mean() < ALONE for side in (left, right))
+    return all(side.size == 0 or side.mean() < PRINTED.alone for side in (left, right))
 
 
 def _joined(clean: np.ndarray, stat: np.ndarray, inner: list[int], thick: int) -> bool:
@@ -183,22 +192,22 @@ def _joined(clean: np.ndarray, stat: np.ndarray, inner: list[int], thick: int) -
 
 def _dashes(clean: np.ndarray, stat: np.ndarray, inner: list[int]) -> bool:
     """Whether the ink of an upright line (its box `stat`) between the rules is made of
-    dashes, none longer than DASH of the box's inner height: a 1 written close to both rules
+    dashes, none longer than `dash` of the box's inner height: a 1 written close to both rules
     bridges to them as a dashed side would, but is one long stroke."""
     x, w = stat[0], stat[2]
-    first, last = _runs(clean[inner[0] : inner[1], x : x + w].any(axis=1))
+    first, last = _true_runs(clean[inner[0] : inner[1], x : x + w].any(axis=1))
     longest = int((last - first).max()) if len(first) else 0
-    return longest <= DASH * (inner[1] - inner[0])
+    return longest <= PRINTED.dash * (inner[1] - inner[0])
 
 
 def _columns(down: np.ndarray) -> list[float]:
     """The centres of the upright lines found (a box's sides, comb dividers): one per run of
     columns they take, however broken each line is."""
-    first, last = _runs(down.any(axis=0))
+    first, last = _true_runs(down.any(axis=0))
     return [(a + b - 1) / 2 for a, b in zip(first.tolist(), last.tolist(), strict=True)]
 
 
-def _runs(inked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _true_runs(inked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Where each run of True in a 1-D array starts, and where it stops (one past its end)."""
     edges = np.flatnonzero(np.diff(np.concatenate([[0], inked.astype(np.int8), [0]])))
     return edges[::2], edges[1::2]
@@ -215,9 +224,9 @@ def _ticks(
     rule's ink (`across`: rising to it or hanging from it), are strokes of their own or have
     a free tip (a digit's upright stroke goes on into the rest of the digit), and stand on a
     regular lattice along the rule with the box's sides and dividers (`anchors`)."""
-    if len(anchors) > MOST_TICKS:  # not a comb's sides and dividers: noise
+    if len(anchors) > PRINTED.most_ticks:  # not a comb's sides and dividers: noise
         return np.zeros(ink.shape, bool)
-    shortest = max(3, round(TICK * writing))
+    shortest = max(3, round(PRINTED.tick * writing))
     upright = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((shortest, 1), np.uint8))
     count, labels, stats, centres = cv2.connectedComponentsWithStats(upright, None, 8)
     _, strokes, whole, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), None, 8)
@@ -229,8 +238,8 @@ def _ticks(
         own = whole[strokes[box][labels[box] == i][0]]  # the stroke of ink it is part of
         alone = own[cv2.CC_STAT_WIDTH] <= narrow + 2 and own[cv2.CC_STAT_AREA] <= 1.5 * area
         sides = slice(max(0, x - 1), x + w + 1)
-        rising = across[y + h : y + h + TICK_REACH, x : x + w].any()
-        hanging = across[max(0, y - TICK_REACH) : y, x : x + w].any()
+        rising = across[y + h : y + h + PRINTED.tick_reach, x : x + w].any()
+        hanging = across[max(0, y - PRINTED.tick_reach) : y, x : x + w].any()
         free = (rising and not ink[max(0, y - 6) : max(0, y - 2), sides].any()) or (
             hanging and not ink[y + h + 2 : y + h + 6, sides].any()
         )
@@ -238,8 +247,9 @@ def _ticks(
 
     candidates = [i for i in range(1, count) if tick(i)]
     # a noisy scan can raise hundreds of specks along a rule: the tallest are the ticks
-    candidates = sorted(candidates, key=lambda i: -stats[i, cv2.CC_STAT_HEIGHT])[:MOST_TICKS]
-    on = _lattice([float(centres[i, 0]) for i in candidates], anchors, NARROWEST * writing)
+    candidates = sorted(candidates, key=lambda i: -stats[i, cv2.CC_STAT_HEIGHT])
+    candidates = candidates[: PRINTED.most_ticks]
+    on = _lattice([float(centres[i, 0]) for i in candidates], anchors, PRINTED.narrowest * writing)
     return np.isin(labels, [candidates[k] for k in on])
 
 
@@ -247,7 +257,7 @@ def _lattice(xs: Sequence[float], anchors: Sequence[float], narrowest: float) ->
     """Which of `xs` stand on the most regular lattice through them and the `anchors`: the
     lattice with the most places taken less the places left empty between its ends, of at
     least three places taken (three ticks when there are no anchors). With anchors, a comb's
-    lattice holds the outermost two and has FULL of its places taken: a 1 or two standing on
+    lattice holds the outermost two and has `full` of its places taken: a 1 or two standing on
     the line between a box's sides do not make a comb. Every lattice through
     two of the points is scored at once, a block of lattices at a time (a field with many
     upright strokes has tens of thousands)."""
@@ -265,12 +275,12 @@ def _lattice(xs: Sequence[float], anchors: Sequence[float], narrowest: float) ->
     ends = np.cumsum(steps)
     period = span / (np.arange(len(start)) - np.repeat(ends - steps, steps) + 1)
     best, chosen = 0, []
-    block = max(1, LATTICE_BLOCK // len(values))
+    block = max(1, PRINTED.lattice_block // len(values))
     for row in range(0, len(start), block):
         a = start[row : row + block, None]
         step = period[row : row + block, None]
         place = np.round((values - a) / step)
-        on = np.abs(values - a - place * step) <= np.maximum(2.0, ON_LATTICE * step)
+        on = np.abs(values - a - place * step) <= np.maximum(2.0, PRINTED.on_lattice * step)
         ordered = np.sort(np.where(on, place, np.inf), axis=1)
         before = np.pad(ordered[:, :-1], ((0, 0), (1, 0)), constant_values=-np.inf)
         distinct = np.isfinite(ordered) & (ordered != before)
@@ -280,7 +290,9 @@ def _lattice(xs: Sequence[float], anchors: Sequence[float], narrowest: float) ->
         high = np.where(on, place, -np.inf).max(axis=1)
         places = high - low + 1
         # with anchors, a comb: its outermost sides on the lattice, and it mostly taken
-        comb = on[:, outer].all(axis=1) & (taken >= FULL * places) if anchors else ticks >= 3
+        comb = (
+            on[:, outer].all(axis=1) & (taken >= PRINTED.full * places) if anchors else ticks >= 3
+        )
         score = np.where(
             (ticks > 0) & (taken >= 3) & comb,
             2 * taken - places,  # places taken less places empty between the ends
