@@ -16,8 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from trainer.errors import UserError
-from trainer.storage import AlreadyExists
+from trainer.errors import AlreadyExists, UserError
 from worker import batches, results, settings
 from worker.reading.pipeline import Digit, Reading
 from worker.settings import Settings

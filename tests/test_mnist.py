@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import cli
-from trainer import mnist
+from trainer import errors, mnist
 
 
 def test_idx_folder(digits: mnist.Mnist) -> None:
@@ -36,7 +36,7 @@ def test_truncated_gz(mnist_dir: Path, tmp_path: Path) -> None:
     folder = _copy(mnist_dir, tmp_path)
     path = folder / "t10k-labels-idx1-ubyte.gz"
     path.write_bytes(path.read_bytes()[:-200])
-    with pytest.raises(mnist.DataError, match="corrupt or truncated"):
+    with pytest.raises(errors.DataError, match="corrupt or truncated"):
         mnist.load(folder)
 
 
@@ -44,26 +44,26 @@ def test_short_payload(mnist_dir: Path, tmp_path: Path) -> None:
     folder = _copy(mnist_dir, tmp_path)
     path = folder / "t10k-labels-idx1-ubyte.gz"
     path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes())[:-10]))
-    with pytest.raises(mnist.DataError, match="truncated"):
+    with pytest.raises(errors.DataError, match="truncated"):
         mnist.load(folder)
 
 
 def test_missing_file_and_bad_magic(mnist_dir: Path, tmp_path: Path) -> None:
     folder = _copy(mnist_dir, tmp_path)
     (folder / "train-labels-idx1-ubyte.gz").unlink()
-    with pytest.raises(mnist.DataError, match=r"no train-labels-idx1-ubyte\.gz"):
+    with pytest.raises(errors.DataError, match=r"no train-labels-idx1-ubyte\.gz"):
         mnist.load(folder)
     (folder / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"<html>nope</html>"))
-    with pytest.raises(mnist.DataError, match="not an IDX"):
+    with pytest.raises(errors.DataError, match="not an IDX"):
         mnist.load(folder)
 
 
 def test_bad_npz(tmp_path: Path) -> None:
     (tmp_path / "x.npz").write_bytes(b"garbage")
-    with pytest.raises(mnist.DataError):
+    with pytest.raises(errors.DataError):
         mnist.load(tmp_path / "x.npz")
     np.savez(tmp_path / "y.npz", x_train=np.zeros((2, 3)))
-    with pytest.raises(mnist.DataError):
+    with pytest.raises(errors.DataError):
         mnist.load(tmp_path / "y.npz")
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainer import registry
+from trainer import errors, registry
 from trainer.errors import UserError
 from trainer.storage import Store
 
@@ -19,7 +19,7 @@ def _publish(store: Store, trained: tuple[Path, dict], accuracy: float, promote:
 
 
 def test_versions_and_promotion(file_store: Store, trained: tuple[Path, dict]) -> None:
-    with pytest.raises(registry.RegistryError, match="run `scandigits train`"):
+    with pytest.raises(errors.RegistryError, match="run `scandigits train`"):
         registry.resolve(file_store)
     assert _publish(file_store, trained, 0.97, "if-better") == (1, True)
     assert _publish(file_store, trained, 0.96, "if-better") == (2, False)
@@ -29,7 +29,7 @@ def test_versions_and_promotion(file_store: Store, trained: tuple[Path, dict]) -
     assert registry.current_version(file_store) == 5
     assert [m["version"] for m in registry.versions(file_store)] == [1, 2, 3, 4, 5]
     assert registry.resolve(file_store, "2")["test_accuracy"] == 0.96
-    with pytest.raises(registry.RegistryError, match="not found"):
+    with pytest.raises(errors.RegistryError, match="not found"):
         registry.resolve(file_store, 9)
 
 
@@ -64,7 +64,7 @@ def test_tampered_model_refused(file_store: Store, trained: tuple[Path, dict]) -
     _publish(file_store, trained, 0.97, "always")
     key = "models/v0001/model.keras"
     file_store.put(key, file_store.get(key) + b"\0")
-    with pytest.raises(registry.RegistryError, match="does not match its registered sha256"):
+    with pytest.raises(errors.RegistryError, match="does not match its registered sha256"):
         registry.load(file_store, registry.resolve(file_store))
 
 
@@ -100,12 +100,12 @@ def test_unloadable_model_is_a_registry_error(file_store: Store, tmp_path: Path,
     else:
         path.write_bytes(b"" if kind == "empty" else b"not a keras archive")
     version, _ = registry.publish(file_store, path, {"test_accuracy": 0.9}, "never")
-    with pytest.raises(registry.RegistryError) as raised:
+    with pytest.raises(errors.RegistryError) as raised:
         inference.classifier(file_store, version)
     message = str(raised.value)
     assert "\n" not in message and f"model version {version} " in message, message
     if kind != "wrong input":  # Keras loads that one: only the classifier refuses it
-        with pytest.raises(registry.RegistryError):
+        with pytest.raises(errors.RegistryError):
             registry.load(file_store, registry.resolve(file_store, version))
 
 
@@ -138,7 +138,7 @@ def test_workers_load_only_trusted_models(
     sha = registry.resolve(file_store, version)["sha256"]
     other = "0" * 64
     trust(other)
-    with pytest.raises(registry.RegistryError) as raised:
+    with pytest.raises(errors.RegistryError) as raised:
         inference.classifier(file_store, version)
     message = str(raised.value)
     assert "\n" not in message and "SCANDIGITS_TRUSTED_MODELS" in message and sha in message

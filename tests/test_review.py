@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trainer.storage import ObjectMissing
+from trainer.errors import ObjectMissing
 from worker import review
 from worker.forms.templates import FieldSpec, Template
 

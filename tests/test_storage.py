@@ -10,14 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Proxy, ProxyHandler, cli, make_bucket
-from trainer.storage import (
-    AlreadyExists,
-    ObjectMissing,
-    Store,
-    StoreError,
-    TooLarge,
-    open_store,
-)
+from trainer.errors import AlreadyExists, ObjectMissing, StoreError, TooLarge
+from trainer.storage import Store, open_store
 
 
 @pytest.fixture(params=["file", pytest.param("s3", marks=pytest.mark.e2e)])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.errors import UserError
+from trainer.errors import DataError
 
 FILES = {
     "x_train": "train-images-idx3-ubyte",
@@ -24,10 +24,6 @@ HINT = (
     "pass --data DIR (the four MNIST IDX .gz files) or --data mnist.npz, "
     "or set SCANDIGITS_MNIST_DIR"
 )
-
-
-class DataError(UserError):
-    """MNIST is missing, truncated or malformed."""
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainer.errors import UserError
-from trainer.storage import AlreadyExists, ObjectMissing, Store
+from trainer.errors import AlreadyExists, ObjectMissing, RegistryError
+from trainer.storage import Store
 
 if TYPE_CHECKING:
     import keras
@@ -23,11 +23,6 @@ if TYPE_CHECKING:
 PROMOTE = ("always", "if-better", "never")
 CURRENT = "models/current.json"
 _VERSION_KEY = re.compile(r"^models/v(\d+)/model\.keras$")
-
-
-class RegistryError(UserError):
-    """No usable model: none published, unknown version, or a file that fails verification or
-    will not load."""
 
 
 def reason(exc: BaseException, limit: int = 200) -> str:

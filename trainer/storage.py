@@ -17,34 +17,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Protocol
 from urllib.parse import urlparse
 
-from trainer.errors import UserError
-
-
-class StoreError(UserError):
-    """The store cannot be used (unreachable, missing bucket, no credentials, bad URL)."""
-
-
-class AccessDenied(StoreError):
-    """The store's credentials do not allow what was asked."""
-
-
-class KeyRefused(StoreError):
-    """The store refuses a key: not a safe relative key, or one leading out of the store."""
-
-
-class ObjectMissing(KeyError):
-    """The requested key does not exist in the store."""
-
-
-class AlreadyExists(Exception):
-    """An exclusive create found the key already taken."""
-
-
-class TooLarge(Exception):
-    """An object is over the size it may be read at; str() gives both sizes."""
-
-    def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"{size:,} bytes, over the limit of {limit:,}")
+from trainer.errors import (
+    AccessDenied,
+    AlreadyExists,
+    KeyRefused,
+    ObjectMissing,
+    StoreError,
+    TooLarge,
+)
 
 
 class Store(Protocol):

@@ -22,9 +22,9 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
-from trainer import registry
-from trainer.errors import UserError
-from trainer.storage import AlreadyExists, ObjectMissing, Store, TooLarge, open_store
+from trainer import errors, registry
+from trainer.errors import AlreadyExists, ObjectMissing, TooLarge, UserError
+from trainer.storage import Store, open_store
 from worker import queue, results, settings
 from worker.forms.templates import Template
 from worker.manifest import Item, Manifest
@@ -138,7 +138,7 @@ def _count(name: str, read: Callable[[], bytes]) -> int:
         return 1
     try:
         return decode.pages(read())
-    except (decode.DecodeError, ObjectMissing, TooLarge):
+    except (errors.DecodeError, ObjectMissing, TooLarge):
         return 1
 
 

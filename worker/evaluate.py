@@ -17,11 +17,11 @@ import cv2
 import numpy as np
 
 from trainer import mnist, registry
-from trainer.errors import UserError
+from trainer.errors import DecodeError, UserError
 from trainer.storage import Store
 from worker import results, review
 from worker.reading import inference, pipeline
-from worker.reading.decode import DecodeError, decode
+from worker.reading.decode import decode
 
 WORST = 40  # errors shown in the gallery, most confident first
 

@@ -45,16 +45,16 @@ from urllib.parse import quote
 import redis
 from kombu.exceptions import OperationalError
 
-from trainer.errors import UserError
-from trainer.registry import RegistryError
-from trainer.storage import (
+from trainer.errors import (
     AlreadyExists,
     KeyRefused,
     ObjectMissing,
-    Store,
+    RegistryError,
     StoreError,
     TooLarge,
+    UserError,
 )
+from trainer.storage import Store
 from worker import batches, settings
 from worker.forms.templates import Template
 from worker.results import REVIEW_BELOW

@@ -23,7 +23,8 @@ from typing import Any
 import redis
 from celery import signals
 
-from trainer.storage import StoreError, open_store
+from trainer.errors import StoreError
+from trainer.storage import open_store
 from worker import batches, queue
 from worker.queue import app
 

@@ -15,11 +15,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from trainer.storage import ObjectMissing, Store
+from trainer.errors import AlignError, DecodeError, ObjectMissing
+from trainer.storage import Store
 from worker import batches
-from worker.forms.align import AlignError, align
+from worker.forms.align import align
 from worker.forms.templates import Template
-from worker.reading.decode import DecodeError, decode
+from worker.reading.decode import decode
 
 TILE = 128
 STRIP = (64, 640)  # height, width of a form field's crop in its strip

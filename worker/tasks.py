@@ -17,9 +17,8 @@ from typing import Any
 from celery import signals
 from celery.exceptions import SoftTimeLimitExceeded
 
-from trainer.errors import UserError
-from trainer.registry import RegistryError
-from trainer.storage import AlreadyExists, Store, StoreError, open_store
+from trainer.errors import AlreadyExists, RegistryError, StoreError, UserError
+from trainer.storage import Store, open_store
 from worker import batches, metrics, queue, results, settings
 from worker.forms.templates import Template
 from worker.manifest import Chunk, Item

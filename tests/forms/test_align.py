@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from worker.forms.align import AlignError, Alignment, align
+from trainer.errors import AlignError
+from worker.forms.align import Alignment, align
 from worker.forms.templates import FieldSpec, Template
 
 W, H = 1654, 2339  # A4 at 200 dpi

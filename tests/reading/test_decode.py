@@ -21,16 +21,9 @@ from tests.bombs import (
     sun_declaring,
 )
 from tests.conftest import ROOT
+from trainer.errors import DecodeError
 from worker import settings
-from worker.reading.decode import (
-    DecodeError,
-    decode,
-    decode_colour,
-    decode_reduced,
-    dimensions,
-    pages,
-    writing,
-)
+from worker.reading.decode import decode, decode_colour, decode_reduced, dimensions, pages, writing
 from worker.settings import Settings
 
 

@@ -149,7 +149,7 @@ def test_store_refusals_are_per_image_errors(tmp_path) -> None:
 def test_a_store_failure_reaches_the_task_retry_and_a_missing_input_does_not() -> None:
     """A store that fails (unreachable, throttling, a 5xx) fails the chunk, whose task retries
     it with backoff; an input that is not there is that image's error alone."""
-    from trainer.storage import ObjectMissing, StoreError
+    from trainer.errors import ObjectMissing, StoreError
 
     def failing(item: str) -> bytes:
         raise StoreError("S3 get_object failed on s3://scans: SlowDown")

@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from worker.reading.preprocess import NoInkError, locate, prepare, to_mnist
+from trainer.errors import NoInkError
+from worker.reading.preprocess import locate, prepare, to_mnist
 
 
 def scan(size=(400, 400), box=(150, 100, 100, 160), thickness=12, dark_on_light=True):

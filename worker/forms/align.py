@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from trainer.errors import AlignError
 from worker.forms.templates import FieldSpec, Template
 
 
@@ -55,10 +56,6 @@ class AlignConfig:
 ALIGN = AlignConfig()
 
 Line = tuple[int, int]  # a printed line's first and last row (or column)
-
-
-class AlignError(ValueError):
-    """The template's boxes are not found on the page; str() is a one-line message."""
 
 
 @dataclass(frozen=True, eq=False)

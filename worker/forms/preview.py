@@ -9,13 +9,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from trainer.errors import UserError
+from trainer.errors import AlignError, DecodeError, UserError
 from worker import results
-from worker.forms.align import AlignError, align
+from worker.forms.align import align
 from worker.forms.templates import Template
 from worker.manifest import Item
 from worker.reading import pipeline
-from worker.reading.decode import DecodeError, decode
+from worker.reading.decode import decode
 from worker.reading.inference import Classifier
 
 GREEN, RED = (40, 150, 0), (0, 0, 220)

@@ -27,6 +27,7 @@ import numpy as np
 import pypdfium2 as pdfium
 from PIL import Image
 
+from trainer.errors import DecodeError
 from worker import settings
 
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -63,10 +64,6 @@ _PDF_ERRORS = {
     pdfium.raw.FPDF_ERR_PASSWORD: "password protected",
     pdfium.raw.FPDF_ERR_SECURITY: "unsupported encryption",
 }
-
-
-class DecodeError(ValueError):
-    """The bytes are not an image this worker can read; str() is the per-image error."""
 
 
 def decode(data: bytes, page: int = 0) -> np.ndarray:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from trainer import models, registry, strings
+from trainer import errors, models, registry, strings
 from trainer.models import NOT_A_DIGIT
 from trainer.storage import Store
 from worker import settings
@@ -164,7 +164,7 @@ def classifier(store: Store, version: int | str | None = None) -> Classifier:
     number = metadata["version"]
     trusted = settings.current().trusted_models
     if trusted is not None and metadata.get("sha256") not in trusted:
-        raise registry.RegistryError(
+        raise errors.RegistryError(
             f"model version {number} (sha256 {metadata.get('sha256')}) is not in {TRUSTED}; "
             "refusing it"
         )
@@ -174,7 +174,7 @@ def classifier(store: Store, version: int | str | None = None) -> Classifier:
         try:
             _cache[number] = Classifier(model, number)
         except Exception as exc:
-            raise registry.RegistryError(
+            raise errors.RegistryError(
                 f"model version {number} is not a digit classifier: {registry.reason(exc)}"
             ) from exc
     return _cache[number]

@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 
 from trainer import samples, strings, varied
+from trainer.errors import NoInkError
 from worker.reading import inference
 from worker.reading.decode import decode_colour, writing
-from worker.reading.preprocess import NoInkError
 from worker.reading.segment import segment
 
 

@@ -23,15 +23,14 @@ from typing import TypeVar
 import cv2
 import numpy as np
 
-from trainer.storage import KeyRefused, ObjectMissing, TooLarge
-from worker.forms.align import AlignError, align, inside
+from trainer.errors import AlignError, DecodeError, KeyRefused, NoInkError, ObjectMissing, TooLarge
+from worker.forms.align import align, inside
 from worker.forms.templates import Template
 from worker.reading import choose
 from worker.reading.choose import Candidates, Choice, Digit, Fits, Transcript
-from worker.reading.decode import DecodeError, decode_colour, writing
+from worker.reading.decode import decode_colour, writing
 from worker.reading.inference import Classifier, Prediction
 from worker.reading.pieces import Box, Piece
-from worker.reading.preprocess import NoInkError
 from worker.reading.segment import Field, segment
 
 T = TypeVar("T")
@@ -39,6 +38,14 @@ UNACCOUNTED = 0.5  # a reading that leaves a mark of a digit's size out is at mo
 DISPUTED = 0.5  # ... and so is one the string reader, reading alone, reads otherwise
 OFF_LINE, NOT_READ = "off the line", "not read"  # why a mark is left out
 _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fetch-decode")
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why one image, or one field of a form page, could not be read: its result's one-line
+    `error` (what an input's own fault raises, trainer.errors, becomes this; the chunk reads on)."""
+
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -83,9 +90,9 @@ class Reading:
 
 def _load(
     item: T, fetch: Callable[[T], bytes], template: Template | None
-) -> tuple[Field | list[Field | str] | str, Counter[str]]:
+) -> tuple[Field | list[Field | Failure] | Failure, Counter[str]]:
     """Fetch, decode and segment one image; return its field of writing (with a template: one
-    per template field, or that field's error) or an error string. An item with a
+    per template field, or that field's failure) or why it could not be read. An item with a
     `page` (from 1: worker.manifest.Item) is that page of a PDF or TIFF; any other, page 1.
     A missing input or a key the store refuses is the image's error; any other StoreError is
     the store failing, raised for the chunk task to retry."""
@@ -107,21 +114,22 @@ def _load(
         crops = timed("align", lambda page: _crops(page, colour, template), gray)
         return timed("preprocess", lambda images: [_segmented(i) for i in images], crops), spent
     except ObjectMissing:
-        return "input object not found in the store", spent
+        return Failure("input object not found in the store"), spent
     except KeyRefused as exc:
-        return f"cannot fetch the input: {exc}", spent
+        return Failure(f"cannot fetch the input: {exc}"), spent
     except TooLarge as exc:
-        return f"file too large ({exc})", spent
+        return Failure(f"file too large ({exc})"), spent
     except FileNotFoundError:
-        return "file not found", spent
+        return Failure("file not found"), spent
     except IsADirectoryError:
-        return "is a directory, not an image", spent
+        return Failure("is a directory, not an image"), spent
     except OSError as exc:
-        return f"cannot read file ({exc.strerror or exc})", spent
+        return Failure(f"cannot read file ({exc.strerror or exc})"), spent
     except (DecodeError, NoInkError, AlignError) as exc:
-        return str(exc), spent
+        return Failure(str(exc)), spent
     except (cv2.error, ValueError, ArithmeticError, MemoryError, IndexError) as exc:
-        return f"cannot process image ({type(exc).__name__}: {exc})".splitlines()[0], spent
+        reason = f"cannot process image ({type(exc).__name__}: {exc})".splitlines()[0]
+        return Failure(reason), spent
 
 
 def _crops(page: np.ndarray, colour: np.ndarray | None, template: Template) -> list[np.ndarray]:
@@ -136,12 +144,12 @@ def _crops(page: np.ndarray, colour: np.ndarray | None, template: Template) -> l
     ]
 
 
-def _segmented(crop: np.ndarray) -> Field | str:
+def _segmented(crop: np.ndarray) -> Field | Failure:
     """One form field's writing (the marks that reach into its box), or why there is none."""
     try:
         return segment(crop, inside=inside(crop.shape))
     except NoInkError as exc:
-        return str(exc)
+        return Failure(str(exc))
 
 
 def read(
@@ -152,7 +160,9 @@ def read(
     spent: Counter[str] = sum((stage for _, stage in loaded), Counter())
     fields = [value for value, _ in loaded if isinstance(value, Field)]
     readings = iter(_read_fields(fields, [None] * len(fields), classifier, spent))
-    return [Reading(error=v) if isinstance(v, str) else next(readings) for v, _ in loaded], spent
+    return [
+        Reading(error=v.reason) if isinstance(v, Failure) else next(readings) for v, _ in loaded
+    ], spent
 
 
 @dataclass
@@ -176,11 +186,11 @@ def read_forms(
     shapes = [fits for f, fits in found if isinstance(f, Field)]
     readings = iter(_read_fields(fields, shapes, classifier, spent))
     forms = [
-        Form(error=value)
-        if isinstance(value, str)
+        Form(error=value.reason)
+        if isinstance(value, Failure)
         else Form(
             {
-                spec.name: Reading(error=f) if isinstance(f, str) else next(readings)
+                spec.name: Reading(error=f.reason) if isinstance(f, Failure) else next(readings)
                 for f, spec in zip(value, template.fields, strict=True)
             }
         )

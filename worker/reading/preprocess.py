@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from trainer import mnist
+from trainer.errors import NoInkError
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,6 @@ class PreprocessConfig:
 
 
 PREPROCESS = PreprocessConfig()
-
-
-class NoInkError(ValueError):
-    """The image holds no ink that could be a digit."""
 
 
 def prepare(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:

@@ -18,11 +18,11 @@ import cv2
 import numpy as np
 
 from trainer import strings
+from trainer.errors import NoInkError
 from worker.reading import pieces, printed
 from worker.reading.pieces import PIECES, Box, Piece, Run
 from worker.reading.preprocess import (
     PREPROCESS,
-    NoInkError,
     extents,
     levels,
     off_rim,
