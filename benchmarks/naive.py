@@ -92,8 +92,8 @@ def result_key(run: str, index: int) -> str:
 def read_image(run: str, index: int, key: str) -> None:
     """Read one image and write its result record."""
     reading = pipeline.read([key], store().get, classifier())[0][0]
-    record = results.record(key, key, reading, classifier().version, results.REVIEW_BELOW)
-    store().put(result_key(run, index), json.dumps(record).encode())
+    record = results.Record.of(key, key, reading, classifier().version, results.REVIEW_BELOW)
+    store().put(result_key(run, index), json.dumps(record.to_dict()).encode())
 
 
 def submit(run: str, keys: list[str]) -> None:

@@ -43,7 +43,7 @@ def test_waiting_client_finalizes_when_the_finalizer_died(file_store, monkeypatc
             "started": batches.now(),
             "finished": batches.now(),
             "seconds": {"infer": 0.01},
-            "records": [results.record(item["source"], item["key"], reading, 1, 0.8)],
+            "records": [results.Record.of(item["source"], item["key"], reading, 1, 0.8).to_dict()],
         }
         file_store.put(batches.chunk_key(batch_id, index), json.dumps(chunk).encode())
     monkeypatch.setattr(batches, "FINALIZE_AFTER", 0.5)
@@ -227,8 +227,8 @@ def test_an_over_limit_pdf_is_read_no_further_than_the_limit(
 
 def test_records_and_csv_carry_the_page() -> None:
     reading = Reading([Digit(4, 0.9, (0, 0, 5, 5))])
-    paged = results.record("a.pdf#2", "k", reading, 1, 0.8, page=2)
-    single = results.record("b.png", "k2", reading, 1, 0.8)
+    paged = results.Record.of("a.pdf#2", "k", reading, 1, 0.8, page=2).to_dict()
+    single = results.Record.of("b.png", "k2", reading, 1, 0.8).to_dict()
     assert list(paged)[:3] == ["source", "key", "page"]
     assert (paged["page"], single["page"]) == (2, None)
     rows = results.csv_bytes([paged, single]).decode().splitlines()

@@ -7,10 +7,12 @@ field); the CSV keeps one flat row per image (per page: a column per field).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -37,34 +39,97 @@ REVIEW_BELOW = 0.8  # default confidence under which a person should look at a r
 FORMULA = frozenset("=+-@\t\r")  # a cell's first character that makes a spreadsheet run it
 
 
-def record(
-    source: str,
-    key: str | None,
-    reading: Reading,
-    model: int,
-    review_below: float,
-    page: int | None = None,
-) -> dict[str, Any]:
-    """One input's result, in the documented field order; errors and marks left out always
-    need review. `page` (from 1) is set only for a page of a multi-page input."""
-    reason = review_reason(reading, review_below)
-    return {
-        "source": source,
-        "key": key,
-        "page": page,
-        "label": reading.label,
-        "confidence": round(reading.confidence, 5),
-        "text": reading.text,
-        "error": reading.error,
-        "model": model,
-        "needs_review": reason is not None,
-        "review_reason": reason,
-        "digits": [
-            {"label": d.label, "confidence": round(d.confidence, 5), "box": list(d.box)}
-            for d in reading.digits
-        ],
-        "left_out": _left_out(reading),
-    }
+@dataclass(frozen=True)
+class DigitResult:
+    """A digit read: its label, confidence and box [x, y, w, h] in the scan's pixels."""
+
+    label: int
+    confidence: float
+    box: tuple[int, int, int, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "confidence": self.confidence, "box": list(self.box)}
+
+
+@dataclass(frozen=True)
+class MarkLeftOut:
+    """A mark of a digit's size not in the text: its box and why (off the line, not read)."""
+
+    box: tuple[int, int, int, int]
+    why: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"box": list(self.box), "why": self.why}
+
+
+@dataclass(frozen=True)
+class Record:
+    """One input's result (a page's, for a page of a multi-page input), as results.jsonl holds
+    it, in the documented field order. Errors and marks left out always need review."""
+
+    source: str
+    key: str | None
+    page: int | None  # from 1, set only for a page of a multi-page input
+    label: int | None
+    confidence: float
+    text: str
+    error: str | None
+    model: int
+    needs_review: bool
+    review_reason: str | None
+    digits: tuple[DigitResult, ...]
+    left_out: tuple[MarkLeftOut, ...]
+
+    @classmethod
+    def of(
+        cls,
+        source: str,
+        key: str | None,
+        reading: Reading,
+        model: int,
+        review_below: float,
+        page: int | None = None,
+    ) -> Record:
+        """The record of `reading`."""
+        reason = review_reason(reading, review_below)
+        return cls(
+            source,
+            key,
+            page,
+            reading.label,
+            round(reading.confidence, 5),
+            reading.text,
+            reading.error,
+            model,
+            reason is not None,
+            reason,
+            tuple(
+                DigitResult(d.label, round(d.confidence, 5), tuple(d.box)) for d in reading.digits
+            ),
+            _left_out(reading),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["digits"] = [d.to_dict() for d in self.digits]
+        data["left_out"] = [m.to_dict() for m in self.left_out]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Record:
+        return cls(
+            **{
+                f.name: data[f.name]
+                for f in dataclasses.fields(cls)
+                if f.name not in ("digits", "left_out")
+            },
+            digits=tuple(
+                DigitResult(d["label"], d["confidence"], tuple(d["box"])) for d in data["digits"]
+            ),
+            left_out=tuple(
+                MarkLeftOut(tuple(m["box"]), m["why"]) for m in data.get("left_out", ())
+            ),
+        )
 
 
 def review_reason(reading: Reading, review_below: float, problem: str | None = None) -> str | None:
@@ -85,45 +150,85 @@ def review_reason(reading: Reading, review_below: float, problem: str | None = N
     return None
 
 
-def _left_out(reading: Reading) -> list[dict[str, Any]]:
-    """The marks of a digit's size left out of a reading, as JSON."""
-    return [{"box": list(mark.box), "why": mark.why} for mark in reading.left_out]
+def _left_out(reading: Reading) -> tuple[MarkLeftOut, ...]:
+    """The marks of a digit's size left out of a reading."""
+    return tuple(MarkLeftOut(tuple(mark.box), mark.why) for mark in reading.left_out)
 
 
-def form_record(
-    source: str,
-    key: str | None,
-    form: Form,
-    template: Template,
-    model: int,
-    review_below: float,
-    page: int | None = None,
-) -> dict[str, Any]:
-    """One page's result: each template field's text, confidence, and whether it holds its
-    digit count, pattern and check digit; a field that does not, or is unsure, needs review."""
-    specs = {spec.name: spec for spec in template.fields}
-    fields = {}
-    for name, reading in form.fields.items():  # none when the page could not be read
-        problem = specs[name].problem(reading.text)
-        reason = review_reason(reading, review_below, problem)
-        fields[name] = {
-            "text": reading.text,
-            "confidence": round(reading.confidence, 5),
-            "needs_review": reason is not None,
-            "review_reason": reason,
-            "valid": reading.error is None and problem is None,
-            "error": reading.error,
-            "left_out": _left_out(reading),
-        }
-    return {
-        "source": source,
-        "key": key,
-        "page": page,
-        "fields": fields,
-        "error": form.error,
-        "model": model,
-        "needs_review": form.error is not None or any(f["needs_review"] for f in fields.values()),
-    }
+@dataclass(frozen=True)
+class FieldResult:
+    """One form field's result: its text and confidence, whether it holds its digit count,
+    pattern and check digit (`valid`), and whether a person should look, and why."""
+
+    text: str
+    confidence: float
+    needs_review: bool
+    review_reason: str | None
+    valid: bool
+    error: str | None
+    left_out: tuple[MarkLeftOut, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {**data, "left_out": [m.to_dict() for m in self.left_out]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FieldResult:
+        left_out = tuple(MarkLeftOut(tuple(m["box"]), m["why"]) for m in data.get("left_out", ()))
+        return cls(**{**data, "left_out": left_out})
+
+
+@dataclass(frozen=True)
+class PageRecord:
+    """One form page's result: a FieldResult per template field (none when the page could not
+    be read: then `error` says why)."""
+
+    source: str
+    key: str | None
+    page: int | None
+    fields: dict[str, FieldResult]
+    error: str | None
+    model: int
+    needs_review: bool
+
+    @classmethod
+    def of(
+        cls,
+        source: str,
+        key: str | None,
+        form: Form,
+        template: Template,
+        model: int,
+        review_below: float,
+        page: int | None = None,
+    ) -> PageRecord:
+        """The record of a form page read; a field that breaks a rule, or is unsure, needs
+        review."""
+        specs = {spec.name: spec for spec in template.fields}
+        results = {}
+        for name, reading in form.fields.items():
+            problem = specs[name].problem(reading.text)
+            reason = review_reason(reading, review_below, problem)
+            results[name] = FieldResult(
+                reading.text,
+                round(reading.confidence, 5),
+                reason is not None,
+                reason,
+                reading.error is None and problem is None,
+                reading.error,
+                _left_out(reading),
+            )
+        review = form.error is not None or any(f.needs_review for f in results.values())
+        return cls(source, key, page, results, form.error, model, review)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {**data, "fields": {n: f.to_dict() for n, f in self.fields.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PageRecord:
+        results = {n: FieldResult.from_dict(f) for n, f in data["fields"].items()}
+        return cls(**{**data, "fields": results})
 
 
 def jsonl(records: Iterable[dict[str, Any]]) -> bytes:

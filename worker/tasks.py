@@ -136,8 +136,8 @@ def _record(
     """The result record of one item: an image's, or a page's of the form."""
     where, page = (item.source, item.key), item.page
     if form:
-        return results.form_record(*where, reading, form, model, below, page)
-    return results.record(*where, reading, model, below, page)
+        return results.PageRecord.of(*where, reading, form, model, below, page).to_dict()
+    return results.Record.of(*where, reading, model, below, page).to_dict()
 
 
 def _readings(

@@ -44,7 +44,9 @@ def test_marks_the_reading_leaves_out_are_named_and_sent_to_review() -> None:
     assert [mark.why for mark in reading.left_out] == [pipeline.NOT_READ] * 2
     assert [mark.box[0] for mark in reading.left_out] == pytest.approx([200, 420], abs=10)
     assert reading.confidence <= pipeline.UNACCOUNTED
-    record = results.record("f.png", None, reading, 1, 0.1)  # however low the threshold
+    record = results.Record.of(
+        "f.png", None, reading, 1, 0.1
+    ).to_dict()  # however low the threshold
     assert record["needs_review"] and record["review_reason"] == "2 marks not read"
     assert len(record["left_out"]) == 2
     row = next(csv.DictReader(io.StringIO(results.csv_bytes([record]).decode())))
@@ -56,7 +58,7 @@ def test_a_mark_off_the_line_is_named() -> None:
     assert reading.text == "77"
     ((mark,),) = [reading.left_out]
     assert mark.why == pipeline.OFF_LINE and abs(mark.box[1] - 150) <= 6
-    record = results.record("f.png", None, reading, 1, 0.8)
+    record = results.Record.of("f.png", None, reading, 1, 0.8).to_dict()
     assert record["needs_review"] and record["review_reason"] == "1 mark off the line"
 
 
@@ -71,14 +73,14 @@ def test_a_digit_too_light_to_read_is_named_not_read() -> None:
     assert reading.text == "77"
     ((mark,),) = [reading.left_out]
     assert mark.why == pipeline.NOT_READ and abs(mark.box[0] - 420) <= 8
-    record = results.record("f.png", None, reading, 1, 0.1)
+    record = results.Record.of("f.png", None, reading, 1, 0.1).to_dict()
     assert record["needs_review"] and record["review_reason"] == "1 mark not read"
 
 
 def test_a_reading_of_every_mark_far_apart_is_not_sent_to_review() -> None:
     (reading,), _ = pipeline.read([sevens((30, 200, 420))], lambda data: data, Spelling("777"))
     assert reading.text == "777" and not reading.left_out
-    assert not results.record("f.png", None, reading, 1, 0.8)["needs_review"]
+    assert not results.Record.of("f.png", None, reading, 1, 0.8).to_dict()["needs_review"]
 
 
 def test_the_reader_sees_every_line_in_each_shift_in_one_pass() -> None:

@@ -38,9 +38,9 @@ def predict(
     classifier = inference.classifier(checked_store(store), model)
     readings, _ = pipeline.read(files, Path.read_bytes, classifier)
     for file, reading in zip(files, readings, strict=True):
-        record = results.record(str(file), None, reading, classifier.version, review_threshold)
+        record = results.Record.of(str(file), None, reading, classifier.version, review_threshold)
         if as_json:
-            typer.echo(json.dumps(record))
+            typer.echo(json.dumps(record.to_dict()))
         elif reading.error:
             typer.echo(f"{file}\terror: {reading.error}")
         else:

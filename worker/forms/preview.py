@@ -35,9 +35,9 @@ def render(
     )
     if forms[0].error:
         raise UserError(forms[0].error)
-    fields = results.form_record(
+    fields = results.PageRecord.of(
         "", None, forms[0], template, classifier.version, results.REVIEW_BELOW
-    )["fields"]
+    ).to_dict()["fields"]
     canvas = cv2.cvtColor((gray * 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
     thickness = max(2, round(max(gray.shape) / 600))
     for spec in template.fields:
