@@ -7,7 +7,8 @@ read four ways: a. the tutorial design (benchmarks/naive.py); b. this pipeline, 
 every result in the store, with 2 `scandigits worker` processes on the file store and on S3
 (moto's server); c. decode, preprocess and inference in-process (benchmarks/compute.py). Also
 the workers' time per stage from their metrics, single-image latency with idle workers, peak RSS
-per worker and throughput by chunk size. Prints the tables and saves the same as JSON.
+per worker and throughput by chunk size, each timed by benchmarks/timing.py. Prints the tables
+and saves the same as JSON.
 """
 
 from __future__ import annotations
@@ -21,10 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -34,11 +32,11 @@ import cv2
 import numpy as np
 
 import benchmarks
-from benchmarks import naive
-from benchmarks.compute import Compute, peak_rss
+from benchmarks import timing
+from benchmarks.compute import Compute
 from trainer import mnist, registry, samples, train
 from trainer.storage import Store, open_store
-from worker import batches, local, queue
+from worker import local
 from worker.reading import lines
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,9 +44,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 WORKERS = 2
 SCAN_SIDES = (560, 640)  # width and height of the single-digit scans, pixels
 JPEG_QUALITY = (40, 95)  # as the sample generator draws it
-STAGES = ("fetch", "decode", "preprocess", "infer", "write", "chunk")  # chunk: wall time
 QUICK = {"count": 16, "fields": 4, "chunk_size": 4, "latency_runs": 3, "curve": "2,8"}
-MIB = 1 << 20
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -213,16 +209,21 @@ def measure(
             local.wait_ready(cluster["processes"], cluster["logs"], cluster["broker"], 300)
         local.wait_ready([naive_worker], run, brokers["naive"], 300)
         for name, cluster in clusters.items():
-            rows[name] = pipeline_row(cluster, files, labels, args)
+            rows[name] = timing.pipeline_row(cluster, files, labels, args)
             if name == "file":
                 report["chunk_curve"] = [
-                    {"chunk_size": size, "images_per_second": len(files) / _batch(cluster, size)[1]}
+                    {
+                        "chunk_size": size,
+                        "images_per_second": len(files) / timing.run_batch(cluster, size)[1],
+                    }
                     for size in (int(s) for s in args.curve.split(",") if s)
                 ]
-            rows[name]["peak_rss_mib"] = _worker_rss(cluster["processes"])
+            rows[name]["peak_rss_mib"] = timing.worker_rss(cluster["processes"])
             local.stop_workers(cluster["processes"])
-        rows["compute"] = compute_row(compute, files, labels)
-        rows["naive"] = naive_row(naive_worker, brokers["naive"], stores["file"], files, labels)
+        rows["compute"] = timing.compute_row(compute, files, labels)
+        rows["naive"] = timing.naive_row(
+            naive_worker, brokers["naive"], stores["file"], files, labels
+        )
     report["rows"] = {name: rows[name] for name in ("naive", "file", "s3", "compute")}
     speed = {name: row["images_per_second"] for name, row in rows.items()}
     report["ratios"] = {
@@ -250,12 +251,8 @@ def _stores(
         store.check()
         publish(store, model, metadata)
         with ThreadPoolExecutor(16) as pool:
-            list(pool.map(lambda f, s=store: s.put(_key(f), f.read_bytes()), files))
+            list(pool.map(lambda f, s=store: s.put(timing.input_key(f), f.read_bytes()), files))
     return stores
-
-
-def _key(file: Path) -> str:
-    return f"incoming/{file.parent.name}/{file.name}"
 
 
 def _start_cluster(store: Store, broker: str, logs: Path, stack: ExitStack) -> dict[str, Any]:
@@ -265,132 +262,6 @@ def _start_cluster(store: Store, broker: str, logs: Path, stack: ExitStack) -> d
     processes = local.start_workers(WORKERS, env, logs, ports)
     stack.callback(local.stop_workers, processes)
     return {"store": store, "broker": broker, "processes": processes, "ports": ports, "logs": logs}
-
-
-def _poll(done: Callable[[], bool], interval: float, timeout: float = 3600) -> float:
-    """Wait until `done()`; return the monotonic time it was first seen true."""
-    deadline = time.monotonic() + timeout
-    while not done():
-        if time.monotonic() > deadline:
-            raise TimeoutError("the benchmark waited too long; see the logs in --workdir")
-        time.sleep(interval)
-    return time.monotonic()
-
-
-def _batch(cluster: dict[str, Any], chunk_size: int) -> tuple[str, float]:
-    """Submit every input (already in the store) as one batch; its id and the seconds from the
-    submit call to its results in the store."""
-    store = cluster["store"]
-    queue.connect(cluster["broker"])
-    start = time.monotonic()
-    batch = batches.submit(store, [f"{store.url}/incoming/"], chunk_size=chunk_size)
-    summary = f"{batches.prefix(batch)}/summary.json"
-    return batch, _poll(lambda: store.exists(summary), 0.05) - start
-
-
-def pipeline_row(
-    cluster: dict[str, Any], files: list[Path], labels: dict[str, str], args: argparse.Namespace
-) -> dict[str, Any]:
-    """Latency with idle workers, then one batch of every input with the stage breakdown."""
-    store = cluster["store"]
-    queue.connect(cluster["broker"])
-    waits = []
-    scans = [f for f in files if f.parent.name == "scans"]
-    for file in scans[: args.latency_runs + 1]:  # the first is a warm-up
-        start = time.monotonic()
-        summary = f"{batches.prefix(batches.submit(store, [str(file)]))}/summary.json"
-        waits.append(_poll(lambda key=summary: store.exists(key), 0.01) - start)
-    before = _scrape(cluster["ports"])
-    batch, seconds = _batch(cluster, args.chunk_size)
-    spent = _scrape(cluster["ports"])
-    spent.subtract(before)
-    records = [json.loads(line) for line in batches.result_file(store, batch, "jsonl").splitlines()]
-    texts = {Path(r["key"]).name: r["text"] for r in records}
-    row = _row(len(files), seconds, texts, labels)
-    row["stages"] = _stages(spent, len(files))
-    row["stages"]["queue_wait"] = {
-        "chunks": spent["queue_wait_count"],
-        "mean_seconds": spent["queue_wait_sum"] / max(spent["queue_wait_count"], 1),
-    }
-    row["latency"] = {
-        "runs": len(waits) - 1,
-        "p50_seconds": float(np.percentile(waits[1:], 50)),
-        "p95_seconds": float(np.percentile(waits[1:], 95)),
-    }
-    return row
-
-
-def _scrape(ports: list[int]) -> Counter[str]:
-    """Sums and counts of the stage, chunk and queue-wait histograms over the workers' /metrics."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    totals: Counter[str] = Counter()
-    for port in ports:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
-            text = reply.read().decode()
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                kind = sample.name.rsplit("_", 1)[-1]
-                if kind not in ("sum", "count"):
-                    continue
-                if family.name == "scandigits_stage_seconds":
-                    totals[f"{sample.labels['stage']}_{kind}"] += sample.value
-                elif family.name == "scandigits_chunk_seconds":
-                    totals[f"chunk_{kind}"] += sample.value
-                elif family.name == "scandigits_queue_wait_seconds":
-                    totals[f"queue_wait_{kind}"] += sample.value
-    return totals
-
-
-def _stages(spent: Counter[str], images: int) -> dict[str, Any]:
-    """Per stage: seconds summed over the processes, and wall milliseconds per image of one
-    process. Fetch, decode and preprocess overlap on each process's 8 threads, so the chunk's
-    wall time left after infer and write is split between them as their thread times are."""
-    ms = {stage: 1000 * spent[f"{stage}_sum"] / images for stage in STAGES}
-    threaded = ("fetch", "decode", "preprocess")
-    overlap = max(ms["chunk"] - ms["infer"] - ms["write"], 0.0)
-    thread_ms = sum(ms[stage] for stage in threaded) or 1.0
-    return {
-        stage: {
-            "seconds": spent[f"{stage}_sum"],
-            "ms_per_image": overlap * ms[stage] / thread_ms if stage in threaded else ms[stage],
-        }
-        for stage in STAGES
-        if f"{stage}_sum" in spent
-    }
-
-
-def _row(images: int, seconds: float, texts: dict[str, str], labels: dict[str, str]) -> dict:
-    """Throughput and the share of inputs read right."""
-    return {
-        "images": images,
-        "seconds": seconds,
-        "images_per_second": images / seconds,
-        "accuracy": sum(texts.get(name) == text for name, text in labels.items()) / len(labels),
-    }
-
-
-def _worker_rss(processes: list[subprocess.Popen]) -> dict[str, float]:
-    """Peak RSS (VmHWM) in MiB: the largest main process, pool process and their sum."""
-    workers = []
-    for process in processes:
-        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
-        workers.append((peak_rss(process.pid), [peak_rss(child) for child in children]))
-    return {
-        "main": max(main for main, _ in workers) / MIB,
-        "pool_process": max(max(pool, default=0) for _, pool in workers) / MIB,
-        "worker": max(main + sum(pool) for main, pool in workers) / MIB,
-    }
-
-
-def compute_row(compute: Compute, files: list[Path], labels: dict[str, str]) -> dict[str, Any]:
-    """The compute-only limit: every chunk read in-process, one process per core."""
-    result = compute.run()
-    row = _row(len(files), result["seconds"], result["texts"], labels)
-    spent = Counter({f"{stage}_sum": seconds for stage, seconds in result["stages"].items()})
-    row["stages"] = _stages(spent, len(files))
-    row["peak_rss_mib"] = {"process": max(result["peak_rss"]) / MIB}
-    return row
 
 
 def _start_naive(store: Store, broker: str, logs: Path, stack: ExitStack) -> subprocess.Popen:
@@ -413,32 +284,6 @@ def _start_naive(store: Store, broker: str, logs: Path, stack: ExitStack) -> sub
         )
     stack.callback(local.stop_workers, [process])
     return process
-
-
-def naive_row(
-    process: subprocess.Popen,
-    broker: str,
-    store: Store,
-    files: list[Path],
-    labels: dict[str, str],
-) -> dict[str, Any]:
-    """The tutorial design on the file store: a task and a result object per image."""
-    naive.app.conf.broker_url = broker
-    keys = [_key(f) for f in files]
-    naive.submit("warm-up", keys[:1])
-    _poll(lambda: store.exists(naive.result_key("warm-up", 0)), 0.05)
-    start = time.monotonic()
-    naive.submit("timed", keys)
-    done = _poll(lambda: sum(1 for _ in store.list("naive/timed/")) == len(keys), 0.25)
-    records = [json.loads(store.get(naive.result_key("timed", i))) for i in range(len(keys))]
-    row = _row(len(keys), done - start, {Path(r["key"]).name: r["text"] for r in records}, labels)
-    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
-    row["peak_rss_mib"] = {
-        "main": peak_rss(process.pid) / MIB,
-        "pool_process": max(peak_rss(child) for child in children) / MIB,
-    }
-    local.stop_workers([process])
-    return row
 
 
 def _share(stages: dict[str, Any], stage: str) -> str:
@@ -479,7 +324,7 @@ def table(report: dict[str, Any]) -> str:
         "| stage: ms per image (share) | file | S3 | compute only |",
         "|---|---:|---:|---:|",
     ]
-    for stage in STAGES:
+    for stage in timing.STAGES:
         label = {"preprocess": "preprocess + segment", "chunk": "whole chunk"}
         cells = [
             _share(rows[n]["stages"], stage) if stage in rows[n]["stages"] else "-"

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from trainer import checkdigits, samples
+from trainer import checkdigits, handwriting, samples
 
 DPI = 200
 WIDTH, HEIGHT = 1654, 2339  # A4 portrait at DPI
@@ -194,7 +194,7 @@ def _fill(
     field order, as page-sized float32 ink coverage; returns it and the stroke width."""
     size = rng.uniform(*_DIGIT_HEIGHT) * _BOX_HEIGHT
     pen = math.exp(rng.uniform(*np.log(_PEN_MM))) * DPI / 25.4
-    patches, stroke = samples.handwrite(digits, size, rng, pen)
+    patches, stroke = handwriting.handwrite(digits, size, rng, pen)
     ink = np.zeros((HEIGHT, WIDTH), np.float32)
     start = 0
     for name, value in values.items():

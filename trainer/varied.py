@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from trainer import samples
+from trainer import handwriting, samples
 
 # print styles and their shares; drop-out colours only in colour scans (else a plain box)
 STYLES = {
@@ -48,7 +48,7 @@ def render(digits: Sequence[np.ndarray], rng: np.random.Generator) -> np.ndarray
     if style == "drop-out" and not colour:
         style = "box"
     size = rng.uniform(18.0, 80.0)
-    patches, stroke = samples.handwrite(digits, size, rng, sizes=SIZES, pens=PENS)
+    patches, stroke = handwriting.handwrite(digits, size, rng, sizes=SIZES, pens=PENS)
     pressure = _pressure(len(patches), rng)
     thick = int(rng.integers(1, 4))
     if style in CELLED:
