@@ -14,7 +14,7 @@ from trainer import say
 from trainer.errors import UserError
 from trainer.storage import Store
 from worker import settings
-from worker.cli import (
+from worker.cli.options import (
     DEFAULT_BROKER,
     DEFAULT_STORE,
     BrokerUrl,

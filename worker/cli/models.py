@@ -11,7 +11,7 @@ import typer
 from trainer import say
 from trainer.errors import UserError
 from trainer.storage import open_store
-from worker.cli import (
+from worker.cli.options import (
     DEFAULT_STORE,
     MnistData,
     ModelVersion,

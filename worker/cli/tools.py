@@ -11,7 +11,7 @@ import typer
 
 from trainer import say
 from trainer.errors import UserError
-from worker.cli import (
+from worker.cli.options import (
     DEFAULT_STORE,
     ChunkSize,
     MnistData,

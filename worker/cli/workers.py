@@ -11,7 +11,7 @@ import typer
 
 from trainer.errors import UserError
 from worker import settings
-from worker.cli import DEFAULT_BROKER, DEFAULT_STORE, BrokerUrl, StoreUrl, checked_store
+from worker.cli.options import DEFAULT_BROKER, DEFAULT_STORE, BrokerUrl, StoreUrl, checked_store
 
 TimeLimit = Annotated[
     int,
