@@ -221,16 +221,16 @@ def test_lost_messages_are_found_and_resumed(redis_url, worker_env, scans, tmp_p
     names = sorted(labels)[:10]
     batch = submit([str(folder / n) for n in names], env, "--chunk-size", "4")
 
-    def status() -> dict:
+    def now() -> dict:
         return status(batch, env)
 
-    assert status()["state"] == "queued" and "lost_chunks" not in status()
+    assert now()["state"] == "queued" and "lost_chunks" not in now()
     redis.Redis.from_url(redis_url).delete(queue.app.conf.task_default_queue)  # Redis loses them
-    report = status()
+    report = now()
     assert report["state"] == "stalled" and report["lost_chunks"] == [0, 1, 2]
     resumed = cli("resume", batch, env=env)
     assert resumed.returncode == 0 and "re-queued 3 chunks" in resumed.stderr
-    assert status()["state"] == "queued"
+    assert now()["state"] == "queued"
     assert "nothing to re-queue" in cli("resume", batch, env=env).stderr  # all queued again
 
     processes = local.start_workers(1, env, tmp_path / "logs")

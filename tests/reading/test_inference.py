@@ -48,7 +48,7 @@ def test_tensorflow_threads_follow_the_cgroup_limit(tmp_path: Path) -> None:
     """A pod limited to one CPU runs TensorFlow's ops on one thread, whatever the node has."""
     root = cgroup(tmp_path, {"cpu.max": "100000 100000\n"})
     script = (
-        "from pathlib import Path; import tensorflow as tf; from worker import inference; "
+        "from pathlib import Path; import tensorflow as tf; from worker.reading import inference; "
         f"inference.configure_threads(1, Path({str(root)!r})); "
         "print(tf.config.threading.get_intra_op_parallelism_threads())"
     )
