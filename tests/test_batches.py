@@ -266,3 +266,24 @@ def test_a_losing_submission_leaves_the_winners_inputs_alone(
     (item,) = batches.manifest(file_store, "claim-8").chunks[0]
     assert file_store.get(item.key) == PNG
     assert [k for k in file_store.list("batches/claim-8/inputs/")] == [item.key]
+
+
+def test_a_submission_left_unqueued_deletes_its_uploads(tmp_path, file_store, monkeypatch) -> None:
+    """What the HTTP API relies on when an upload is refused halfway: the files added so far
+    were uploaded, and leaving the submission without queuing deletes them; nothing is queued."""
+    queued: list[list] = []
+    monkeypatch.setattr(batches.queue, "enqueue", queued.append)
+    (tmp_path / "a.png").write_bytes(PNG)
+    with pytest.raises(UserError, match="refused"), batches.Submission(file_store) as submission:
+        (item,) = submission.add_file("scans/a.png", tmp_path / "a.png")
+        assert item.source == "scans/a.png" and item.key.endswith("-a.png")
+        raise UserError("refused")
+    assert not list(file_store.list("batches/")) and not queued
+    assert (tmp_path / "a.png").exists(), "the caller's own file is left alone"
+    with batches.Submission(file_store) as submission:
+        submission.add_file("b.png", tmp_path / "a.png")
+        batch = submission.queue(1, tenant="acme", name="one")
+    assert batches.manifest(file_store, batch).tenant == "acme" and len(queued) == 1
+    reports, after = batches.listing(file_store, "acme")
+    assert [r["batch"] for r in reports] == [batch] and reports[0]["name"] == "one"
+    assert after is None and batches.listing(file_store, None) == ([], None)

@@ -106,7 +106,10 @@ def test_template_preview_draws_the_fields_of_a_form(tmp_path: Path, trained, fi
     assert "valid" in cli("template", "check", str(tmp_path / "form.yaml")).stderr
 
 
-@pytest.mark.parametrize("command", ["train", "submit", "worker", "predict", "demo", "watch"])
+@pytest.mark.parametrize(
+    "command",
+    ["train", "submit", "worker", "predict", "demo", "watch", "serve", "token", "batches"],
+)
 def test_help(command: str) -> None:
     result = cli(command, "--help")
     assert result.returncode == 0 and "Usage" in result.stdout

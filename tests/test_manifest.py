@@ -47,3 +47,12 @@ def test_the_chunk_message_is_the_tasks_positional_arguments() -> None:
 def test_a_message_without_a_template_reads() -> None:
     args = ["b", 0, 1, [{"source": "a.png", "key": "k"}], 1, 0.8, "2026-12-04T12:00:00+00:00"]
     assert Chunk.from_args(args).template is None
+
+
+def test_tenant_and_name_are_written_only_when_given() -> None:
+    labelled = Manifest.from_dict({**WIRE, "tenant": "acme", "name": "morning"})
+    assert (labelled.tenant, labelled.name) == ("acme", "morning")
+    assert json.dumps(labelled.to_dict()) == json.dumps(
+        {**WIRE, "tenant": "acme", "name": "morning"}
+    )
+    assert "tenant" not in Manifest.from_dict(WIRE).to_dict()

@@ -6,7 +6,8 @@
     │   │   ├── AccessDenied   its credentials do not allow what was asked
     │   │   └── KeyRefused     a key that is not safe, or leads out of the store
     │   ├── RegistryError  no usable model: none published, unknown, tampered or untrusted
-    │   └── DataError      MNIST missing, truncated or malformed
+    │   ├── DataError      MNIST missing, truncated or malformed
+    │   └── OverLimit      an input over a size limit of the settings, refused whole
     ├── ObjectMissing (KeyError)   no object at a key: the caller says what that means
     ├── AlreadyExists      an exclusive create found its key taken
     ├── TooLarge           an object over the size it may be read at
@@ -43,6 +44,11 @@ class RegistryError(UserError):
 
 class DataError(UserError):
     """MNIST is missing, truncated or malformed."""
+
+
+class OverLimit(UserError):
+    """An input over a limit of the settings (its bytes, an archive's entries or unpacked
+    bytes), refused whole before anything is queued; the HTTP API answers 413."""
 
 
 class ObjectMissing(KeyError):

@@ -36,6 +36,8 @@ class Store(Protocol):
     def check_key(self, key: str) -> None: ...
     def get(self, key: str, limit: int | None = None) -> bytes: ...
     def put(self, key: str, data: bytes) -> None: ...
+    def upload(self, key: str, file: BinaryIO) -> None: ...
+    def stream(self, key: str) -> Iterator[bytes]: ...
     def create(self, key: str, data: bytes) -> None: ...
     def copy(self, key: str, target: str, tag: str, limit: int) -> None: ...
     def download(self, key: str, path: Path) -> None: ...
@@ -127,6 +129,16 @@ class FileStore:
         tmp, path = self._write_temp(key, data)
         os.replace(tmp, path)
 
+    def upload(self, key: str, file: BinaryIO) -> None:
+        """Write the object from an open file, streamed: memory stays bounded whatever its size."""
+        tmp, path = self._write_temp(key, file)
+        os.replace(tmp, path)
+
+    def stream(self, key: str) -> Iterator[bytes]:
+        """The object's bytes piece by piece as they are read; ObjectMissing now, not at the
+        first piece, if there is none."""
+        return _pieces(self._open(key))
+
     def create(self, key: str, data: bytes) -> None:
         tmp, path = self._write_temp(key, data)
         try:
@@ -182,6 +194,13 @@ class FileStore:
             except FileNotFoundError:  # removed since it was listed
                 continue
             yield key, _file_tag(stat)
+
+
+def _pieces(body: BinaryIO, size: int = 1 << 16) -> Iterator[bytes]:
+    """An open file's or S3 body's bytes, `size` at a time; it is closed at the end."""
+    with body:
+        while piece := body.read(size):
+            yield piece
 
 
 def _within(size: int, limit: int | None) -> None:
@@ -324,6 +343,16 @@ class S3Store:
 
     def put(self, key: str, data: bytes) -> None:
         self._call("put_object", Key=self._key(key), Body=data)
+
+    def upload(self, key: str, file: BinaryIO) -> None:
+        """Write the object from an open file, streamed (in parts, when large)."""
+        with self._errors("upload_fileobj", key):
+            self.client.upload_fileobj(file, self.bucket, self._key(key))
+
+    def stream(self, key: str) -> Iterator[bytes]:
+        """The object's bytes piece by piece as they are read; ObjectMissing now, not at the
+        first piece, if there is none."""
+        return _pieces(self._body(key, None))
 
     def create(self, key: str, data: bytes) -> None:
         self._call("put_object", Key=self._key(key), Body=data, IfNoneMatch="*")

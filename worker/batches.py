@@ -1,66 +1,38 @@
-"""Batches in the store: submit (manifest + inputs + chunk tasks), progress, and finalize.
+"""Batches in the store: submit (manifest + inputs + chunk tasks), progress, finalize, and a
+tenant's listing and deletion.
 
 Layout under ``batches/<id>/``: ``manifest.json``, ``inputs/…``, ``chunks/<n>.json`` (one per
 chunk, overwritten on a re-run), and once every chunk has landed ``results.jsonl``,
-``results.csv`` and ``summary.json``. The store, not the broker, says what is done.
+``results.csv`` and ``summary.json``. The store, not the broker, says what is done. Each batch
+is also indexed under its tenant, ``tenants/<tenant>/batches/<id>`` (an empty object; ``_`` for
+the batches submitted without a tenant, by `submit` and `watch`), so listing a tenant's batches
+reads that folder and no other batch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import secrets
-import tarfile
 import tempfile
 import time
-import zipfile
-import zlib
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import IO, Any
+from types import TracebackType
+from typing import Any
 
-from trainer import errors, registry
-from trainer.errors import AlreadyExists, ObjectMissing, TooLarge, UserError
-from trainer.storage import Store, open_store
-from worker import queue, results, settings
+from trainer import registry
+from trainer.errors import ObjectMissing, StoreError, UserError
+from trainer.storage import Store
+from worker import inputs, queue, results
 from worker.forms.templates import Template
-from worker.manifest import Item, Manifest
-from worker.reading import decode
+from worker.manifest import Item, Manifest, valid_name
 
-IMAGE_SUFFIXES = frozenset(
-    [
-        ".png",
-        ".jpg",
-        ".jpeg",
-        ".jpe",
-        ".bmp",
-        ".dib",
-        ".tif",
-        ".tiff",
-        ".webp",
-        ".pbm",
-        ".pgm",
-        ".ppm",
-        ".pnm",
-        ".gif",
-        ".pdf",
-    ]
-)
-PAGED_SUFFIXES = frozenset([".pdf", ".tif", ".tiff"])  # counted at submit: one item per page
-ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz")
 OPEN = "batches/_open/"  # a marker per batch not yet finished, for workers to look after
-ARCHIVE_ERRORS = (
-    zipfile.BadZipFile,
-    tarfile.TarError,
-    EOFError,
-    zlib.error,
-    NotImplementedError,  # a compression method zipfile lacks
-    RuntimeError,  # an encrypted member
-    OSError,
-)
 
 
 def now() -> str:
@@ -70,15 +42,19 @@ def now() -> str:
 
 def prefix(batch_id: str) -> str:
     """The store folder of one batch; ids are validated so keys cannot escape it."""
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", batch_id):
-        raise UserError(f"invalid batch id {batch_id!r}")
-    return f"batches/{batch_id}"
+    return f"batches/{valid_name(batch_id, 'batch id')}"
 
 
 def _open_key(batch_id: str) -> str:
     """The marker of a batch not yet finished: "_open" is no batch id, so it is no batch."""
     prefix(batch_id)
     return f"{OPEN}{batch_id}"
+
+
+def _index(tenant: str | None) -> str:
+    """The folder indexing a tenant's batches: "_" is no tenant name, so it holds those
+    submitted without one."""
+    return f"tenants/{valid_name(tenant, 'tenant') if tenant else '_'}/batches/"
 
 
 def open_batches(store: Store, older_than: float = 0.0) -> list[str]:
@@ -98,137 +74,15 @@ def chunk_key(batch_id: str, index: int) -> str:
     return f"{prefix(batch_id)}/chunks/{index:06d}.json"
 
 
-def _is_image(name: str) -> bool:
-    return Path(name).suffix.lower() in IMAGE_SUFFIXES and not Path(name).name.startswith(".")
-
-
-def is_archive(name: str) -> bool:
-    """Whether a file name or key names an archive whose members are inputs (ZIP, TAR)."""
-    return name.lower().endswith(ARCHIVE_SUFFIXES)
-
-
-def key_of(store: Store, url: str, hint: str = "") -> str:
-    """The key of a URL inside `store`, without a trailing '/' ('' for the store's root); a
-    URL outside it is a UserError (with `hint`, what to do instead)."""
-    root, target = store.url.rstrip("/") + "/", open_store(url).url.rstrip("/") + "/"
-    if not target.startswith(root):
-        raise UserError(f"{url} is not inside the store {store.url}{hint}")
-    return target[len(root) :].rstrip("/")
+def manifest_key(batch_id: str) -> str:
+    """Where a batch's manifest is: the batch exists while it does."""
+    return f"{prefix(batch_id)}/manifest.json"
 
 
 def new_id(random_bytes: int) -> str:
     """An id that sorts by its UTC time of creation (to the second), made unique by
     `random_bytes` random bytes in hex."""
     return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(random_bytes)}"
-
-
-def _paged(source: str, key: str, count: int) -> list[Item]:
-    """The items of one input: itself when it has one page, else one per page, `source#n` with
-    `page` n (both counted from 1)."""
-    if count == 1:
-        return [Item(source, key)]
-    return [Item(f"{source}#{n}", key, n) for n in range(1, count + 1)]
-
-
-def _count(name: str, read: Callable[[], bytes]) -> int:
-    """Pages of a PDF or TIFF input, `read` no further than the byte limit; 1 for other
-    inputs, and for those the worker will refuse (unreadable, too large, too many pages,
-    gone): as one item, they get its one-line error."""
-    if Path(name).suffix.lower() not in PAGED_SUFFIXES:
-        return 1
-    try:
-        return decode.pages(read())
-    except (errors.DecodeError, ObjectMissing, TooLarge):
-        return 1
-
-
-def _store_items(store: Store, url: str) -> list[Item]:
-    """Items for an s3:// or file:// URL inside the store: an object or every image under it;
-    PDFs and TIFFs are fetched to count their pages."""
-    relative = key_of(store, url, "; pass local files instead")
-    if not relative:
-        raise UserError(f"{url} is the store's root: name a prefix or an object inside it")
-    root = store.url.rstrip("/") + "/"
-    keys = [k for k in store.list(relative + "/") if _is_image(k)]
-    if not keys and store.exists(relative):
-        keys = [relative]
-    limit = settings.current().max_bytes
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        counts = pool.map(lambda key: _count(key, partial(store.get, key, limit=limit)), keys)
-        return [
-            item for key, n in zip(keys, counts, strict=True) for item in _paged(root + key, key, n)
-        ]
-
-
-def _local_files(path: Path) -> list[Path]:
-    if path.is_dir():
-        return sorted(
-            p
-            for p in path.rglob("*")
-            if p.is_file()
-            and (_is_image(p.name) or is_archive(p.name))
-            and not any(part.startswith(".") for part in p.relative_to(path).parts)
-        )
-    if path.exists():
-        return [path]
-    raise UserError(f"no such file or folder: {path}")
-
-
-def _local_inputs(path: Path, scratch: Path) -> Iterator[tuple[str, Path]]:
-    """(source, file) of each local input under `path`; an archive's images are unpacked
-    into `scratch`."""
-    for file in _local_files(path):
-        if is_archive(file.name):
-            yield from _unpack(file, scratch)
-        else:
-            yield str(file), file
-
-
-def _unpack(archive: Path, scratch: Path) -> Iterator[tuple[str, Path]]:
-    """(source, file) of each image, PDF or TIFF in a ZIP or TAR archive, copied into
-    `scratch` under a number, never under its name in the archive (which only makes the
-    source, without `..` and leading slashes). A possible bomb is refused whole: more entries
-    than max_members, a member over max_bytes, or more than max_archive_bytes in all."""
-    limits = settings.current()
-    folder, total = Path(tempfile.mkdtemp(dir=scratch)), 0
-    try:
-        for n, (name, open_member, passed) in enumerate(_members(archive)):
-            if n >= limits.max_members:
-                raise UserError(f"{archive}: more than {limits.max_members:,} entries")
-            parts = [part for part in re.split(r"[/\\]", name) if part not in ("", ".", "..")]
-            label = "/".join(parts)
-            hidden = any(part.startswith(".") for part in parts)
-            data, taken = b"", open_member is not None and _is_image(label) and not hidden
-            if taken:
-                with open_member() as member:  # what it unpacks to counts, not what it declares
-                    data = member.read(limits.max_bytes + 1)
-                if len(data) > limits.max_bytes:
-                    raise UserError(f"{archive}: {label} is over {limits.max_bytes:,} bytes")
-            total += len(data) if taken else passed  # a TAR's members are unpacked to pass them
-            if total > limits.max_archive_bytes:
-                raise UserError(f"{archive}: unpacks to over {limits.max_archive_bytes:,} bytes")
-            if taken:
-                file = folder / f"{n:06d}"
-                file.write_bytes(data)
-                yield f"{archive}/{label}", file
-    except ARCHIVE_ERRORS as exc:
-        raise UserError(f"cannot read archive {archive}: {exc}") from exc
-
-
-def _members(archive: Path) -> Iterator[tuple[str, Callable[[], IO[bytes]] | None, int]]:
-    """(name, opener, bytes unpacked to pass it) of each entry of a ZIP or TAR archive, opened
-    only with the compression its suffix names. Folders, and a TAR's links and devices, have no
-    opener; a ZIP's link opens as the text of its target: none is followed."""
-    name = archive.name.lower()
-    if name.endswith(".zip"):
-        with zipfile.ZipFile(archive) as zipped:
-            for info in zipped.infolist():
-                yield info.filename, None if info.is_dir() else (lambda i=info: zipped.open(i)), 0
-        return
-    with tarfile.open(archive, "r:" if name.endswith(".tar") else "r:gz") as tarred:
-        for member in tarred:
-            opener = (lambda m=member: tarred.extractfile(m)) if member.isfile() else None
-            yield member.name, opener, member.size
 
 
 def submit(
@@ -241,53 +95,148 @@ def submit(
     template: Template | None = None,
     batch_id: str | None = None,
 ) -> str:
-    """Create a batch and queue its chunk tasks; return the batch id (`batch_id`, or a new one).
-    A given `batch_id` is taken by an exclusive create of its manifest: if that batch exists
-    already, AlreadyExists is raised and nothing is queued.
-
-    Local files are uploaded under the batch's inputs/, archives' images one by one; store URLs
-    are used in place. A PDF or TIFF of several pages gives one item per page (`_paged`). With
-    a form `template`, each page is read as that form: one record per page, a field per field.
+    """Create a batch of local files, folders and store URLs (`Submission.add_path`) and queue
+    its chunk tasks; return the batch id (`batch_id`, or a new one). A given `batch_id` is
+    taken by an exclusive create of its manifest: if that batch exists already, AlreadyExists
+    is raised and nothing is queued. With a form `template`, each page is read as that form:
+    one record per page, a field per field.
     """
     if chunk_size < 1:
         raise UserError("chunk size must be at least 1")
     version = registry.resolve(store, model)["version"]
-    inputs = f"{prefix(batch_id)}/inputs/{secrets.token_hex(4)}/" if batch_id else None
-    write = store.create if batch_id else store.put  # a given id is taken once...
-    batch_id = batch_id or new_id(3)
-    inputs = inputs or f"{prefix(batch_id)}/inputs/"  # ...its inputs in a folder of their own
-    items: list[Item] = []
-    uploads: list[tuple[Path, str]] = []
-
-    def upload(job: tuple[Path, str]) -> None:
-        store.put(job[1], read_local(job[0]))
-        on_upload(1)
-
-    with tempfile.TemporaryDirectory(prefix="scandigits-") as scratch:
+    with Submission(store, batch_id, on_upload) as submission:
         for raw in paths:
-            if "://" in raw:
-                items += _store_items(store, raw)
-                continue
-            for source, file in _local_inputs(Path(raw), Path(scratch)):
-                key = f"{inputs}{len(items):06d}-{_safe_name(Path(source).name)}"
-                items += _paged(source, key, _count(source, partial(read_local, file)))
-                uploads.append((file, key))
-        if not items:
+            submission.add_path(raw)
+        if not submission.items:
             raise UserError(f"no images found in {' '.join(paths)}")
-        with ThreadPoolExecutor(max_workers=16) as pool:
-            list(pool.map(upload, uploads))
-    chunks = tuple(tuple(items[i : i + chunk_size]) for i in range(0, len(items), chunk_size))
-    form = template.to_dict() if template else None
-    batch = Manifest(batch_id, now(), version, chunk_size, review_below, form, chunks)
-    try:
-        write(f"{prefix(batch_id)}/manifest.json", json.dumps(batch.to_dict()).encode())
-    except AlreadyExists:  # another submission took the id: what this one uploaded is no input
-        for _, key in uploads:
-            store.delete(key)
-        raise
-    store.put(_open_key(batch_id), batch.created.encode())
-    _enqueue(batch, range(len(chunks)))
-    return batch_id
+        return submission.queue(version, chunk_size, review_below, template)
+
+
+class Submission:
+    """A batch being submitted. Its inputs are added one at a time, by `submit` (the CLI's
+    paths) or by the HTTP API (each file as its upload ends), through the same `add_file`;
+    each is uploaded under the batch's inputs/ on a pool of threads while the next is added.
+    `queue` then writes the manifest and queues the chunks. Left without `queue` (an
+    exception, a limit), what it uploaded is deleted: nothing is queued.
+
+    A given `batch_id` is taken by an exclusive create of its manifest, its inputs in a folder
+    of their own, so that the loser of two submissions of one id deletes only its own.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        batch_id: str | None = None,
+        on_upload: Callable[[int], None] = lambda n: None,
+    ) -> None:
+        self.store = store
+        self.batch = batch_id or new_id(3)
+        self.inputs = f"{prefix(self.batch)}/inputs/"
+        if batch_id:
+            self.inputs += f"{secrets.token_hex(4)}/"
+        self.items: list[Item] = []
+        self._exclusive = batch_id is not None
+        self._on_upload = on_upload
+        self._uploads: list[Future[None]] = []
+        self._uploaded: list[str] = []
+        self._queued = False
+        self._temporary = tempfile.TemporaryDirectory(prefix="scandigits-")
+        self.scratch = Path(self._temporary.name)  # unpacked members, the API's uploads
+        self._pool = ThreadPoolExecutor(max_workers=16)
+
+    def __enter__(self) -> Submission:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Let the uploads in flight end, delete what was uploaded unless the batch was
+        queued, and remove the scratch folder."""
+        self._pool.shutdown(cancel_futures=True)
+        if not self._queued:
+            with contextlib.suppress(StoreError):  # the error that got here says more
+                for key in self._uploaded:
+                    self.store.delete(key)
+        self._temporary.cleanup()
+
+    def add_path(self, raw: str) -> None:
+        """Add what `submit` is given: a store URL (read in place), a local file or a folder
+        (recursively: images, PDFs, TIFFs and archives)."""
+        if "://" in raw:
+            self.add_url(raw)
+            return
+        for file in inputs.local_files(Path(raw)):
+            self.add_file(str(file), file)
+
+    def add_url(self, url: str, inside: str = "") -> list[Item]:
+        """Add the images at a URL inside the store (and inside its folder `inside`, if given),
+        read in place; return their items."""
+        found = inputs.store_items(self.store, url, inside)
+        self.items += found
+        return found
+
+    def add_file(self, source: str, file: Path) -> list[Item]:
+        """Add one named input held in a local file: an archive's images (ZIP or TAR, as
+        `source`'s suffix says), or the file itself; return its items. `source` labels them
+        and, made safe, ends their keys; it never names a path. A file in `scratch` is removed
+        once it is uploaded (or unpacked)."""
+        if not inputs.is_archive(source):
+            return self._add(source, file)
+        found = []
+        for member, unpacked in inputs.unpack(source, file, self.scratch):
+            found += self._add(member, unpacked)
+        self._drop(file)
+        return found
+
+    def _add(self, source: str, file: Path) -> list[Item]:
+        key = f"{self.inputs}{len(self.items):06d}-{inputs.safe_name(Path(source).name)}"
+        pages = inputs.count(source, partial(inputs.read_local, file))
+        found = inputs.paged(source, key, pages)
+        self.items += found
+        self._uploaded.append(key)
+        self._uploads.append(self._pool.submit(self._upload, file, key))
+        return found
+
+    def _upload(self, file: Path, key: str) -> None:
+        inputs.upload(self.store, key, file)
+        self._drop(file)
+        self._on_upload(1)
+
+    def _drop(self, file: Path) -> None:
+        """Remove `file` if it is this submission's own copy, in `scratch`."""
+        if file.is_relative_to(self.scratch):
+            file.unlink(missing_ok=True)
+
+    def queue(
+        self,
+        model: int,
+        chunk_size: int = 128,
+        review_below: float = results.REVIEW_BELOW,
+        template: Template | None = None,
+        tenant: str | None = None,
+        name: str | None = None,
+    ) -> str:
+        """Once every upload is in, write the manifest (AlreadyExists, nothing queued, if the
+        given id is taken), index the batch under its tenant and queue its chunks; return the
+        batch id."""
+        for upload in self._uploads:
+            upload.result()
+        items = self.items
+        chunks = tuple(tuple(items[i : i + chunk_size]) for i in range(0, len(items), chunk_size))
+        form = template.to_dict() if template else None
+        batch = Manifest(
+            self.batch, now(), model, chunk_size, review_below, form, chunks, tenant, name
+        )
+        write = self.store.create if self._exclusive else self.store.put
+        write(manifest_key(self.batch), json.dumps(batch.to_dict()).encode())
+        self._queued = True
+        self.store.put(f"{_index(tenant)}{self.batch}", b"")
+        self.store.put(_open_key(self.batch), batch.created.encode())
+        _enqueue(batch, range(len(chunks)))
+        return self.batch
 
 
 def _enqueue(batch: Manifest, indexes: Iterable[int]) -> None:
@@ -315,24 +264,10 @@ def _lost(batch: Manifest, done: set[int]) -> list[int]:
     return sorted(missing - queue.pending(batch.batch, missing)) if missing else []
 
 
-def read_local(file: Path) -> bytes:
-    """A local input's bytes, or a one-line error; no more than one byte over the byte limit
-    (enough for the worker to refuse it, and memory stays bounded whatever the file)."""
-    try:
-        with file.open("rb") as opened:
-            return opened.read(settings.current().max_bytes + 1)
-    except OSError as exc:
-        raise UserError(f"cannot read {file}: {exc.strerror}") from exc
-
-
-def _safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name)[-100:] or "image"
-
-
 def manifest(store: Store, batch_id: str) -> Manifest:
     """The batch's manifest, or a one-line error if there is no such batch."""
     try:
-        return Manifest.from_dict(json.loads(store.get(f"{prefix(batch_id)}/manifest.json")))
+        return Manifest.from_dict(json.loads(store.get(manifest_key(batch_id))))
     except ObjectMissing as exc:
         raise UserError(f"no batch {batch_id!r} in {store.url}") from exc
 
@@ -367,6 +302,8 @@ def status(store: Store, batch: Manifest, broker: bool = False) -> dict[str, Any
         "chunks_done": len(done),
         "submitted": batch.created,
     }
+    if batch.name is not None:
+        report["name"] = batch.name
     if lost:
         report["lost_chunks"] = lost
     if summary:
@@ -421,14 +358,72 @@ def finalize_if_complete(store: Store, batch_id: str, chunk_count: int) -> bool:
     return True
 
 
+def result_stream(store: Store, batch_id: str, fmt: str) -> Iterator[bytes]:
+    """The finished batch's results as JSON Lines or CSV ("jsonl", "csv"), piece by piece as
+    they are read; ObjectMissing if the batch is not finished."""
+    return store.stream(f"{prefix(batch_id)}/results.{fmt}")
+
+
 def result_file(store: Store, batch_id: str, fmt: str) -> bytes:
-    """The finished batch's results as JSON Lines or CSV."""
-    name = {"jsonl": "results.jsonl", "csv": "results.csv"}[fmt]
+    """The finished batch's results as JSON Lines or CSV, whole."""
     try:
-        return store.get(f"{prefix(batch_id)}/{name}")
+        return b"".join(result_stream(store, batch_id, fmt))
     except ObjectMissing as exc:
         report = status(store, manifest(store, batch_id))
         raise UserError(
             f"batch {batch_id} is not finished ({report['images_done']}/{report['images']} "
             "images); wait with `scandigits submit --wait` or check `scandigits status`"
         ) from exc
+
+
+def listing(
+    store: Store,
+    tenant: str | None,
+    limit: int = 20,
+    after: str | None = None,
+    state: str | None = None,
+    name: str | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of a tenant's batches, newest first, read from its index alone: the status
+    reports (from the store: queued, running or done) of up to `limit` batches older than the
+    batch `after`, in `state` and labelled `name` if given; and the id to pass as `after` for
+    the next page (None on the last)."""
+    ids = sorted((key.rsplit("/", 1)[-1] for key in store.list(_index(tenant))), reverse=True)
+    if after is not None:
+        ids = [batch_id for batch_id in ids if batch_id < valid_name(after, "cursor")]
+    page: list[dict[str, Any]] = []
+    for n, batch_id in enumerate(ids):
+        try:
+            batch = manifest(store, batch_id)
+        except UserError:  # deleted since it was listed
+            continue
+        if name is not None and batch.name != name:
+            continue
+        report = status(store, batch)
+        if state is None or report["state"] == state:
+            page.append(report)
+            if len(page) == limit:
+                return page, batch_id if n + 1 < len(ids) else None
+    return page, None
+
+
+def delete(store: Store, batch_id: str) -> None:
+    """Delete a batch: its chunks waiting in the queue are taken off it, then its files
+    (uploaded inputs, chunk results, results) and its index entry go, the manifest last, so
+    that a deletion cut short can be run again. A chunk a worker holds finds no manifest and
+    is skipped, or, read meanwhile, drops its results (`worker.tasks`); what one wrote while
+    the files went is deleted after the manifest. Inputs named by store URLs are not the
+    batch's: they stay."""
+    batch = manifest(store, batch_id)
+    store.delete(_open_key(batch_id))
+    queue.discard(batch_id)
+    _delete_files(store, batch_id, keep=manifest_key(batch_id))
+    store.delete(f"{_index(batch.tenant)}{batch_id}")
+    store.delete(manifest_key(batch_id))
+    _delete_files(store, batch_id)
+
+
+def _delete_files(store: Store, batch_id: str, keep: str = "") -> None:
+    keys = [key for key in store.list(f"{prefix(batch_id)}/") if key != keep]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(store.delete, keys))

@@ -55,7 +55,7 @@ from trainer.errors import (
     UserError,
 )
 from trainer.storage import Store
-from worker import batches, settings
+from worker import batches, inputs, settings
 from worker.forms.templates import Template
 from worker.results import REVIEW_BELOW
 from worker.settings import Settings
@@ -89,7 +89,7 @@ class _Object:
 
 def _prefix(store: Store, url: str) -> str:
     """The key prefix of a URL inside the store: '' for its root, else ending in '/'."""
-    key = batches.key_of(store, url)
+    key = inputs.key_of(store, url)
     return f"{key}/" if key else ""
 
 
@@ -104,7 +104,7 @@ def _is_input(key: str) -> bool:
     segment hides nothing: the store refuses such a key, and it is rejected, not skipped)."""
     name = PurePosixPath(key.lower())
     return not any(part.startswith(".") and part != ".." for part in name.parts) and (
-        name.suffix in batches.IMAGE_SUFFIXES or batches.is_archive(key)
+        name.suffix in inputs.IMAGE_SUFFIXES or inputs.is_archive(key)
     )
 
 
@@ -225,8 +225,8 @@ class Watcher:
             return
         try:
             waiting = self._waiting()  # again: another watcher may have claimed some
-            archives = [item for item in waiting if batches.is_archive(item.key)]
-            images = [item for item in waiting if not batches.is_archive(item.key)]
+            archives = [item for item in waiting if inputs.is_archive(item.key)]
+            images = [item for item in waiting if not inputs.is_archive(item.key)]
             for archive in archives:
                 self._record([archive])
             while images and self._due(images, flush):
@@ -274,7 +274,7 @@ class Watcher:
         if again and self.store.exists(pinned):
             return None
         limits = settings.current()
-        limit = limits.max_archive_bytes if batches.is_archive(item.key) else limits.max_bytes
+        limit = limits.max_archive_bytes if inputs.is_archive(item.key) else limits.max_bytes
         try:
             self.store.copy(item.key, pinned, item.tag, limit)
         except ObjectMissing:
@@ -357,7 +357,7 @@ class Watcher:
         """What batches.submit is given for an object: the URL of its pinned copy; for an
         archive, a local copy of that (it unpacks local archives only), named by its key
         (which the store took at `_pin`, so the copy stays in `scratch`)."""
-        if not batches.is_archive(key):
+        if not inputs.is_archive(key):
             return f"{self.store.url}/{_pinned(group, key)}"
         copy = scratch / key
         copy.parent.mkdir(parents=True, exist_ok=True)

@@ -8,8 +8,21 @@ review_below, queued, template]`, so workers of one release read what any other 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
+
+from trainer.errors import UserError
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def valid_name(name: str, what: str) -> str:
+    """`name` if it can name a batch, tenant or token: a letter or digit, then up to 63 of
+    those or `_.-`; they name store folders, so they must never lead out of one."""
+    if not _NAME.fullmatch(name):
+        raise UserError(f"invalid {what} {name!r}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -67,7 +80,9 @@ class Chunk:
 @dataclass(frozen=True)
 class Manifest:
     """A batch as submitted: its id, creation time, model version, review threshold, form
-    template (if any) and its items cut into chunks."""
+    template (if any), its items cut into chunks, and, when submitted through the HTTP API,
+    its tenant and its label (`name`). The last two are left out of the JSON when None, so a
+    batch submitted without them keeps the manifest it always had."""
 
     batch: str
     created: str
@@ -76,6 +91,8 @@ class Manifest:
     review_below: float
     template: dict[str, Any] | None
     chunks: tuple[tuple[Item, ...], ...]
+    tenant: str | None = None
+    name: str | None = None
 
     @property
     def images(self) -> int:
@@ -95,7 +112,7 @@ class Manifest:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "batch": self.batch,
             "created": self.created,
             "model": self.model,
@@ -105,6 +122,8 @@ class Manifest:
             "template": self.template,
             "chunks": [[item.to_dict() for item in chunk] for chunk in self.chunks],
         }
+        labels = {"tenant": self.tenant, "name": self.name}
+        return data | {key: value for key, value in labels.items() if value is not None}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
@@ -117,4 +136,6 @@ class Manifest:
             data["review_below"],
             data.get("template"),
             chunks,
+            data.get("tenant"),
+            data.get("name"),
         )

@@ -188,12 +188,30 @@ def pending(batch_id: str, chunks: Iterable[int]) -> set[int]:
     """Those of a batch's `chunks` the broker still holds for a worker: waiting in the queue,
     or delivered and held by a live worker (Delivery.live)."""
     client = _client(app.conf.broker_url)
-    queue = app.conf.task_default_queue
     ids = {d.task for d in deliveries() if d.live}
-    # kombu keeps one list per priority step: the queue itself and "<queue>\x06\x16<n>"
-    for key in [queue.encode(), *client.scan_iter(match=f"{queue}\x06\x16*".encode())]:
+    for key in _lists(client):
         ids.update(filter(None, map(_task_id, client.lrange(key, 0, -1))))
     return {index for index in chunks if task_id(batch_id, index) in ids}
+
+
+def discard(batch_id: str) -> int:
+    """Take a batch's chunk tasks waiting in the queue off it; return how many were taken.
+    Those already handed to a worker stay with it."""
+    client = _client(app.conf.broker_url)
+    taken = 0
+    for key in _lists(client):
+        for raw in client.lrange(key, 0, -1):
+            task = _task_id(raw)
+            if task is not None and task.rpartition(":")[0] == batch_id:
+                taken += client.lrem(key, 1, raw)
+    return taken
+
+
+def _lists(client: redis.Redis) -> list[bytes]:
+    """The Redis lists of the queue: kombu keeps one per priority step, the queue itself and
+    "<queue>\\x06\\x16<n>"."""
+    queue = app.conf.task_default_queue
+    return [queue.encode(), *client.scan_iter(match=f"{queue}\x06\x16*".encode())]
 
 
 def _task_id(raw: bytes) -> str | None:

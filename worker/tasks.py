@@ -84,6 +84,9 @@ def process_chunk(*message: Any) -> None:
     model, review_below, template = chunk.model, chunk.review_below, chunk.template
     task = queue.task_id(batch_id, index)
     target = store()
+    if not target.exists(batches.manifest_key(batch_id)):
+        log.warning("batch %s was deleted: chunk %d skipped", batch_id, index)
+        return
     if target.exists(batches.chunk_key(batch_id, index)):  # read before: keep what it wrote
         batches.finalize_if_complete(target, batch_id, chunk_count)
         return
@@ -126,7 +129,9 @@ def process_chunk(*message: Any) -> None:
             len(items),
             time.perf_counter() - begin,
         )
-        if batches.finalize_if_complete(target, batch_id, chunk_count):
+        if not target.exists(batches.manifest_key(batch_id)):  # deleted while it was read
+            target.delete(batches.chunk_key(batch_id, index))
+        elif batches.finalize_if_complete(target, batch_id, chunk_count):
             log.info("batch %s finished", batch_id)
 
 

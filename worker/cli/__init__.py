@@ -3,8 +3,8 @@
 Every setting comes from an environment variable and can be overridden by its flag; the limits
 no flag sets (worker.settings) are read and checked as any command starts. The commands live in
 modules by job: models (train, models, evaluate), batches (submit, status, resume, results,
-review, watch), workers (worker) and tools (predict, samples, demo, template); the options they
-share in `options`.
+review, watch, batches), workers (worker), service (serve, token) and tools (predict, samples,
+demo, template); the options they share in `options`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import typer
 from trainer import say
 from trainer.errors import UserError
 from worker import settings
-from worker.cli import batches, models, tools, workers
+from worker.cli import batches, models, service, tools, workers
 
 app = typer.Typer(
     add_completion=False,
@@ -49,6 +49,9 @@ app.command()(models.evaluate)
 app.command()(batches.review)
 app.command()(workers.worker)
 app.command()(batches.watch)
+app.add_typer(batches.batches_app, name="batches")
+app.command()(service.serve)
+app.add_typer(service.token_app, name="token")
 app.command()(tools.predict)
 app.command()(tools.samples)
 app.command()(tools.demo)

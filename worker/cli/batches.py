@@ -1,5 +1,5 @@
-"""Batch commands: submit scans, follow and resume a batch, print or review its results, and
-watch an inbox that submits what lands in it."""
+"""Batch commands: submit scans, follow and resume a batch, print or review its results, watch
+an inbox that submits what lands in it, and list or delete a tenant's batches (`batches`)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from worker.cli.options import (
     BrokerUrl,
     ChunkSize,
     FormTemplate,
+    LogLevel,
     ModelVersion,
     ReviewBelow,
     StoreUrl,
@@ -193,7 +194,7 @@ def watch(
     model: ModelVersion = None,
     chunk_size: ChunkSize = 128,
     review_threshold: ReviewBelow = REVIEW_BELOW,
-    log_level: Annotated[str, typer.Option(envvar="SCANDIGITS_LOG_LEVEL")] = "INFO",
+    log_level: LogLevel = "INFO",
     store: StoreUrl = DEFAULT_STORE,
     broker: BrokerUrl = DEFAULT_BROKER,
 ) -> None:
@@ -236,3 +237,49 @@ def watch(
     say(f"watching {url}; results to {watcher.results_url}")
     watcher.run(interval, stop, once)
     say("stopped" if stop.is_set() else "done")
+
+
+batches_app = typer.Typer(
+    no_args_is_help=True, help="A tenant's batches, as the HTTP API lists and deletes them."
+)
+Tenant = Annotated[
+    str | None,
+    typer.Option(
+        help="The tenant [default: the batches submitted without one, by submit and watch]"
+    ),
+]
+
+
+@batches_app.command("list")
+def batches_list(
+    tenant: Tenant = None,
+    state: Annotated[str | None, typer.Option(help="Only those queued, running or done")] = None,
+    name: Annotated[str | None, typer.Option(help="Only those of this name")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many")] = 20,
+    cursor: Annotated[
+        str | None, typer.Option(help="The next_cursor of the page before: older batches")
+    ] = None,
+    store: StoreUrl = DEFAULT_STORE,
+) -> None:
+    """Print a page of a tenant's batches as JSON, newest first, with the cursor of the next."""
+    from worker import batches
+
+    if state not in (None, "queued", "running", "done"):
+        raise UserError("--state must be queued, running or done")
+    reports, after = batches.listing(checked_store(store), tenant, limit, cursor, state, name)
+    typer.echo(json.dumps({"batches": reports, "next_cursor": after}, indent=2))
+
+
+@batches_app.command("delete")
+def batches_delete(
+    batch: str,
+    store: StoreUrl = DEFAULT_STORE,
+    broker: BrokerUrl = DEFAULT_BROKER,
+) -> None:
+    """Delete a batch: take what is queued of it off the queue, delete its uploaded inputs and
+    its results."""
+    from worker import batches, queue
+
+    queue.connect(broker)
+    batches.delete(checked_store(store), batch)
+    say(f"deleted batch {batch}")

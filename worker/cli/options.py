@@ -51,6 +51,7 @@ FormTemplate = Annotated[
         help="Form template (YAML): read each page as that form, one column per field",
     ),
 ]
+LogLevel = Annotated[str, typer.Option(envvar="SCANDIGITS_LOG_LEVEL", help="Log level")]
 DEFAULT_STORE = "file://./scandigits-data"
 DEFAULT_BROKER = "redis://localhost:6379/0"
 

@@ -155,13 +155,13 @@ def template_preview(
     store: StoreUrl = DEFAULT_STORE,
 ) -> None:
     """Draw the template's fields, aligned to a page, with the text read in each."""
-    from worker import batches
+    from worker import inputs
     from worker.forms import preview, templates
     from worker.reading import inference
 
     form = templates.load(template)
     classifier = inference.classifier(checked_store(store), model)
-    data = batches.read_local(page)
+    data = inputs.read_local(page)
     png, found = preview.render(form, data, number, classifier)
     try:
         out.write_bytes(png)

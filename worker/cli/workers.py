@@ -11,7 +11,14 @@ import typer
 
 from trainer.errors import UserError
 from worker import settings
-from worker.cli.options import DEFAULT_BROKER, DEFAULT_STORE, BrokerUrl, StoreUrl, checked_store
+from worker.cli.options import (
+    DEFAULT_BROKER,
+    DEFAULT_STORE,
+    BrokerUrl,
+    LogLevel,
+    StoreUrl,
+    checked_store,
+)
 
 TimeLimit = Annotated[
     int,
@@ -34,7 +41,7 @@ def worker(
             show_default=False,
         ),
     ] = None,
-    log_level: Annotated[str, typer.Option(envvar="SCANDIGITS_LOG_LEVEL")] = "INFO",
+    log_level: LogLevel = "INFO",
     time_limit: TimeLimit = 600,
     metrics_port: Annotated[
         int,
