@@ -22,21 +22,24 @@ def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def pixel_limit(environ: Mapping[str, str] = os.environ) -> int:
-    """The most pixels one image may decode to: SCANDIGITS_MAX_PIXELS (default 40 million); a
-    value that is not a whole number over 0 is a UserError naming the variable."""
-    value = environ.get("SCANDIGITS_MAX_PIXELS")
+def whole_number(environ: Mapping[str, str], name: str, unit: str, default: int) -> int:
+    """The whole number over 0 the variable `name` holds (`default` when unset); any other
+    value is a UserError naming the variable and what it must be."""
+    value = environ.get(name)
     if value is None:
-        return DEFAULT_MAX_PIXELS
+        return default
     try:
-        limit = int(value)
+        number = int(value)
     except ValueError:
-        limit = 0
-    if limit < 1:
-        raise UserError(
-            f"SCANDIGITS_MAX_PIXELS must be a whole number of pixels over 0, not {value!r}"
-        )
-    return limit
+        number = 0
+    if number < 1:
+        raise UserError(f"{name} must be a whole number of {unit} over 0, not {value!r}")
+    return number
+
+
+def pixel_limit(environ: Mapping[str, str] = os.environ) -> int:
+    """The most pixels one image may decode to: SCANDIGITS_MAX_PIXELS (default 40 million)."""
+    return whole_number(environ, "SCANDIGITS_MAX_PIXELS", "pixels", DEFAULT_MAX_PIXELS)
 
 
 def _limit_opencv() -> None:

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 
-import trainer
+from trainer import DEFAULT_MAX_PIXELS, pixel_limit, whole_number
 from trainer.errors import UserError
 
 
@@ -32,7 +32,7 @@ class Settings:
 
     max_bytes: int = 50_000_000  # SCANDIGITS_MAX_BYTES: a larger input file is refused
     # SCANDIGITS_MAX_PIXELS: an image or PDF page of more is refused before it is decoded
-    max_pixels: int = trainer.DEFAULT_MAX_PIXELS
+    max_pixels: int = DEFAULT_MAX_PIXELS
     max_pages: int = 200  # SCANDIGITS_MAX_PAGES: a PDF or TIFF of more pages is refused
     pdf_dpi: float = 200.0  # SCANDIGITS_PDF_DPI: the resolution PDF pages are rendered at
     max_members: int = 10_000  # SCANDIGITS_MAX_MEMBERS: an archive of more entries is refused
@@ -51,12 +51,12 @@ class Settings:
         """The settings `environ` holds; a value that is not what its variable must be is a
         UserError that names the variable and says what it must be, in one line."""
         return cls(
-            max_bytes=_whole(environ, "SCANDIGITS_MAX_BYTES", "bytes", cls.max_bytes),
-            max_pixels=trainer.pixel_limit(environ),
-            max_pages=_whole(environ, "SCANDIGITS_MAX_PAGES", "pages", cls.max_pages),
+            max_bytes=whole_number(environ, "SCANDIGITS_MAX_BYTES", "bytes", cls.max_bytes),
+            max_pixels=pixel_limit(environ),
+            max_pages=whole_number(environ, "SCANDIGITS_MAX_PAGES", "pages", cls.max_pages),
             pdf_dpi=_number(environ, "SCANDIGITS_PDF_DPI", "dots per inch", cls.pdf_dpi),
-            max_members=_whole(environ, "SCANDIGITS_MAX_MEMBERS", "entries", cls.max_members),
-            max_archive_bytes=_whole(
+            max_members=whole_number(environ, "SCANDIGITS_MAX_MEMBERS", "entries", cls.max_members),
+            max_archive_bytes=whole_number(
                 environ, "SCANDIGITS_MAX_ARCHIVE_BYTES", "bytes", cls.max_archive_bytes
             ),
             watch_lease=_number(environ, "SCANDIGITS_WATCH_LEASE", "seconds", cls.watch_lease),
@@ -69,19 +69,6 @@ class Settings:
 def current() -> Settings:
     """This process's settings, read from its environment the first time they are asked for."""
     return Settings.from_env()
-
-
-def _whole(environ: Mapping[str, str], name: str, unit: str, default: int) -> int:
-    value = environ.get(name)
-    if value is None:
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise UserError(f"{name} must be a whole number of {unit} over 0, not {value!r}")
-    return number
 
 
 def _number(environ: Mapping[str, str], name: str, unit: str, default: float) -> float:
