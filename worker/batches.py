@@ -51,10 +51,15 @@ def _open_key(batch_id: str) -> str:
     return f"{OPEN}{batch_id}"
 
 
+def tenant_folder(tenant: str | None) -> str:
+    """A tenant's folder in the store (its batch index, its idempotency keys, its files): "_"
+    is no tenant name, so it is the folder of what was submitted without one."""
+    return f"tenants/{valid_name(tenant, 'tenant') if tenant else '_'}/"
+
+
 def _index(tenant: str | None) -> str:
-    """The folder indexing a tenant's batches: "_" is no tenant name, so it holds those
-    submitted without one."""
-    return f"tenants/{valid_name(tenant, 'tenant') if tenant else '_'}/batches/"
+    """The folder indexing a tenant's batches."""
+    return f"{tenant_folder(tenant)}batches/"
 
 
 def open_batches(store: Store, older_than: float = 0.0) -> list[str]:

@@ -93,7 +93,8 @@ def _claim(store: Store, tenant: str, key: str) -> str:
     a new one recorded now by exclusive create (so two requests with one key get one id).
     A request with the id submits under it by exclusive create too: the first to write the
     manifest makes the batch, and the others answer with it."""
-    record = f"tenants/{tenant}/idempotency/{hashlib.sha256(key.encode()).hexdigest()}"
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    record = f"{batches.tenant_folder(tenant)}idempotency/{digest}"
     batch_id = batches.new_id(3)
     try:
         store.create(record, batch_id.encode())
@@ -159,8 +160,8 @@ async def _inputs(
     try:
         if kind == "application/json":
             body = UrlBatch.model_validate_json(await uploads.read_json(request))
+            inside = f"{batches.tenant_folder(token.tenant)}files/"
             for url in body.urls:
-                inside = f"tenants/{token.tenant}/files/"
                 await run_in_threadpool(submission.add_url, url, inside)
             if not submission.items:
                 raise ApiError(422, "no images found at the URLs given")
