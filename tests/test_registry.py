@@ -176,3 +176,19 @@ def test_bad_trusted_models_is_a_one_line_error(
             call()
         message = str(raised.value)
         assert message.startswith("SCANDIGITS_TRUSTED_MODELS ") and "\n" not in message
+
+
+def test_promote_moves_current_back_and_forward(file_store: Store, tmp_path: Path) -> None:
+    """`promote` points `current` at any published version; an unknown one changes nothing.
+    No model is loaded, so the files need not be models."""
+    for number in (1, 2, 3):
+        path = tmp_path / f"model-{number}.keras"
+        path.write_bytes(f"model {number}".encode())
+        registry.publish(file_store, path, {"test_accuracy": 0.9 + number / 100}, "always")
+    assert registry.promote(file_store, 1)["test_accuracy"] == 0.91
+    assert registry.current_version(file_store) == 1
+    assert registry.promote(file_store, "v3")["version"] == 3
+    assert registry.resolve(file_store)["version"] == 3
+    with pytest.raises(errors.RegistryError, match="model version 7 not found"):
+        registry.promote(file_store, 7)
+    assert registry.current_version(file_store) == 3

@@ -23,8 +23,16 @@ def test_defaults() -> None:
         watch_lease=60.0,
         metrics_host="0.0.0.0",
         trusted_models=None,
+        api_requests_per_minute=600,
+        api_bytes_per_minute=2 * 1024**3,
+        webhook_backoff=10.0,
+        webhook_hours=24.0,
+        webhook_private=False,
+        retain_inputs_days=None,
+        retain_batches_days=None,
     )
     assert Settings.from_env({"SCANDIGITS_TRUSTED_MODELS": " "}).trusted_models is None
+    assert Settings.from_env({"SCANDIGITS_RETAIN_INPUTS_DAYS": ""}).retain_inputs_days is None
 
 
 def test_values() -> None:
@@ -38,6 +46,13 @@ def test_values() -> None:
         "SCANDIGITS_WATCH_LEASE": "2",
         "SCANDIGITS_METRICS_HOST": " ::1 ",
         "SCANDIGITS_TRUSTED_MODELS": f" {'A' * 64} , {'b' * 64}",
+        "SCANDIGITS_API_REQUESTS_PER_MINUTE": "0",
+        "SCANDIGITS_API_BYTES_PER_MINUTE": "1_000_000",
+        "SCANDIGITS_WEBHOOK_BACKOFF": "0.5",
+        "SCANDIGITS_WEBHOOK_HOURS": "2",
+        "SCANDIGITS_WEBHOOK_PRIVATE": "Yes",
+        "SCANDIGITS_RETAIN_INPUTS_DAYS": "7",
+        "SCANDIGITS_RETAIN_BATCHES_DAYS": "0.5",
     }
     assert Settings.from_env(environ) == Settings(
         max_bytes=1000,
@@ -49,6 +64,13 @@ def test_values() -> None:
         watch_lease=2.0,
         metrics_host="::1",
         trusted_models=frozenset({"a" * 64, "b" * 64}),
+        api_requests_per_minute=0,
+        api_bytes_per_minute=1_000_000,
+        webhook_backoff=0.5,
+        webhook_hours=2.0,
+        webhook_private=True,
+        retain_inputs_days=7.0,
+        retain_batches_days=0.5,
     )
     with pytest.raises(dataclasses.FrozenInstanceError):
         Settings().max_pages = 1
@@ -75,6 +97,15 @@ def test_values() -> None:
         ("SCANDIGITS_TRUSTED_MODELS", "g" * 64, "sha256 digests (64 hex digits)"),
         ("SCANDIGITS_TRUSTED_MODELS", ",", "sha256 digests (64 hex digits)"),
         ("SCANDIGITS_TRUSTED_MODELS", f"{'0' * 64};{'1' * 64}", "sha256 digests (64 hex digits)"),
+        ("SCANDIGITS_API_REQUESTS_PER_MINUTE", "-1", "a whole number of requests a minute"),
+        ("SCANDIGITS_API_REQUESTS_PER_MINUTE", "10/s", "a whole number of requests a minute"),
+        ("SCANDIGITS_API_BYTES_PER_MINUTE", "2GiB", "a whole number of bytes a minute"),
+        ("SCANDIGITS_API_BYTES_PER_MINUTE", "", "a whole number of bytes a minute"),
+        ("SCANDIGITS_WEBHOOK_BACKOFF", "10s", "a number of seconds over 0"),
+        ("SCANDIGITS_WEBHOOK_HOURS", "0", "a number of hours over 0"),
+        ("SCANDIGITS_WEBHOOK_PRIVATE", "on", "1 or 0"),
+        ("SCANDIGITS_RETAIN_INPUTS_DAYS", "a week", "a number of days over 0"),
+        ("SCANDIGITS_RETAIN_BATCHES_DAYS", "-3", "a number of days over 0"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(name: str, value: str, must_be: str) -> None:

@@ -1,4 +1,5 @@
-"""Versioned model registry in the store: immutable numbered versions and a `current` alias.
+"""Versioned model registry in the store: immutable numbered versions and a `current` alias,
+which `publish` moves by its policy and `promote` to any published version.
 
 Layout: ``models/v0001/model.keras``, ``models/v0001/metadata.json``, ``models/current.json``.
 """
@@ -96,8 +97,20 @@ def publish(
         )
     )
     if promoted:
-        store.put(CURRENT, json.dumps({"version": version}).encode())
+        _point_current(store, version)
     return version, promoted
+
+
+def promote(store: Store, version: int | str) -> dict[str, Any]:
+    """Move `current` to a published `version`, back or forward; return its metadata.
+    RegistryError, `current` unchanged, if no such version is published."""
+    metadata = resolve(store, version)
+    _point_current(store, metadata["version"])
+    return metadata
+
+
+def _point_current(store: Store, version: int) -> None:
+    store.put(CURRENT, json.dumps({"version": version}).encode())
 
 
 def annotate(store: Store, version: int, **fields: Any) -> dict[str, Any]:

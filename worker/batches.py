@@ -28,9 +28,9 @@ from typing import Any
 from trainer import registry
 from trainer.errors import ObjectMissing, StoreError, UserError
 from trainer.storage import Store
-from worker import inputs, queue, results
+from worker import inputs, queue, results, retention, webhooks
 from worker.forms.templates import Template
-from worker.manifest import Item, Manifest, valid_name
+from worker.manifest import Callback, Item, Manifest, valid_name
 
 OPEN = "batches/_open/"  # a marker per batch not yet finished, for workers to look after
 
@@ -223,6 +223,7 @@ class Submission:
         template: Template | None = None,
         tenant: str | None = None,
         name: str | None = None,
+        callback: Callback | None = None,
     ) -> str:
         """Once every upload is in, write the manifest (AlreadyExists, nothing queued, if the
         given id is taken), index the batch under its tenant and queue its chunks; return the
@@ -233,7 +234,7 @@ class Submission:
         chunks = tuple(tuple(items[i : i + chunk_size]) for i in range(0, len(items), chunk_size))
         form = template.to_dict() if template else None
         batch = Manifest(
-            self.batch, now(), model, chunk_size, review_below, form, chunks, tenant, name
+            self.batch, now(), model, chunk_size, review_below, form, chunks, tenant, name, callback
         )
         write = self.store.create if self._exclusive else self.store.put
         write(manifest_key(self.batch), json.dumps(batch.to_dict()).encode())
@@ -359,6 +360,9 @@ def finalize_if_complete(store: Store, batch_id: str, chunk_count: int) -> bool:
     store.put(f"{prefix(batch_id)}/results.csv", results.csv_bytes(records, fields))
     summary = results.summary(batch, chunks)
     store.put(f"{prefix(batch_id)}/summary.json", json.dumps(summary, indent=2).encode())
+    retention.mark(store, batch_id, summary["finished"])
+    if batch.callback:
+        webhooks.notify(store, batch, summary)
     store.delete(_open_key(batch_id))
     return True
 
@@ -428,7 +432,15 @@ def delete(store: Store, batch_id: str) -> None:
     _delete_files(store, batch_id)
 
 
+def delete_inputs(store: Store, batch_id: str) -> None:
+    """Delete the batch's uploaded inputs alone; its results stay (worker.retention)."""
+    _delete_keys(store, list(store.list(f"{prefix(batch_id)}/inputs/")))
+
+
 def _delete_files(store: Store, batch_id: str, keep: str = "") -> None:
-    keys = [key for key in store.list(f"{prefix(batch_id)}/") if key != keep]
+    _delete_keys(store, [key for key in store.list(f"{prefix(batch_id)}/") if key != keep])
+
+
+def _delete_keys(store: Store, keys: list[str]) -> None:
     with ThreadPoolExecutor(max_workers=16) as pool:
         list(pool.map(store.delete, keys))

@@ -78,11 +78,29 @@ class Chunk:
 
 
 @dataclass(frozen=True)
+class Callback:
+    """Where to tell that a batch finished (worker/webhooks.py): the receiver's `url`, the id of
+    the token whose signing secret signs the notification, and the URL of the batch's results
+    on the service that took it."""
+
+    url: str
+    token: str
+    results: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"url": self.url, "token": self.token, "results": self.results}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, str]) -> Callback:
+        return cls(data["url"], data["token"], data["results"])
+
+
+@dataclass(frozen=True)
 class Manifest:
     """A batch as submitted: its id, creation time, model version, review threshold, form
     template (if any), its items cut into chunks, and, when submitted through the HTTP API,
-    its tenant and its label (`name`). The last two are left out of the JSON when None, so a
-    batch submitted without them keeps the manifest it always had."""
+    its tenant, its label (`name`) and its `callback`. The last three are left out of the JSON
+    when None, so a batch submitted without them keeps the manifest it always had."""
 
     batch: str
     created: str
@@ -93,6 +111,7 @@ class Manifest:
     chunks: tuple[tuple[Item, ...], ...]
     tenant: str | None = None
     name: str | None = None
+    callback: Callback | None = None
 
     @property
     def images(self) -> int:
@@ -122,7 +141,8 @@ class Manifest:
             "template": self.template,
             "chunks": [[item.to_dict() for item in chunk] for chunk in self.chunks],
         }
-        labels = {"tenant": self.tenant, "name": self.name}
+        callback = self.callback.to_dict() if self.callback else None
+        labels = {"tenant": self.tenant, "name": self.name, "callback": callback}
         return data | {key: value for key, value in labels.items() if value is not None}
 
     @classmethod
@@ -138,4 +158,5 @@ class Manifest:
             chunks,
             data.get("tenant"),
             data.get("name"),
+            Callback.from_dict(data["callback"]) if data.get("callback") else None,
         )

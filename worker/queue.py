@@ -95,11 +95,16 @@ def _client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=10)
 
 
+def client() -> redis.Redis:
+    """The Redis the app's broker is on."""
+    return _client(app.conf.broker_url)
+
+
 def starts(task: str, step: int = 1) -> int:
     """Count a start of a task outside its message (step -1 takes one back); return the count,
     1 on the first delivery."""
     key = f"scandigits:attempts:{task}"
-    with _client(app.conf.broker_url).pipeline() as pipe:
+    with client().pipeline() as pipe:
         count, _ = pipe.incrby(key, step).expire(key, 7 * 24 * 3600).execute()
     return int(count)
 
@@ -107,22 +112,22 @@ def starts(task: str, step: int = 1) -> int:
 def culprits(task: str) -> set[int]:
     """The items of a task that were being read when a start of it died (see `reading`): the
     one in hand at the last death joins those found before."""
-    client = _client(app.conf.broker_url)
-    last = client.getdel(f"{_READING}{task}")
+    broker = client()
+    last = broker.getdel(f"{_READING}{task}")
     if last is not None:
-        client.pipeline().sadd(f"{_CRASHED}{task}", last).expire(
+        broker.pipeline().sadd(f"{_CRASHED}{task}", last).expire(
             f"{_CRASHED}{task}", HELD_FOR
         ).execute()
-    return {int(i) for i in client.smembers(f"{_CRASHED}{task}")}
+    return {int(i) for i in broker.smembers(f"{_CRASHED}{task}")}
 
 
 def reading(task: str, item: int | None) -> None:
     """Note which item of a task is in hand (None: the task is through them all)."""
     key = f"{_READING}{task}"
     if item is None:
-        _client(app.conf.broker_url).delete(key)
+        client().delete(key)
     else:
-        _client(app.conf.broker_url).set(key, item, ex=HELD_FOR)
+        client().set(key, item, ex=HELD_FOR)
 
 
 def holder() -> str:
@@ -132,18 +137,18 @@ def holder() -> str:
 
 def beat() -> None:
     """Say this worker process is alive for the next LAPSE seconds."""
-    _client(app.conf.broker_url).set(f"{_ALIVE}{holder()}", 1, ex=LAPSE)
+    client().set(f"{_ALIVE}{holder()}", 1, ex=LAPSE)
 
 
 def turn(name: str, seconds: float) -> bool:
     """Whether this worker process takes the cluster's turn at `name` for the next `seconds`."""
     key, ms = f"scandigits:turn:{name}", int(seconds * 1000)
-    return bool(_client(app.conf.broker_url).set(key, holder(), nx=True, px=ms))
+    return bool(client().set(key, holder(), nx=True, px=ms))
 
 
 def hold(task: str) -> None:
     """Record this worker process as the holder of a task it was just handed, and when."""
-    _client(app.conf.broker_url).set(f"{_HOLDER}{task}", f"{holder()} {time.time()}", ex=HELD_FOR)
+    client().set(f"{_HOLDER}{task}", f"{holder()} {time.time()}", ex=HELD_FOR)
 
 
 @dataclass(frozen=True)
@@ -161,13 +166,13 @@ class Delivery:
 def deliveries() -> list[Delivery]:
     """The broker's unacknowledged deliveries (Redis keeps them in the "unacked" hash, with
     delivery times in "unacked_index"), each checked against its holder's heartbeat."""
-    client = _client(app.conf.broker_url)
-    at = dict(client.zrange("unacked_index", 0, -1, withscores=True))
-    found = [(tag, _task_id(raw)) for tag, raw in client.hgetall("unacked").items()]
+    broker = client()
+    at = dict(broker.zrange("unacked_index", 0, -1, withscores=True))
+    found = [(tag, _task_id(raw)) for tag, raw in broker.hgetall("unacked").items()]
     found = [(tag, task) for tag, task in found if task is not None and tag in at]
-    holders = client.mget([f"{_HOLDER}{task}" for _, task in found]) if found else []
+    holders = broker.mget([f"{_HOLDER}{task}" for _, task in found]) if found else []
     claims = [_claim(value) for value in holders]
-    alive = client.mget([f"{_ALIVE}{who}" for who, _ in claims]) if claims else []
+    alive = broker.mget([f"{_ALIVE}{who}" for who, _ in claims]) if claims else []
     now = time.time()
     return [
         Delivery(
@@ -187,31 +192,31 @@ def restore(tag: bytes) -> None:
 def pending(batch_id: str, chunks: Iterable[int]) -> set[int]:
     """Those of a batch's `chunks` the broker still holds for a worker: waiting in the queue,
     or delivered and held by a live worker (Delivery.live)."""
-    client = _client(app.conf.broker_url)
+    broker = client()
     ids = {d.task for d in deliveries() if d.live}
-    for key in _lists(client):
-        ids.update(filter(None, map(_task_id, client.lrange(key, 0, -1))))
+    for key in _lists(broker):
+        ids.update(filter(None, map(_task_id, broker.lrange(key, 0, -1))))
     return {index for index in chunks if task_id(batch_id, index) in ids}
 
 
 def discard(batch_id: str) -> int:
     """Take a batch's chunk tasks waiting in the queue off it; return how many were taken.
     Those already handed to a worker stay with it."""
-    client = _client(app.conf.broker_url)
+    broker = client()
     taken = 0
-    for key in _lists(client):
-        for raw in client.lrange(key, 0, -1):
+    for key in _lists(broker):
+        for raw in broker.lrange(key, 0, -1):
             task = _task_id(raw)
             if task is not None and task.rpartition(":")[0] == batch_id:
-                taken += client.lrem(key, 1, raw)
+                taken += broker.lrem(key, 1, raw)
     return taken
 
 
-def _lists(client: redis.Redis) -> list[bytes]:
+def _lists(broker: redis.Redis) -> list[bytes]:
     """The Redis lists of the queue: kombu keeps one per priority step, the queue itself and
     "<queue>\\x06\\x16<n>"."""
     queue = app.conf.task_default_queue
-    return [queue.encode(), *client.scan_iter(match=f"{queue}\x06\x16*".encode())]
+    return [queue.encode(), *broker.scan_iter(match=f"{queue}\x06\x16*".encode())]
 
 
 def _task_id(raw: bytes) -> str | None:

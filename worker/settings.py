@@ -5,7 +5,7 @@ as it starts, so a bad value is one line naming the variable and what it must be
 before any work is done, and a worker's pool processes inherit it. The code that enforces an
 input limit or the trusted models takes them from `current()` (passing them down would thread
 them through every layer of submitting and reading); a command passes what one call of its
-own needs, the watch lease and the metrics address, explicitly.
+own needs, the watch lease, the metrics address and the API's rate limits, explicitly.
 
 SCANDIGITS_MAX_PIXELS is read by `trainer`, which must set OpenCV's limit from it before cv2
 is imported (and never imports `worker`); it is checked here with the rest. The variables that
@@ -45,6 +45,19 @@ class Settings:
     # SCANDIGITS_TRUSTED_MODELS: the sha256 digests of the only models a process may load;
     # None (unset or empty): any model the registry verifies
     trusted_models: frozenset[str] | None = None
+    # SCANDIGITS_API_REQUESTS_PER_MINUTE: requests one API token may make a minute; 0: no limit
+    api_requests_per_minute: int = 600
+    # SCANDIGITS_API_BYTES_PER_MINUTE: bytes one API token may upload a minute; 0: no limit
+    api_bytes_per_minute: int = 2 * 1024**3
+    # SCANDIGITS_WEBHOOK_BACKOFF: seconds before a failed webhook is sent again, doubling each time
+    webhook_backoff: float = 10.0
+    webhook_hours: float = 24.0  # SCANDIGITS_WEBHOOK_HOURS: hours a webhook is retried, at least
+    # SCANDIGITS_WEBHOOK_PRIVATE: 1 to send webhooks to private, loopback and link-local addresses
+    webhook_private: bool = False
+    # SCANDIGITS_RETAIN_INPUTS_DAYS, SCANDIGITS_RETAIN_BATCHES_DAYS: days after a batch finished
+    # that its uploaded inputs, and the whole batch, are deleted; None (unset): kept
+    retain_inputs_days: float | None = None
+    retain_batches_days: float | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -62,6 +75,22 @@ class Settings:
             watch_lease=_number(environ, "SCANDIGITS_WATCH_LEASE", "seconds", cls.watch_lease),
             metrics_host=_address(environ, "SCANDIGITS_METRICS_HOST", cls.metrics_host),
             trusted_models=_digests(environ, "SCANDIGITS_TRUSTED_MODELS"),
+            api_requests_per_minute=_budget(
+                environ,
+                "SCANDIGITS_API_REQUESTS_PER_MINUTE",
+                "requests",
+                cls.api_requests_per_minute,
+            ),
+            api_bytes_per_minute=_budget(
+                environ, "SCANDIGITS_API_BYTES_PER_MINUTE", "bytes", cls.api_bytes_per_minute
+            ),
+            webhook_backoff=_number(
+                environ, "SCANDIGITS_WEBHOOK_BACKOFF", "seconds", cls.webhook_backoff
+            ),
+            webhook_hours=_number(environ, "SCANDIGITS_WEBHOOK_HOURS", "hours", cls.webhook_hours),
+            webhook_private=_flag(environ, "SCANDIGITS_WEBHOOK_PRIVATE"),
+            retain_inputs_days=_days(environ, "SCANDIGITS_RETAIN_INPUTS_DAYS"),
+            retain_batches_days=_days(environ, "SCANDIGITS_RETAIN_BATCHES_DAYS"),
         )
 
 
@@ -81,6 +110,37 @@ def _number(environ: Mapping[str, str], name: str, unit: str, default: float) ->
         number = math.nan
     if not (math.isfinite(number) and number > 0):
         raise UserError(f"{name} must be a number of {unit} over 0, not {value!r}")
+    return number
+
+
+def _days(environ: Mapping[str, str], name: str) -> float | None:
+    """A number of days over 0, or None when unset or empty."""
+    if not environ.get(name, "").strip():
+        return None
+    return _number(environ, name, "days", 0.0)
+
+
+def _flag(environ: Mapping[str, str], name: str) -> bool:
+    """1, true or yes; 0, false, no or unset."""
+    value = environ.get(name, "0").strip().lower()
+    if value not in ("1", "true", "yes", "0", "false", "no", ""):
+        raise UserError(f"{name} must be 1 or 0, not {value!r}")
+    return value in ("1", "true", "yes")
+
+
+def _budget(environ: Mapping[str, str], name: str, unit: str, default: int) -> int:
+    """A whole number of `unit` a minute, 0 or more (0: no limit)."""
+    value = environ.get(name)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise UserError(
+            f"{name} must be a whole number of {unit} a minute (0: no limit), not {value!r}"
+        )
     return number
 
 

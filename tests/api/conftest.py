@@ -33,6 +33,10 @@ IDLE_LIMITS = {  # small, so that tests pass them cheaply
 }
 
 
+# webhooks to the tests' receivers on loopback, sent again soon after a failure
+WEBHOOKS = {"SCANDIGITS_WEBHOOK_PRIVATE": "1", "SCANDIGITS_WEBHOOK_BACKOFF": "0.3"}
+
+
 @dataclass
 class Api:
     """A running service: its URL, store and the environment of its processes."""
@@ -105,7 +109,7 @@ def service(
     folder = tmp_path_factory.mktemp(f"api-{request.param}")
     store = _store(request.param, folder, request)
     publish(store, trained)
-    env = {"SCANDIGITS_BROKER_URL": redis_url, "SCANDIGITS_STORE": store.url}
+    env = {"SCANDIGITS_BROKER_URL": redis_url, "SCANDIGITS_STORE": store.url, **WEBHOOKS}
     queue.connect(redis_url)
     workers = local.start_workers(2, env, folder / "logs")
     try:
@@ -138,3 +142,28 @@ def scans(digits: mnist.Mnist, tmp_path_factory: pytest.TempPathFactory) -> tupl
     """SCANS generated scans of MNIST test digits, and their labels."""
     folder = tmp_path_factory.mktemp("api-scans")
     return folder, samples.write_scans(folder, digits.x_test, digits.y_test, SCANS, seed=11)
+
+
+def files(folder: Path, names: list[str]) -> list[tuple[str, tuple[str, bytes]]]:
+    return [("files", (name, (folder / name).read_bytes())) for name in names]
+
+
+def done(client: httpx.Client, batch: str) -> dict:
+    """Poll the batch until it is done (two minutes at most); its report."""
+    deadline = time.monotonic() + 120
+    while True:
+        report = client.get(f"/v1/batches/{batch}")
+        assert report.status_code == 200, report.text
+        if report.json()["state"] == "done":
+            return report.json()
+        assert time.monotonic() < deadline, report.json()
+        time.sleep(0.3)
+
+
+def error(reply: httpx.Response, status: int) -> str:
+    """The one-line error of a reply that must have `status`."""
+    assert reply.status_code == status, reply.text
+    body = reply.json()
+    assert list(body) == ["error"] and "\n" not in body["error"], body
+    assert "Traceback" not in body["error"]
+    return body["error"]

@@ -15,17 +15,14 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.api.conftest import SCANS, Api
+from tests.api.conftest import SCANS, Api, done, error, files
 from tests.batch import reading
+from trainer import forms as trainer_forms
 from trainer.storage import FileStore
 from worker import batches, queue
 from worker.api import tokens
 
 pytestmark = pytest.mark.e2e
-
-
-def _files(folder: Path, names: list[str]) -> list[tuple[str, tuple[str, bytes]]]:
-    return [("files", (name, (folder / name).read_bytes())) for name in names]
 
 
 def _pdf(folder: Path, names: list[str]) -> bytes:
@@ -36,26 +33,6 @@ def _pdf(folder: Path, names: list[str]) -> bytes:
     return out.getvalue()
 
 
-def _done(client: httpx.Client, batch: str) -> dict:
-    """Poll the batch until it is done (two minutes at most); its report."""
-    deadline = time.monotonic() + 120
-    while True:
-        report = client.get(f"/v1/batches/{batch}")
-        assert report.status_code == 200, report.text
-        if report.json()["state"] == "done":
-            return report.json()
-        assert time.monotonic() < deadline, report.json()
-        time.sleep(0.3)
-
-
-def _error(reply: httpx.Response, status: int) -> str:
-    """The one-line error of a reply that must have `status`."""
-    assert reply.status_code == status, reply.text
-    body = reply.json()
-    assert list(body) == ["error"] and "\n" not in body["error"], body
-    return body["error"]
-
-
 def test_upload_scans_and_a_pdf_and_collect_results(service: Api, scans) -> None:
     folder, labels = scans
     names = sorted(labels)
@@ -63,7 +40,7 @@ def test_upload_scans_and_a_pdf_and_collect_results(service: Api, scans) -> None
     pdf = _pdf(folder, names[:3])
     reply = client.post(
         "/v1/batches",
-        files=[*_files(folder, names), ("files", ("forms/doc.pdf", pdf))],
+        files=[*files(folder, names), ("files", ("forms/doc.pdf", pdf))],
         data={"name": "morning", "chunk_size": "8"},
     )
     assert reply.status_code == 202, reply.text
@@ -71,7 +48,7 @@ def test_upload_scans_and_a_pdf_and_collect_results(service: Api, scans) -> None
     assert reply.json()["status_url"] == f"{service.url}/v1/batches/{batch}"
     assert reply.headers["location"] == reply.json()["status_url"]
 
-    report = _done(client, batch)
+    report = done(client, batch)
     assert report["images"] == report["images_done"] == SCANS + 3 and report["name"] == "morning"
     assert (
         report["chunks"] == 3 and report["results"] == f"{service.url}/v1/batches/{batch}/results"
@@ -111,9 +88,7 @@ def test_a_retried_request_makes_one_batch(service: Api, scans) -> None:
     client = service.client("submit", "read")
 
     def send(key: str, via: httpx.Client = client) -> httpx.Response:
-        return via.post(
-            "/v1/batches", files=_files(folder, names), headers={"Idempotency-Key": key}
-        )
+        return via.post("/v1/batches", files=files(folder, names), headers={"Idempotency-Key": key})
 
     with ThreadPoolExecutor(2) as pool:
         first, second = pool.map(send, ["scan-run-1", "scan-run-1"])
@@ -121,7 +96,7 @@ def test_a_retried_request_makes_one_batch(service: Api, scans) -> None:
     batch = first.json()["batch"]
     assert second.json()["batch"] == batch
     assert send("scan-run-1").json()["batch"] == batch
-    _done(client, batch)
+    done(client, batch)
     inputs = {key.rsplit("/", 1)[0] for key in service.store.list(f"batches/{batch}/inputs/")}
     assert len(inputs) == 1, "the losing request's uploads are gone"
     assert len(list(service.store.list(f"batches/{batch}/inputs/"))) == len(names)
@@ -145,32 +120,32 @@ def test_store_urls_inside_the_tenants_folder(service: Api, scans) -> None:
     reply = client.post("/v1/batches", json={"urls": [f"{root}/tenants/acme/files/in/"]})
     assert reply.status_code == 202, reply.text
     batch = reply.json()["batch"]
-    _done(client, batch)
+    done(client, batch)
     records = client.get(f"/v1/batches/{batch}/results").text.splitlines()
     assert [json.loads(r)["key"] for r in records] == [f"tenants/acme/files/in/{n}" for n in names]
     for outside in (f"{root}/models/", f"{root}/tenants/other/files/", f"{root}/batches/{batch}/"):
-        assert "is not inside" in _error(client.post("/v1/batches", json={"urls": [outside]}), 400)
+        assert "is not inside" in error(client.post("/v1/batches", json={"urls": [outside]}), 400)
 
 
 def test_tokens_scopes_and_tenants(service: Api, scans) -> None:
     folder, labels = scans
     names = sorted(labels)[:2]
     owner = service.client("admin", tenant="acme")
-    batch = owner.post("/v1/batches", files=_files(folder, names)).json()["batch"]
+    batch = owner.post("/v1/batches", files=files(folder, names)).json()["batch"]
     bare = httpx.Client(base_url=service.url)
 
     reply = bare.get(f"/v1/batches/{batch}")
-    assert _error(reply, 401) == "a bearer token is required"
+    assert error(reply, 401) == "a bearer token is required"
     assert reply.headers["www-authenticate"] == "Bearer"
     for secret in ("nonsense", "sd_0123456789abcdef_" + "x" * 43):
         reply = bare.get("/v1/batches", headers={"Authorization": f"Bearer {secret}"})
-        assert "not valid" in _error(reply, 401)
+        assert "not valid" in error(reply, 401)
     reader = service.client("read", tenant="acme")
-    assert "lacks the submit scope" in _error(
-        reader.post("/v1/batches", files=_files(folder, names)), 403
+    assert "lacks the submit scope" in error(
+        reader.post("/v1/batches", files=files(folder, names)), 403
     )
-    assert "lacks the admin scope" in _error(reader.delete(f"/v1/batches/{batch}"), 403)
-    assert "lacks the read scope" in _error(service.client("submit").get("/v1/batches"), 403)
+    assert "lacks the admin scope" in error(reader.delete(f"/v1/batches/{batch}"), 403)
+    assert "lacks the read scope" in error(service.client("submit").get("/v1/batches"), 403)
     assert reader.get(f"/v1/batches/{batch}").status_code == 200
 
     stranger = service.client("admin", tenant="rival")
@@ -180,27 +155,27 @@ def test_tokens_scopes_and_tenants(service: Api, scans) -> None:
         stranger.delete(f"/v1/batches/{batch}"),
         stranger.get("/v1/batches/not-a-batch"),
     ):
-        assert _error(reply, 404) == "no such batch"
+        assert error(reply, 404) == "no such batch"
     assert batch not in str(stranger.get("/v1/batches").json())
 
     revoked = service.client("read", name="revoked")
     assert revoked.get("/v1/batches").status_code == 200
     tokens.revoke(service.store, "revoked")
-    assert "not valid" in _error(revoked.get("/v1/batches"), 401)
-    _done(owner, batch)
+    assert "not valid" in error(revoked.get("/v1/batches"), 401)
+    done(owner, batch)
 
 
 def test_delete_removes_the_batch(service: Api, scans) -> None:
     folder, labels = scans
     client = service.client("admin", tenant="acme")
-    batch = client.post("/v1/batches", files=_files(folder, sorted(labels)[:3])).json()["batch"]
-    _done(client, batch)
+    batch = client.post("/v1/batches", files=files(folder, sorted(labels)[:3])).json()["batch"]
+    done(client, batch)
     assert client.delete(f"/v1/batches/{batch}").status_code == 204
-    assert _error(client.get(f"/v1/batches/{batch}"), 404) == "no such batch"
+    assert error(client.get(f"/v1/batches/{batch}"), 404) == "no such batch"
     assert not list(service.store.list(f"batches/{batch}/"))
     assert not service.store.exists(f"tenants/acme/batches/{batch}")
     assert batch not in str(client.get("/v1/batches", params={"limit": 100}).json())
-    assert _error(client.delete(f"/v1/batches/{batch}"), 404) == "no such batch"
+    assert error(client.delete(f"/v1/batches/{batch}"), 404) == "no such batch"
     assert batch not in batches.open_batches(service.store)
 
 
@@ -231,3 +206,28 @@ def test_a_batch_deleted_while_a_worker_reads_it_leaves_nothing(service: Api, sc
         time.sleep(0.1)
     assert not list(service.store.list(f"batches/{batch}/")), "no results left behind"
     assert queue.pending(batch, range(2)) == set()
+
+
+def test_forms_read_with_a_stored_template(service: Api, digits, tmp_path: Path) -> None:
+    truth = trainer_forms.write_forms(tmp_path, digits.x_test, digits.y_test, 1, seed=3)
+    ((page, values),) = truth.items()
+    name = page.split("#")[0]
+    admin = service.client("admin", tenant="forms")
+    put = admin.put(
+        "/v1/templates/expense",
+        content=(tmp_path / "form.yaml").read_bytes(),
+        headers={"Content-Type": "application/yaml"},
+    )
+    assert put.status_code == 201, put.text
+    upload = files(tmp_path / "scans", [name])
+    unknown = admin.post("/v1/batches", files=upload, data={"template": "other"})
+    assert "other" in error(unknown, 422)
+    assert batches.listing(service.store, "forms")[0] == []
+    reply = admin.post("/v1/batches", files=upload, data={"template": "expense"})
+    assert reply.status_code == 202, reply.text
+    report = done(admin, reply.json()["batch"])
+    assert report["images"] == 1
+    (record,) = [json.loads(line) for line in admin.get(report["results"]).text.splitlines()]
+    assert set(record["fields"]) == set(values)
+    right = sum(record["fields"][f]["text"] == v for f, v in values.items())
+    assert right >= len(values) // 2, (record["fields"], values)

@@ -9,6 +9,7 @@ gets the batch the first one made (see `_claim`).
 from __future__ import annotations
 
 import hashlib
+from functools import partial
 from typing import Annotated, Any
 
 import redis
@@ -23,7 +24,7 @@ from trainer.errors import AlreadyExists, ObjectMissing, UserError
 from trainer.storage import Store
 from worker import batches
 from worker.api import uploads
-from worker.api.dependencies import Admin, Reader, Served, Submitter
+from worker.api.dependencies import Admin, Reader, Served, Service, Submitter
 from worker.api.errors import ApiError, invalid
 from worker.api.schemas import (
     BatchCreated,
@@ -36,7 +37,9 @@ from worker.api.schemas import (
     errors,
 )
 from worker.api.tokens import Token
-from worker.manifest import Manifest
+from worker.forms import stored
+from worker.forms.templates import Template
+from worker.manifest import Callback, Manifest
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 _MEDIA = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
@@ -44,6 +47,8 @@ _OPTIONS = {
     "chunk_size": {"type": "integer", "minimum": 1, "maximum": 10_000},
     "review_threshold": {"type": "number", "minimum": 0, "maximum": 1},
     "name": {"type": "string", "maxLength": 100},
+    "callback_url": {"type": "string", "format": "uri", "maxLength": 2000},
+    "template": {"type": "string", "maxLength": 64},
 }
 _SUBMIT_BODY = {
     "requestBody": {
@@ -103,6 +108,14 @@ def _claim(store: Store, tenant: str, key: str) -> str:
     return batch_id
 
 
+def _template(store: Store, token: Token, name: str) -> Template:
+    """The tenant's stored template `name`; 422 if it has none of that name, or a bad one."""
+    try:
+        return stored.load(store, token.tenant, name)
+    except UserError as exc:
+        raise ApiError(422, str(exc)) from None
+
+
 def _created(request: Request, response: Response, batch_id: str) -> BatchCreated:
     status_url = str(request.url_for("batch", batch_id=batch_id))
     response.headers["Location"] = status_url
@@ -113,7 +126,7 @@ def _created(request: Request, response: Response, batch_id: str) -> BatchCreate
     "",
     status_code=202,
     openapi_extra=_SUBMIT_BODY,
-    responses=errors(400, 401, 403, 413, 415, 422, 503),
+    responses=errors(400, 401, 403, 413, 415, 422, 429, 503),
 )
 async def submit(
     request: Request,
@@ -123,7 +136,9 @@ async def submit(
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
 ) -> BatchCreated:
     """Submit a batch: a multipart upload of files in the field `files`, or a JSON body of
-    store URLs (`urls`); with `chunk_size`, `review_threshold` and `name`. Uploads stream to
+    store URLs (`urls`); with `chunk_size`, `review_threshold`, `name`, `template` (a stored
+    template's name: the scans are pages of that form) and `callback_url` (told when the batch
+    finishes: see the webhooks section of the docs). Uploads stream to
     the store; a file over the limits is refused (413) and nothing is queued."""
     kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if kind not in ("multipart/form-data", "application/json"):
@@ -137,13 +152,27 @@ async def submit(
             return _created(request, response, batch_id)
     submission = batches.Submission(service.store, batch_id)
     try:
-        options = await _inputs(request, kind, submission, token)
+        options = await _inputs(request, kind, submission, token, service)
+        form = None
+        if options.template:
+            form = await run_in_threadpool(_template, service.store, token, options.template)
         chunk_size = options.chunk_size or service.chunk_size
         below = options.review_threshold
         below = service.review_below if below is None else below
+        callback = None
+        if options.callback_url:
+            results = str(request.url_for("results", batch_id=submission.batch))
+            callback = Callback(options.callback_url, token.id, results)
         try:
             batch_id = await run_in_threadpool(
-                submission.queue, model, chunk_size, below, tenant=token.tenant, name=options.name
+                submission.queue,
+                model,
+                chunk_size,
+                below,
+                form,
+                tenant=token.tenant,
+                name=options.name,
+                callback=callback,
             )
         except AlreadyExists:  # a request with the same key made the batch first
             batch_id = submission.batch
@@ -153,20 +182,22 @@ async def submit(
 
 
 async def _inputs(
-    request: Request, kind: str, submission: batches.Submission, token: Token
+    request: Request, kind: str, submission: batches.Submission, token: Token, service: Service
 ) -> BatchOptions:
     """Add the request's inputs to `submission`: the files of an upload, the objects at the
     URLs of a JSON body (inside the tenant's folder of the store alone); return its options."""
     try:
         if kind == "application/json":
-            body = UrlBatch.model_validate_json(await uploads.read_json(request))
+            text = await uploads.read_whole(request, uploads.JSON_BYTES, "the JSON body")
+            body = UrlBatch.model_validate_json(text)
             inside = f"{batches.tenant_folder(token.tenant)}files/"
             for url in body.urls:
                 await run_in_threadpool(submission.add_url, url, inside)
             if not submission.items:
                 raise ApiError(422, "no images found at the URLs given")
             return body
-        fields = await uploads.receive(request, submission)
+        spend = partial(service.rate_limit.spend_bytes, token)
+        fields = await uploads.receive(request, submission, spend)
         return BatchOptions.model_validate(fields)
     except ValidationError as exc:
         raise ApiError(422, invalid(exc.errors())) from None

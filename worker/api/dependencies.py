@@ -1,5 +1,5 @@
 """What the routes are given: the service's configuration, and the caller's token with the
-scope the route needs."""
+scope the route needs, its request counted against its rate limit."""
 
 from __future__ import annotations
 
@@ -13,17 +13,20 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from trainer.storage import Store
 from worker.api import tokens
 from worker.api.errors import ApiError
+from worker.api.ratelimit import RateLimit
 from worker.api.tokens import Token
 
 
 @dataclass(frozen=True)
 class Service:
-    """The store and queue the service works on, and its defaults for a batch."""
+    """The store and queue the service works on, its defaults for a batch, and the rate limit
+    of its tokens."""
 
     store: Store
     broker: str
     chunk_size: int
     review_below: float
+    rate_limit: RateLimit
 
 
 def service_of(request: Request) -> Service:
@@ -37,7 +40,8 @@ _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 def require(scope: str) -> Callable[..., Token]:
     """A dependency giving the caller's token, which must allow `scope`: 401 without a valid
-    token (none, malformed, unknown or revoked), 403 without the scope."""
+    token (none, malformed, unknown or revoked), 429 past its requests a minute (every request
+    with a valid token counts), 403 without the scope."""
 
     def caller(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -50,6 +54,7 @@ def require(scope: str) -> Callable[..., Token]:
             raise ApiError(
                 401, "the token is not valid (malformed, unknown or revoked)", _CHALLENGE
             )
+        service.rate_limit.count_request(token)
         if not token.allows(scope):
             raise ApiError(403, f"the token lacks the {scope} scope")
         return token

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
+
+from worker import webhooks
 
 State = Literal["queued", "running", "stalled", "done"]
 StoreState = Literal["queued", "running", "done"]  # what the store alone tells: see `listing`
@@ -33,6 +36,22 @@ class BatchOptions(BaseModel):
         pattern=r"^[^\x00-\x1f\x7f]+$",
         description="A label for the batch, to find it by in the listing",
     )
+    template: str | None = Field(
+        None, max_length=64, description="A stored template's name: read the scans as its form"
+    )
+    callback_url: str | None = Field(
+        None,
+        max_length=2000,
+        description="An http(s) URL POSTed a signed notification when the batch finishes",
+    )
+
+    @field_validator("callback_url")
+    @classmethod
+    def _receivable(cls, url: str | None) -> str | None:
+        try:
+            return None if url is None else webhooks.valid_url(url)
+        except ValueError as exc:  # pydantic's message is this one, not "Value error, ..."
+            raise PydanticCustomError("callback_url", str(exc)) from None
 
 
 class UrlBatch(BatchOptions):

@@ -2,8 +2,10 @@
 
 A token reads `sd_<id>_<secret>`: `tokens/<id>.json` holds its name, tenant, scopes, creation
 time and the sha256 of the whole token, never the token itself, so that authenticating is one
-read and a copy of the store lets nobody in. A token acts for its tenant alone: the batches it
-sees are that tenant's. Its scopes say what it may do; `admin` may do everything.
+read and a copy of the store lets nobody in. It holds the token's signing secret too, with
+which the service signs the webhooks of the batches the token submits (worker/webhooks.py):
+the receiver must know it, and so must the service. A token acts for its tenant alone: the
+batches it sees are that tenant's. Its scopes say what it may do; `admin` may do everything.
 """
 
 from __future__ import annotations
@@ -64,7 +66,8 @@ def create(
     created = datetime.now(UTC).isoformat(timespec="seconds")
     ordered = tuple(scope for scope in SCOPES if scope in scopes)
     token = Token(token_id, name, tenant or name, ordered, created)
-    record = {**asdict(token), "sha256": _digest(secret)}
+    signing = f"whsec_{secrets.token_urlsafe(32)}"
+    record = {**asdict(token), "sha256": _digest(secret), "signing_secret": signing}
     try:
         store.create(_key(token_id), json.dumps(record).encode())
     except AlreadyExists:  # 64 random bits met an id in use
@@ -89,13 +92,26 @@ def listing(store: Store) -> list[Token]:
     return sorted(found, key=lambda token: (token.created, token.name))
 
 
+def signing_secret(store: Store, token_id: str) -> str | None:
+    """The signing secret of the token `token_id`, or None if it was revoked."""
+    try:
+        return json.loads(store.get(_key(token_id))).get("signing_secret")
+    except ObjectMissing:
+        return None
+
+
+def named(store: Store, name: str) -> list[Token]:
+    """The tokens not revoked named `name`; a UserError if there is none."""
+    found = [token for token in listing(store) if token.name == name]
+    if not found:
+        raise UserError(f"no token named {name!r}; see `scandigits token list`")
+    return found
+
+
 def revoke(store: Store, name: str) -> None:
     """Revoke the token named `name` (every one, if two were created at once): it is refused
     from its next request on."""
-    revoked = [token for token in listing(store) if token.name == name]
-    if not revoked:
-        raise UserError(f"no token named {name!r}; see `scandigits token list`")
-    for token in revoked:
+    for token in named(store, name):
         store.delete(_key(token.id))
 
 

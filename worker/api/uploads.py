@@ -13,6 +13,7 @@ A file's name only labels its results.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -44,14 +45,15 @@ def check_length(request: Request, limit: int) -> None:
         raise OverLimit(f"the request body is over {limit:,} bytes")
 
 
-async def read_json(request: Request) -> bytes:
-    """A JSON body, no more than JSON_BYTES of it."""
-    check_length(request, JSON_BYTES)
+async def read_whole(request: Request, limit: int, what: str) -> bytes:
+    """A small body (`what`: "the JSON body", "the template"), no more than `limit` bytes of it;
+    OverLimit (413) past that."""
+    check_length(request, limit)
     body = bytearray()
     async for piece in request.stream():
         body += piece
-        if len(body) > JSON_BYTES:
-            raise OverLimit(f"the JSON body is over {JSON_BYTES:,} bytes")
+        if len(body) > limit:
+            raise OverLimit(f"{what} is over {limit:,} bytes")
     return bytes(body)
 
 
@@ -146,9 +148,12 @@ class _Form:
             self.part.file.close()
 
 
-async def receive(request: Request, submission: Submission) -> dict[str, str]:
+async def receive(
+    request: Request, submission: Submission, spend: Callable[[int], None]
+) -> dict[str, str]:
     """Read a multipart/form-data body into `submission` as it arrives (see this module's
-    docstring); return its text fields. ApiError if it is malformed or has no files."""
+    docstring), telling `spend` the bytes of each piece (the caller's rate limit); return its
+    text fields. ApiError if it is malformed or has no files."""
     check_length(request, _total_limit())
     _, options = parse_options_header(request.headers.get("content-type", ""))
     boundary = options.get(b"boundary")
@@ -172,6 +177,7 @@ async def receive(request: Request, submission: Submission) -> dict[str, str]:
         async for piece in request.stream():
             total += len(piece)
             UPLOAD_BYTES.inc(len(piece))
+            spend(len(piece))
             if total > _total_limit():
                 raise OverLimit(f"the request body is over {_total_limit():,} bytes")
             parser.write(piece)

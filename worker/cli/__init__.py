@@ -40,7 +40,7 @@ def _read_settings() -> None:
 
 # The commands, in the order `scandigits --help` lists them.
 app.command()(models.train)
-app.command("models")(models.list_models)
+app.add_typer(models.models_app, name="models")
 app.command()(batches.submit)
 app.command()(batches.status)
 app.command()(batches.resume)

@@ -240,7 +240,8 @@ def watch(
 
 
 batches_app = typer.Typer(
-    no_args_is_help=True, help="A tenant's batches, as the HTTP API lists and deletes them."
+    no_args_is_help=True,
+    help="A tenant's batches, as the HTTP API lists and deletes them; expire old ones.",
 )
 Tenant = Annotated[
     str | None,
@@ -283,3 +284,15 @@ def batches_delete(
     queue.connect(broker)
     batches.delete(checked_store(store), batch)
     say(f"deleted batch {batch}")
+
+
+@batches_app.command("expire")
+def batches_expire(store: StoreUrl = DEFAULT_STORE, broker: BrokerUrl = DEFAULT_BROKER) -> None:
+    """Delete what the retention settings say has been kept long enough: the inputs of batches
+    finished SCANDIGITS_RETAIN_INPUTS_DAYS ago, whole batches SCANDIGITS_RETAIN_BATCHES_DAYS
+    ago (`scandigits serve` does this hourly)."""
+    from worker import queue, retention
+
+    queue.connect(broker)
+    expired = retention.expire(checked_store(store))
+    say(f"deleted the inputs of {expired.inputs} batches and {expired.batches} whole batches")

@@ -1,4 +1,5 @@
-"""Model commands: train and publish a model, list the published ones, evaluate one."""
+"""Model commands: train and publish a model, list the published ones and promote one,
+evaluate one."""
 
 from __future__ import annotations
 
@@ -66,11 +67,20 @@ def train(
     )
 
 
+models_app = typer.Typer(
+    help="List published model versions; * marks current. `promote VERSION` makes one current."
+)
+
+
+@models_app.callback(invoke_without_command=True)
 def list_models(
+    context: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print metadata as JSON")] = False,
     store: StoreUrl = DEFAULT_STORE,
 ) -> None:
     """List published model versions; * marks current."""
+    if context.invoked_subcommand is not None:
+        return
     from trainer import registry
 
     target = checked_store(store)
@@ -89,6 +99,22 @@ def list_models(
             f"{mark} {m['version']:>7}  {m['architecture']:<6} {m['test_accuracy']:>8.4f} "
             f"{m['train_accuracy']:>9.4f}  {m['created']}"
         )
+
+
+@models_app.command("promote")
+def promote(
+    version: Annotated[int, typer.Argument(min=1, help="A published version (see `models`)")],
+    store: StoreUrl = DEFAULT_STORE,
+) -> None:
+    """Make VERSION current, back or forward: batches submitted from now on are read with it,
+    those submitted before keep theirs."""
+    from trainer import registry
+
+    meta = registry.promote(checked_store(store), version)
+    typer.echo(
+        f"model v{meta['version']} ({meta['architecture']}) is now current: "
+        f"test accuracy {meta['test_accuracy']:.4f}"
+    )
 
 
 def evaluate(

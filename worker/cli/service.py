@@ -36,19 +36,24 @@ def serve(
     broker: BrokerUrl = DEFAULT_BROKER,
 ) -> None:
     """Serve the HTTP API in one process (its reference: /docs); `--chunk-size` and
-    `--review-threshold` are the defaults of the batches it takes."""
+    `--review-threshold` are the defaults of the batches it takes. Each token's requests and
+    uploaded bytes a minute are limited by SCANDIGITS_API_REQUESTS_PER_MINUTE and
+    SCANDIGITS_API_BYTES_PER_MINUTE, in this process."""
     import logging
 
     import uvicorn
 
-    from worker import queue
+    from worker import queue, settings
     from worker.api import app
     from worker.api.dependencies import Service
+    from worker.api.ratelimit import RateLimit
 
     if log_level.upper() not in logging.getLevelNamesMapping():
         raise UserError(f"unknown log level {log_level!r}")
     queue.connect(broker)
-    service = Service(checked_store(store), broker, chunk_size, review_threshold)
+    limits = settings.current()
+    rate_limit = RateLimit(limits.api_requests_per_minute, limits.api_bytes_per_minute)
+    service = Service(checked_store(store), broker, chunk_size, review_threshold, rate_limit)
     uvicorn.run(
         app.create(service),
         host=host,
@@ -59,7 +64,8 @@ def serve(
 
 
 token_app = typer.Typer(
-    no_args_is_help=True, help="Bearer tokens of the HTTP API: create, list, revoke."
+    no_args_is_help=True,
+    help="Bearer tokens of the HTTP API: create, list, revoke; their webhook secrets.",
 )
 
 
@@ -82,6 +88,7 @@ def token_create(
     token, secret = tokens.create(checked_store(store), name, scope, tenant)
     typer.echo(secret)
     say(f"token {token.name!r} for tenant {token.tenant!r}, scopes {', '.join(token.scopes)}")
+    say(f"the secret its webhooks are signed with: scandigits token secret {token.name}")
 
 
 @token_app.command("list")
@@ -91,6 +98,20 @@ def token_list(store: StoreUrl = DEFAULT_STORE) -> None:
 
     for token in tokens.listing(checked_store(store)):
         typer.echo(f"{token.name}\t{token.tenant}\t{','.join(token.scopes)}\t{token.created}")
+
+
+@token_app.command("secret")
+def token_secret(
+    name: Annotated[str, typer.Argument(help="The token's name")],
+    store: StoreUrl = DEFAULT_STORE,
+) -> None:
+    """Print the secret the webhooks of the token's batches are signed with, for their
+    receiver (see docs/api.md)."""
+    from worker.api import tokens
+
+    checked = checked_store(store)
+    for token in tokens.named(checked, name):
+        typer.echo(tokens.signing_secret(checked, token.id))
 
 
 @token_app.command("revoke")
