@@ -11,6 +11,7 @@ import functools
 import json
 import os
 import re
+import shlex
 import shutil
 import string
 import subprocess
@@ -20,7 +21,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import click
 import jsonschema
 import kubernetes_validate
 import pytest
@@ -88,7 +88,15 @@ SECRET_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "REDIS_PASSWORD"}
 Objects = Sequence[dict[str, Any]]
 
 # The scandigits command each component runs, and the component's name.
-COMPONENTS = {"train": "trainer", "worker": "worker", "watch": "watcher", "submit": "submit"}
+COMPONENTS = {
+    "train": "trainer",
+    "worker": "worker",
+    "watch": "watcher",
+    "submit": "submit",
+    "serve": "api",
+}
+# The namespaces the API admits: the ingress controller's, and Prometheus'.
+API_CLIENT_NAMESPACES = ["ingress-nginx", "monitoring"]
 DEPLOY_DOC = ROOT / "docs" / "deploy.md"
 
 
@@ -176,6 +184,25 @@ def worker(objs: Objects) -> tuple[dict, dict]:
     return pod, container
 
 
+def api(objs: Objects) -> tuple[dict, dict]:
+    pod = find(objs, "Deployment", "scandigits-api")["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    return pod, container
+
+
+def container_port(container: dict, port: int | str) -> int:
+    """The number of a container's port given by number or by name."""
+    if isinstance(port, int):
+        return port
+    (number,) = [p["containerPort"] for p in container["ports"] if p["name"] == port]
+    return number
+
+
+def option(args: Sequence[str], name: str) -> str:
+    """The value given to option `name` in `args`."""
+    return args[args.index(name) + 1]
+
+
 def container_env(objs: Objects, container: dict) -> dict[str, str | None]:
     """The container's environment: ConfigMap values, then env (None where from a Secret)."""
     env: dict[str, str | None] = {}
@@ -248,6 +275,20 @@ def test_image_shape(dockerfile: Path) -> None:
     assert {"title", "source", "version", "revision"} <= labels
 
 
+@pytest.mark.e2e
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_image_exposes_the_ports_the_manifests_use(dockerfile: Path) -> None:
+    """The worker's metrics port and the API's port (`serve --port`) are EXPOSEd."""
+    text = dockerfile.read_text()
+    final = text[text.rindex("\nFROM ") :]
+    exposed = {int(p) for line in re.findall(r"^EXPOSE\s+(.+)$", final, re.M) for p in line.split()}
+    objs = build("dev")
+    _, api_container = api(objs)
+    assert int(option(api_container["args"], "--port")) in exposed
+    used = {p["containerPort"] for _, c in scandigits_containers(objs) for p in c.get("ports", [])}
+    assert used == exposed
+
+
 def test_dockerignore_keeps_the_context_small() -> None:
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".git", ".venv", "tests", "scandigits-data"} <= ignored
@@ -272,7 +313,13 @@ def test_kustomize_builds(overlay: str) -> None:
         ("PodDisruptionBudget", "scandigits-worker"),
         ("NetworkPolicy", "scandigits-worker"),
         ("ScaledObject", "scandigits-worker"),
+        ("Deployment", "scandigits-api"),
+        ("Service", "scandigits-api"),
+        ("PodDisruptionBudget", "scandigits-api"),
+        ("NetworkPolicy", "scandigits-api"),
+        ("ServiceAccount", "scandigits-api"),
     } <= kinds
+    assert (("Ingress", "scandigits-api") in kinds) == (overlay == "prod")
 
 
 @pytest.mark.e2e
@@ -498,7 +545,7 @@ def test_prod_redis_is_tls_with_a_verified_ca() -> None:
         assert pool.connection_class is redis.SSLConnection
         assert pool.connection_kwargs["ssl_ca_certs"] == ca
         assert pool.connection_kwargs["ssl_cert_reqs"] == "required"
-    assert users == 3, "worker, watcher and submit"
+    assert users == 4, "worker, watcher, submit and the API"
 
     (trigger,) = find(objs, "ScaledObject", "scandigits-worker")["spec"]["triggers"]
     assert trigger["metadata"]["enableTLS"] == "true"
@@ -597,13 +644,23 @@ def test_iam_policies_give_each_component_only_its_access() -> None:
             assert all(r.startswith(objects_arn) for r in allowed(policy, action)), name
         assert allowed(policy, "s3:ListBucket") == [f"arn:aws:s3:::{bucket}"], name
         writes = allowed(policy, "s3:PutObject") + allowed(policy, "s3:DeleteObject")
-        can_write_models = any(models.startswith(r.rstrip("*")) for r in writes)
-        assert can_write_models == (name == "trainer"), f"{name} writes models/: {writes}"
+        in_models = [r for r in writes if r.startswith(models.rstrip("*"))]
+        if name == "trainer":
+            assert in_models == [models]
+        elif name == "api":  # `current` alone: it promotes a published version
+            assert in_models == [objects_arn + "models/current.json"]
+        else:
+            assert in_models == [] and not any(models.startswith(r.rstrip("*")) for r in writes)
     assert allowed(policies["trainer"], "s3:GetObject") == [models]
     assert any(
         models.startswith(r.rstrip("*")) for r in allowed(policies["worker"], "s3:GetObject")
     )
-    assert allowed(policies["worker"], "s3:PutObject") == [objects_arn + "batches/*"]
+    assert allowed(policies["worker"], "s3:PutObject") == [
+        objects_arn + f"{folder}/*" for folder in ("batches", "notifications", "retention")
+    ]
+    # `scandigits token create` and `revoke` run in the API's pod, with its keys.
+    for action in ("s3:PutObject", "s3:DeleteObject"):
+        assert objects_arn + "tokens/*" in allowed(policies["api"], action)
 
 
 @pytest.mark.e2e
@@ -646,7 +703,11 @@ def test_prod_is_bigger_and_external() -> None:
     assert prod_max > dev_max
     dev_limits, prod_limits = (worker(o)[1]["resources"]["limits"] for o in (dev, prod))
     assert memory_gi(prod_limits["memory"]) > memory_gi(dev_limits["memory"])
-    assert not {o["kind"] for o in prod} & {"StatefulSet", "Service"}, "no in-cluster services"
+    assert "StatefulSet" not in {o["kind"] for o in prod}, "no in-cluster services"
+    services = {o["metadata"]["name"] for o in prod if o["kind"] == "Service"}
+    assert services == {"scandigits-api"}, "no in-cluster services but the API's"
+    api_replicas = find(prod, "Deployment", "scandigits-api")["spec"]["replicas"]
+    assert api_replicas > find(dev, "Deployment", "scandigits-api")["spec"]["replicas"]
     config = find(prod, "ConfigMap", "scandigits-config")["data"]
     assert "AWS_ENDPOINT_URL" not in config and config["REDIS_ADDRESS"] != "redis:6379"
     (image,) = {c["image"] for _, c in scandigits_containers(prod)}
@@ -682,13 +743,138 @@ def test_watcher_watches_an_inbox_inside_the_store(overlay: str) -> None:
     ), "the workers' Redis: claims and the queue"
 
 
+@pytest.mark.e2e
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_api_serves_on_its_port_with_probes_and_metrics(overlay: str) -> None:
+    objs = objects(overlay)
+    template, container = api(objs)
+    args = container["args"]
+    assert args[0] == "serve" and option(args, "--host") == "0.0.0.0"
+    port = int(option(args, "--port"))
+    assert port == 8000 == container_port(container, "http")
+
+    annotations = template["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(port)
+    assert annotations["prometheus.io/path"] == "/metrics"
+
+    for probe, path in (
+        ("startupProbe", "/livez"),
+        ("livenessProbe", "/livez"),
+        ("readinessProbe", "/readyz"),
+    ):
+        get = container[probe]["httpGet"]
+        assert get["path"] == path and container_port(container, get["port"]) == port, probe
+
+    # Locked down as the workers are, and on the same store and Redis.
+    worker_template, worker_container = worker(objs)
+    assert template["spec"]["securityContext"] == worker_template["spec"]["securityContext"]
+    assert container["securityContext"] == worker_container["securityContext"]
+    env, worker_env = container_env(objs, container), container_env(objs, worker_container)
+    assert container["image"] == worker_container["image"]
+    for name in ("SCANDIGITS_STORE", "SCANDIGITS_BROKER_URL"):
+        assert expand(env[name], env) == expand(worker_env[name], worker_env), name
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {
+        m["mountPath"] for m in worker_container["volumeMounts"]
+    }
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_api_service_and_pdb_select_the_api(overlay: str) -> None:
+    objs = build(overlay)
+    template, container = api(objs)
+    pod_labels = template["metadata"]["labels"]
+    service = find(objs, "Service", "scandigits-api")["spec"]
+    assert service["selector"].items() <= pod_labels.items()
+    (port,) = service["ports"]
+    assert container_port(container, port["targetPort"]) == 8000
+    pdb = find(objs, "PodDisruptionBudget", "scandigits-api")["spec"]
+    assert pdb["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert pdb["maxUnavailable"] == 1, "a single API pod (dev) must not block node drains"
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_api_admits_only_the_ingress_controller_and_monitoring(overlay: str) -> None:
+    """Only the ingress controller's and Prometheus' namespaces reach the API, on its one port;
+    it reaches what the workers reach (DNS, Redis and the store) and webhook receivers on the
+    public internet, no private address."""
+    objs = build(overlay)
+    template, container = api(objs)
+    policy = find(objs, "NetworkPolicy", "scandigits-api")["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+    assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
+    (rule,) = policy["ingress"]
+    assert [(container_port(container, p["port"]), p["protocol"]) for p in rule["ports"]] == [
+        (8000, "TCP")
+    ]
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}
+        for name in API_CLIENT_NAMESPACES
+    ]
+    workers = find(objs, "NetworkPolicy", "scandigits-worker")["spec"]
+    *same, webhooks = policy["egress"]
+    assert same == workers["egress"]
+    assert sorted(p["port"] for p in webhooks["ports"]) == [80, 443]
+    (block,) = webhooks["to"]
+    assert block["ipBlock"]["cidr"] == "0.0.0.0/0"
+    assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"} <= set(
+        block["ipBlock"]["except"]
+    )
+
+
+def nginx_size(value: str) -> int:
+    """An nginx size (client_max_body_size) in bytes: 2000000000, 512k, 100m, 2g."""
+    number, unit = re.fullmatch(r"(\d+)([kmg]?)", value.lower()).groups()
+    return int(number) * 1024 ** " kmg".index(unit or " ")
+
+
+@pytest.mark.e2e
+def test_prod_ingress_streams_uploads_over_tls() -> None:
+    """The Ingress terminates TLS for its hosts, lets through the largest body the API takes
+    (SCANDIGITS_MAX_ARCHIVE_BYTES, as the API reads it) and no more, streams it unbuffered,
+    waits long enough, and routes the API alone, not its health and metrics."""
+    from worker.settings import Settings
+
+    objs = objects("prod")
+    ingress = find(objs, "Ingress", "scandigits-api")
+    spec, annotations = ingress["spec"], ingress["metadata"]["annotations"]
+    assert spec["ingressClassName"] == "nginx"
+    hosts = {rule["host"] for rule in spec["rules"]}
+    (tls,) = spec["tls"]
+    assert tls["secretName"] and hosts <= set(tls["hosts"])
+
+    _, container = api(objs)
+    env = container_env(objs, container)
+    limits = Settings.from_env(
+        {name: expand(value, env) for name, value in env.items() if value is not None}
+    )
+    prefix = "nginx.ingress.kubernetes.io/"
+    assert nginx_size(annotations[prefix + "proxy-body-size"]) == limits.max_archive_bytes
+    assert annotations[prefix + "proxy-request-buffering"] == "off"
+    for timeout in ("proxy-read-timeout", "proxy-send-timeout"):
+        assert int(annotations[prefix + timeout]) >= 300, timeout
+
+    service = find(objs, "Service", "scandigits-api")["spec"]
+    paths = [path for rule in spec["rules"] for path in rule["http"]["paths"]]
+    for path in paths:
+        backend = path["backend"]["service"]
+        assert backend["name"] == "scandigits-api"
+        (port,) = [p for p in service["ports"] if p["name"] == backend["port"]["name"]]
+        assert container_port(container, port["targetPort"]) == 8000
+    routed = {path["path"] for path in paths}
+    assert "/v1" in routed
+    assert not routed & {"/", "/metrics", "/livez", "/readyz"}, "inside the cluster only"
+
+
 # --- 3. manifests agree with the code ------------------------------------------------------
 
 
 @pytest.mark.e2e
 def test_the_manifests_run_scandigits() -> None:
     commands = {c["args"][0] for o in OVERLAYS for _, c in scandigits_containers(objects(o))}
-    assert commands == {"train", "worker", "submit", "watch"}
+    assert commands == set(COMPONENTS)
 
 
 @pytest.mark.e2e
@@ -715,10 +901,39 @@ def test_container_args_are_valid_scandigits_invocations(
             assert command is not None, f"{container['name']}: no command {name!r}"
             try:
                 command.make_context(name, rest, parent=parent)
-            except click.ClickException as e:
-                pytest.fail(f"{overlay} {container['name']}: {e.format_message()}")
+            except typer.TyperException as e:  # typer's click: its usage errors
+                pytest.fail(f"{overlay} {container['name']}: {e}")
             except ValueError as e:  # typer's own checks of option values (min=, int)
                 pytest.fail(f"{overlay} {container['name']}: {e}")
+
+
+@pytest.mark.e2e
+def test_documented_exec_commands_are_valid() -> None:
+    """The `kubectl exec deploy/... -- scandigits ...` commands of docs/deploy.md (making API
+    tokens) name a Deployment that runs scandigits and parse with the real CLI."""
+    from worker.cli import app
+
+    text = DEPLOY_DOC.read_text().replace("\\\n", " ")
+    found = re.findall(r"kubectl .*?exec deploy/(\S+) --\s+scandigits (.+)", text)
+    assert any(args.startswith("token create ") for _, args in found)
+    objs = build("dev")
+    for deployment, args in found:
+        pod = find(objs, "Deployment", deployment)["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert image_name(container["image"]) == "scandigits"
+        command = typer.main.get_command(app)
+        parent, rest = None, shlex.split(args)
+        while isinstance(command, typer.core.TyperGroup):
+            name, *rest = rest
+            info_name = command.name or "scandigits"
+            parent = command.make_context(info_name, [name], parent=parent, resilient_parsing=True)
+            found_command = command.get_command(parent, name)
+            assert found_command is not None, f"no command {name!r}: {args}"
+            command = found_command
+        try:
+            command.make_context(command.name, rest, parent=parent)
+        except typer.TyperException as e:
+            pytest.fail(f"{args}: {e}")
 
 
 @pytest.mark.e2e
