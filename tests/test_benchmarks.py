@@ -1,5 +1,6 @@
 """The benchmarks' smoke runs: the throughput benchmark's `--quick` (every design measured,
-every field there) and the forms run on three pages; no timing is asserted."""
+every field there), the forms run on three pages and the API run on 40 scans (submit and the
+API alternating); no timing is asserted."""
 
 from __future__ import annotations
 
@@ -77,3 +78,30 @@ def test_forms_run_goes_through_submit_with_a_template(trained, file_store, mnis
     reviewed = cli("review", report["batch"], "--out", str(sheet), "--store", file_store.url)
     assert reviewed.returncode == 0 and "to review" in reviewed.stderr, reviewed.stderr
     assert cv2.imread(str(sheet)).shape[1] == 960  # a strip per field to review
+
+
+def test_api_run_compares_the_api_with_submit(trained, file_store, mnist_dir, tmp_path):
+    publish(file_store, trained)
+    options = ("--count", "40", "--clients", "2", "--workers", "1", "--per-request", "10")
+    result, report = run("api", mnist_dir, tmp_path, *options, "--model-store", file_store.url)
+    assert report["input"]["single_digit_scans"] == 40 and report["model"]["architecture"] == "mlp"
+    runs = report["runs"]
+    assert [(r["design"], r["round"]) for r in runs] == [
+        ("submit", 1),
+        ("api", 1),
+        ("submit", 2),
+        ("api", 2),
+    ], "the designs alternate"
+    for row in runs:
+        assert row["images"] == 40 and row["seconds"] > 0 and row["images_per_second"] > 0
+    for row in runs[1::2]:
+        assert (row["batches"], row["requests"]) == (4, 4) and row["requests_per_second"] > 0
+        assert row["status_calls"] > 0 and 0 < row["status_p50_ms"] <= row["status_p99_ms"]
+    assert set(report["medians"]["api"]) == {
+        "images_per_second",
+        "requests_per_second",
+        "status_p50_ms",
+        "status_p99_ms",
+    }
+    assert report["ratio"]["api/submit"] > 0 and report["ratio"]["target"] == 0.9
+    assert "HTTP API, 2 clients" in result.stdout and "API/submit" in result.stdout

@@ -1,15 +1,17 @@
 """The HTTP API against hostile and over-limit requests, with no worker (what it queues stays
-queued): uploads over the limits are refused (413) with nothing queued or left in the store;
-names from uploads only label; malformed bodies are one-line JSON errors; queued batches are
-listed by page and cancelled."""
+queued): uploads over the limits are refused (413) with nothing queued or left in the store, a
+2 GB one streamed in flat memory; names from uploads only label; malformed bodies are one-line
+JSON errors; queued batches are listed by page and cancelled."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -18,7 +20,8 @@ import numpy as np
 import pytest
 import redis
 
-from tests.api.conftest import Api, serving
+from benchmarks.compute import peak_rss
+from tests.api.conftest import Api, error, serving
 from tests.conftest import cli, publish
 from trainer.storage import open_store
 from worker import batches, queue
@@ -31,14 +34,20 @@ MULTIPART_X = "multipart/form-data; boundary=x"
 CUT_SHORT = b'--x\r\nContent-Disposition: form-data; name="files"; filename="a.png"\r\n\r\nabc'
 FIELD_ONLY = b'--b\r\nContent-Disposition: form-data; name="name"\r\n\r\nx\r\n--b--\r\n'
 HUGE_HEADER = b"--x\r\nX-Padding: " + b"a" * 20_000 + b"\r\n\r\nabc\r\n--x--\r\n"
+HUGE = 2_100_000_000  # one file's bytes: over the body limit of the service below
+HUGE_LIMITS = {  # a file may be larger: it is the whole body's limit that refuses it
+    "SCANDIGITS_MAX_BYTES": "3000000000",
+    "SCANDIGITS_MAX_ARCHIVE_BYTES": "2000000000",
+    "SCANDIGITS_API_BYTES_PER_MINUTE": "0",
+}
+MIB = 1 << 20
 
 
-def _error(reply: httpx.Response, status: int) -> str:
-    assert reply.status_code == status, reply.text
-    body = reply.json()
-    assert list(body) == ["error"] and "\n" not in body["error"], body
-    assert "Traceback" not in body["error"] and "file://" not in body["error"]
-    return body["error"]
+def _refused(reply: httpx.Response, status: int) -> str:
+    """The one-line error of a reply that must have `status`, naming no path of the store."""
+    message = error(reply, status)
+    assert "file://" not in message, message
+    return message
 
 
 def _made(api: Api) -> tuple[list[str], int]:
@@ -82,7 +91,7 @@ def test_uploads_over_the_limits_are_refused_and_nothing_is_queued(idle: Api, fi
     client = idle.client("submit")
     before = _made(idle)
     reply = client.post("/v1/batches", files=[("files", file) for file in files])
-    assert _error(reply, 413) == message
+    assert _refused(reply, 413) == message
     assert _made(idle) == before, "no batch, no upload left, nothing queued"
 
 
@@ -135,7 +144,7 @@ def test_names_from_uploads_only_label(idle: Api) -> None:
 def test_bad_requests_are_one_line_json(idle: Api, request_args, status, message) -> None:
     before = _made(idle)
     reply = idle.client("submit").post("/v1/batches", **request_args)
-    assert message in _error(reply, status)
+    assert message in _refused(reply, status)
     assert _made(idle) == before
 
 
@@ -154,8 +163,8 @@ def test_queued_batches_are_listed_newest_first_and_cancelled(idle: Api) -> None
     named = client.get("/v1/batches", params={"name": "two"}).json()["batches"]
     assert [b["batch"] for b in named] == [made[1]] and named[0]["state"] == "queued"
     assert client.get("/v1/batches", params={"state": "done"}).json()["batches"] == []
-    assert "state" in _error(client.get("/v1/batches", params={"state": "lost"}), 422)
-    assert "invalid cursor" in _error(client.get("/v1/batches", params={"cursor": "../x"}), 400)
+    assert "state" in _refused(client.get("/v1/batches", params={"state": "lost"}), 422)
+    assert "invalid cursor" in _refused(client.get("/v1/batches", params={"cursor": "../x"}), 400)
     listed = cli("batches", "list", "--tenant", "pages", "--name", "one", env=idle.env)
     assert [b["batch"] for b in json.loads(listed.stdout)["batches"]] == made[:1]
 
@@ -179,7 +188,7 @@ def test_ready_once_a_model_is_published(redis_url, trained, tmp_path) -> None:
     with serving(env, tmp_path / "serve.log") as url:
         assert httpx.get(f"{url}/livez").json() == {"status": "ok"}
         reply = httpx.get(f"{url}/readyz")
-        assert _error(reply, 503) == "not ready: no model is published"
+        assert _refused(reply, 503) == "not ready: no model is published"
         publish(store, trained)
         assert httpx.get(f"{url}/readyz").json() == {"status": "ok"}
         assert "scandigits_api_requests_total" in httpx.get(f"{url}/metrics").text
@@ -188,3 +197,68 @@ def test_ready_once_a_model_is_published(redis_url, trained, tmp_path) -> None:
         assert {"/v1/batches", "/v1/batches/{batch_id}", "/v1/batches/{batch_id}/results"} <= set(
             paths
         )
+
+
+def _child_serving(url: str) -> int:
+    """The pid of this process's child `scandigits serve --port PORT` answering at `url`."""
+    port = url.rsplit(":", 1)[1].encode()
+    for children in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
+        for pid in children.read_text().split():
+            if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[-3:-1] == [b"--port", port]:
+                return int(pid)
+    raise AssertionError(f"no child process serves {url}")
+
+
+def _rss(pid: int) -> int:
+    """Resident set size (VmRSS) of a process, bytes."""
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return int(next(line for line in status if line.startswith("VmRSS:")).split()[1]) * 1024
+
+
+def _huge_upload(size: int, spool: Path, seen: list[int]) -> Iterator[bytes]:
+    """A multipart body of one file, x.png, of `size` zero bytes, made as it is sent; halfway,
+    the sizes of the files in `spool` go into `seen`."""
+    yield (
+        b'--b0undary\r\nContent-Disposition: form-data; name="files"; filename="x.png"\r\n'
+        b"Content-Type: image/png\r\n\r\n"
+    )
+    piece = bytes(1 << 20)
+    for n in range(size // len(piece)):
+        if n == size // len(piece) // 2:
+            seen.extend(f.stat().st_size for f in spool.rglob("*") if f.is_file())
+        yield piece
+    yield bytes(size % len(piece)) + b"\r\n--b0undary--\r\n"
+
+
+def test_a_2_gb_upload_over_the_limit_is_refused_in_flat_memory(
+    redis_url, trained, tmp_path
+) -> None:
+    """One 2.1 GB file, sent chunked (no Content-Length to refuse it by): the service streams
+    it to a scratch file until the body passes its limit, answers 413, and keeps nothing; its
+    peak RSS hardly moves."""
+    store = open_store(f"file://{tmp_path / 'store'}")
+    store.check()
+    publish(store, trained)
+    spool = tmp_path / "tmp"
+    spool.mkdir()
+    broker = re.sub(r"/\d+$", "/6", redis_url)
+    env = {"SCANDIGITS_BROKER_URL": broker, "SCANDIGITS_STORE": store.url, **HUGE_LIMITS}
+    with serving({**env, "TMPDIR": str(spool)}, tmp_path / "serve.log") as url:
+        api = Api(url, store, env)
+        client = api.client("submit")
+        pid = _child_serving(url)
+        before = _made(api)
+        Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM from now on
+        rss = _rss(pid)
+        seen: list[int] = []
+        reply = client.post(
+            "/v1/batches",
+            content=_huge_upload(HUGE, spool, seen),
+            headers={"Content-Type": "multipart/form-data; boundary=b0undary"},
+        )
+        assert _refused(reply, 413) == "the request body is over 2,000,000,000 bytes"
+        grown = peak_rss(pid) - rss
+        assert grown < 100 * MIB, f"peak RSS grew by {grown / MIB:.0f} MiB"
+        assert _made(api) == before, "no batch, no upload left, nothing queued"
+        assert max(seen, default=0) > 500 * MIB, "halfway, the file was in a scratch file"
+        assert not list(spool.iterdir()), "the scratch folder is removed"
