@@ -403,6 +403,21 @@ def test_scandigits_pods_write_only_to_an_emptydir_tmp(overlay: str) -> None:
         assert env["TMPDIR"] == "/tmp" and env["HOME"] == "/tmp", container["name"]
 
 
+def _scraped_and_probed(template: dict, container: dict, port: int) -> None:
+    """Prometheus scrapes /metrics on `port`; the probes ask /livez and /readyz on it."""
+    annotations = template["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(port)
+    assert annotations["prometheus.io/path"] == "/metrics"
+    for probe, path in (
+        ("startupProbe", "/livez"),
+        ("livenessProbe", "/livez"),
+        ("readinessProbe", "/readyz"),
+    ):
+        get = container[probe]["httpGet"]
+        assert get["path"] == path and container_port(container, get["port"]) == port, probe
+
+
 @pytest.mark.e2e
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_worker_probes_metrics_and_shutdown(overlay: str) -> None:
@@ -413,18 +428,7 @@ def test_worker_probes_metrics_and_shutdown(overlay: str) -> None:
     (named,) = [p for p in container["ports"] if p["name"] == "metrics"]
     assert named["containerPort"] == port
 
-    annotations = template["metadata"]["annotations"]
-    assert annotations["prometheus.io/scrape"] == "true"
-    assert annotations["prometheus.io/port"] == str(port)
-    assert annotations["prometheus.io/path"] == "/metrics"
-
-    for probe, path in (
-        ("startupProbe", "/livez"),
-        ("livenessProbe", "/livez"),
-        ("readinessProbe", "/readyz"),
-    ):
-        get = container[probe]["httpGet"]
-        assert get["path"] == path and get["port"] in ("metrics", port), probe
+    _scraped_and_probed(template, container, port)
 
     # SIGTERM lets the chunk in hand finish: the grace period outlasts the hard time limit.
     grace = template["spec"]["terminationGracePeriodSeconds"]
@@ -753,18 +757,7 @@ def test_api_serves_on_its_port_with_probes_and_metrics(overlay: str) -> None:
     port = int(option(args, "--port"))
     assert port == 8000 == container_port(container, "http")
 
-    annotations = template["metadata"]["annotations"]
-    assert annotations["prometheus.io/scrape"] == "true"
-    assert annotations["prometheus.io/port"] == str(port)
-    assert annotations["prometheus.io/path"] == "/metrics"
-
-    for probe, path in (
-        ("startupProbe", "/livez"),
-        ("livenessProbe", "/livez"),
-        ("readinessProbe", "/readyz"),
-    ):
-        get = container[probe]["httpGet"]
-        assert get["path"] == path and container_port(container, get["port"]) == port, probe
+    _scraped_and_probed(template, container, port)
 
     # Locked down as the workers are, and on the same store and Redis.
     worker_template, worker_container = worker(objs)

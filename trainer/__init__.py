@@ -22,18 +22,22 @@ def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def whole_number(environ: Mapping[str, str], name: str, unit: str, default: int) -> int:
-    """The whole number over 0 the variable `name` holds (`default` when unset); any other
-    value is a UserError naming the variable and what it must be."""
+def whole_number(
+    environ: Mapping[str, str], name: str, unit: str, default: int, unlimited: bool = False
+) -> int:
+    """The whole number over 0 the variable `name` holds (`default` when unset), or 0 too if
+    `unlimited` (0: no limit); any other value is a UserError naming the variable and what it
+    must be."""
     value = environ.get(name)
     if value is None:
         return default
     try:
         number = int(value)
     except ValueError:
-        number = 0
-    if number < 1:
-        raise UserError(f"{name} must be a whole number of {unit} over 0, not {value!r}")
+        number = -1
+    if number < (0 if unlimited else 1):
+        must = f"{unit} (0: no limit)" if unlimited else f"{unit} over 0"
+        raise UserError(f"{name} must be a whole number of {must}, not {value!r}")
     return number
 
 

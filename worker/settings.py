@@ -75,14 +75,19 @@ class Settings:
             watch_lease=_number(environ, "SCANDIGITS_WATCH_LEASE", "seconds", cls.watch_lease),
             metrics_host=_address(environ, "SCANDIGITS_METRICS_HOST", cls.metrics_host),
             trusted_models=_digests(environ, "SCANDIGITS_TRUSTED_MODELS"),
-            api_requests_per_minute=_budget(
+            api_requests_per_minute=whole_number(
                 environ,
                 "SCANDIGITS_API_REQUESTS_PER_MINUTE",
-                "requests",
+                "requests a minute",
                 cls.api_requests_per_minute,
+                unlimited=True,
             ),
-            api_bytes_per_minute=_budget(
-                environ, "SCANDIGITS_API_BYTES_PER_MINUTE", "bytes", cls.api_bytes_per_minute
+            api_bytes_per_minute=whole_number(
+                environ,
+                "SCANDIGITS_API_BYTES_PER_MINUTE",
+                "bytes a minute",
+                cls.api_bytes_per_minute,
+                unlimited=True,
             ),
             webhook_backoff=_number(
                 environ, "SCANDIGITS_WEBHOOK_BACKOFF", "seconds", cls.webhook_backoff
@@ -126,22 +131,6 @@ def _flag(environ: Mapping[str, str], name: str) -> bool:
     if value not in ("1", "true", "yes", "0", "false", "no", ""):
         raise UserError(f"{name} must be 1 or 0, not {value!r}")
     return value in ("1", "true", "yes")
-
-
-def _budget(environ: Mapping[str, str], name: str, unit: str, default: int) -> int:
-    """A whole number of `unit` a minute, 0 or more (0: no limit)."""
-    value = environ.get(name)
-    if value is None:
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        number = -1
-    if number < 0:
-        raise UserError(
-            f"{name} must be a whole number of {unit} a minute (0: no limit), not {value!r}"
-        )
-    return number
 
 
 def _address(environ: Mapping[str, str], name: str, default: str) -> str:

@@ -29,15 +29,7 @@ def key(tenant: str | None, name: str) -> str:
 def parse(data: bytes, name: str) -> Template:
     """The template in YAML `data`, checked as `scandigits template check` checks a file; a
     problem is a UserError naming `<name>.yaml` and the line."""
-    source = f"{name}{SUFFIX}"
-    if len(data) > templates.MAX_BYTES:
-        raise UserError(f"{source}: over {templates.MAX_BYTES:,} bytes, far more than any template")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise UserError(f"{source} line {line}: not UTF-8 text") from None
-    return templates.parse(text, source)
+    return templates.from_bytes(data, f"{name}{SUFFIX}")
 
 
 def save(store: Store, tenant: str | None, name: str, data: bytes) -> tuple[Template, bool]:

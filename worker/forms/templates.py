@@ -141,14 +141,20 @@ def load(path: str | Path) -> Template:
             data = file.read(MAX_BYTES + 1)
     except OSError as exc:
         raise UserError(f"cannot read template {path}: {exc.strerror or exc}") from None
+    return from_bytes(data, str(path))
+
+
+def from_bytes(data: bytes, source: str) -> Template:
+    """The template in YAML `data` (UTF-8), checked as `parse` checks it; `source` names it in
+    the errors."""
     if len(data) > MAX_BYTES:
-        raise UserError(f"{path}: over {MAX_BYTES:,} bytes, far more than any template")
+        raise UserError(f"{source}: over {MAX_BYTES:,} bytes, far more than any template")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise UserError(f"{path} line {line}: not UTF-8 text") from None
-    return parse(text, str(path))
+        raise UserError(f"{source} line {line}: not UTF-8 text") from None
+    return parse(text, source)
 
 
 def parse(text: str, source: str = "template") -> Template:
