@@ -25,7 +25,7 @@ from trainer.storage import Store, open_store
 from worker import local, queue
 from worker.api import tokens
 
-SCANS = 20
+SCANS = 200
 IDLE_LIMITS = {  # small, so that tests pass them cheaply
     "SCANDIGITS_MAX_BYTES": "20000",
     "SCANDIGITS_MAX_MEMBERS": "5",

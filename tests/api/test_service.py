@@ -41,7 +41,7 @@ def test_upload_scans_and_a_pdf_and_collect_results(service: Api, scans) -> None
     reply = client.post(
         "/v1/batches",
         files=[*files(folder, names), ("files", ("forms/doc.pdf", pdf))],
-        data={"name": "morning", "chunk_size": "8"},
+        data={"name": "morning", "chunk_size": "64"},
     )
     assert reply.status_code == 202, reply.text
     batch = reply.json()["batch"]
@@ -51,7 +51,7 @@ def test_upload_scans_and_a_pdf_and_collect_results(service: Api, scans) -> None
     report = done(client, batch)
     assert report["images"] == report["images_done"] == SCANS + 3 and report["name"] == "morning"
     assert (
-        report["chunks"] == 3 and report["results"] == f"{service.url}/v1/batches/{batch}/results"
+        report["chunks"] == 4 and report["results"] == f"{service.url}/v1/batches/{batch}/results"
     )
     records = [json.loads(line) for line in client.get(report["results"]).text.splitlines()]
     expected = [*names, "forms/doc.pdf#1", "forms/doc.pdf#2", "forms/doc.pdf#3"]

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.api.conftest import SCANS, Api, done, error, files
+from tests.api.conftest import Api, done, error, files
 from trainer.errors import ObjectMissing
 from worker import local, webhooks
 from worker.api import tokens
@@ -83,7 +83,7 @@ def test_signed_notification_sent_again_after_a_failure(service: Api, scans) -> 
     with _receiving([500]) as receiver:
         reply = client.post(
             "/v1/batches",
-            files=files(folder, sorted(labels)),
+            files=files(folder, sorted(labels)[:20]),
             data={"callback_url": receiver.url, "name": "hooked"},
         )
         assert reply.status_code == 202, reply.text
@@ -105,9 +105,9 @@ def test_signed_notification_sent_again_after_a_failure(service: Api, scans) -> 
     note = json.loads(body)
     assert note["id"] == f"{batch}.finished" and note["event"] == "batch.finished"
     assert (note["batch"], note["state"], note["name"]) == (batch, "done", "hooked")
-    assert note["images"] == SCANS and note["errors"] == 0
+    assert note["images"] == 20 and note["errors"] == 0
     results = client.get(note["results"]["csv"])
-    assert results.status_code == 200 and len(results.text.splitlines()) == SCANS + 1
+    assert results.status_code == 200 and len(results.text.splitlines()) == 20 + 1
 
 
 def test_a_dead_receiver_holds_up_no_worker(service: Api, scans) -> None:
