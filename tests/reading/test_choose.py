@@ -5,6 +5,7 @@ offered cut, and only by a model that can tell a bad cut."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tests.reading.stand_ins import Shapes, Spelling, touching_sevens
 from worker.forms.templates import FieldSpec
@@ -24,9 +25,10 @@ def field_without_marks() -> Field:
     return Field([], np.zeros((32, 256), np.float32), lambda *_: blank(), [], [], [])
 
 
-def test_a_reading_both_models_agree_on_keeps_its_confidence() -> None:
+def test_a_reading_both_models_agree_on_is_as_sure_as_its_digits_together() -> None:
     (reading,), _ = pipeline.read([touching_sevens()], lambda data: data, Spelling("77"))
-    assert reading.text == "77" and reading.confidence == 0.99
+    assert reading.text == "77" and [d.confidence for d in reading.digits] == [0.99, 0.99]
+    assert reading.confidence == pytest.approx(0.99 * 0.99)
 
 
 def test_a_reader_that_reads_nothing_leaves_the_segmenters_reading() -> None:

@@ -23,7 +23,7 @@ from worker.reading.choose import CHOICE
 def test_touching_pair_reads_as_two_digits() -> None:
     (reading,), seconds = pipeline.read([touching_sevens()], lambda data: data, Shapes())
     assert reading.text == "77" and reading.label is None and reading.error is None
-    assert reading.confidence == 0.99 and len(reading.digits) == 2
+    assert reading.confidence == pytest.approx(0.99**2) and len(reading.digits) == 2
     assert reading.digits[0].box[0] < reading.digits[1].box[0]
     assert set(seconds) >= {"fetch", "decode", "preprocess", "infer"}
 

@@ -34,6 +34,9 @@ class ChoiceConfig:
     doubt: float = 0.1  # odds that a piece is framed too badly for its reading to mean anything
     # columns the reader's views of a line are moved by (the first is decoded)
     view_shifts: tuple[int, ...] = (0, -2, 2)
+    # a string's score sums two models' log-likelihoods of one ink, which share much of their
+    # evidence: its share of the probability is taken from their mean, each counted once
+    models: int = 2
 
 
 CHOICE = ChoiceConfig()
@@ -54,12 +57,14 @@ class Digit:
 @dataclass(frozen=True)
 class Choice:
     """The string chosen for a field: its digits, the marks on the line of writing that none of
-    them reads (the string reader's own string can pass a mark by), and the string reader's own
-    reading where it differs."""
+    them reads (the string reader's own string can pass a mark by), the string reader's own
+    reading where it differs, and the string's share of the probability of all strings
+    scored."""
 
     digits: list[Digit]
     skipped: list[Box]
     disputed: str | None = None
+    share: float = 1.0
 
 
 def to_cut(run: Run, predictions: dict[Piece, Prediction], classifier: Classifier) -> list[int]:
@@ -178,10 +183,11 @@ def best(
     """The field's likeliest string, among those that `fits` if any string offered does.
     With a string reader's `transcript`, each string the segmenter offers and the reader's own
     are scored by both models (the sum of their log-likelihoods); the winner's share of the
-    probability of all strings scored caps its digits' confidence; where the reader alone reads
-    another string (of the field's shape), the choice is disputed. A segmenter's string reads
-    every mark on the line; the reader's, each run of marks (one digit, or parts of one) that
-    one of its digits lies nearest to, and skips the others."""
+    probability of all strings scored (from the mean of the two) caps the string's confidence;
+    where the reader alone reads another string (of the field's shape), the choice is
+    disputed. A segmenter's string reads every mark on the line; the reader's, each run of
+    marks (one digit, or parts of one) that one of its digits lies nearest to, and skips the
+    others."""
     disputed = None
     # a reader that reads nothing where there is ink tells nothing
     if transcript is None or not transcript.text:
@@ -192,15 +198,17 @@ def best(
         own = transcript.text
         scores.setdefault(own, transcript.fit + transcript.likelihood(own))
         chosen = _likeliest(scores, fits)
-        share = 1.0 / sum(math.exp(score - scores[chosen]) for score in scores.values())
+        share = 1.0 / sum(
+            math.exp((score - scores[chosen]) / CHOICE.models) for score in scores.values()
+        )
         if own != chosen and (fits is None or fits(own)):
             disputed = own
     if chosen in texts:
         digits = [
-            Digit(int(d), min(predictions[p].probability(int(d)), share), p.box)
+            Digit(int(d), predictions[p].probability(int(d)), p.box)
             for d, p in zip(chosen, texts[chosen][1], strict=True)
         ]
-        return Choice(digits, [], disputed)
+        return Choice(digits, [], disputed, share)
     spans = [
         (found.marks[run.marks[0]].columns[0], found.marks[run.marks[-1]].columns[1])
         for run in found.runs
@@ -212,10 +220,10 @@ def best(
         found.marks[i].box for k, run in enumerate(found.runs) if k not in read for i in run.marks
     ]
     digits = [
-        Digit(d, min(p, share), piece.box)
+        Digit(d, p, piece.box)
         for (d, p, _), piece in zip(transcript.digits, transcript.pieces, strict=True)
     ]
-    return Choice(digits, skipped)
+    return Choice(digits, skipped, share=share)
 
 
 def _likeliest(scores: dict[str, float], fits: Fits | None) -> str:

@@ -12,6 +12,7 @@ OpenCV and I/O release the GIL, so a thread pool overlaps fetching with decoding
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -67,6 +68,7 @@ class Reading:
     error: str | None = None
     left_out: list[LeftOut] = field(default_factory=list)
     disputed: str | None = None  # the string reader's own reading, where it differs
+    share: float = 1.0  # the string's share of the probability of the strings it was chosen from
 
     @property
     def text(self) -> str:
@@ -79,10 +81,11 @@ class Reading:
 
     @property
     def confidence(self) -> float:
-        """The least confident digit's confidence: a string is only as sure as its weakest digit,
-        and never sure while ink of a digit's size is left out of it, or while the string
-        reader alone reads the line otherwise."""
-        sure = min((d.confidence for d in self.digits), default=0.0)
+        """How likely the string is right: that every digit is (the product of the digits'
+        confidences), and that no other string is (its `share`); never sure while ink of a
+        digit's size is left out of it, or while the string reader alone reads the line
+        otherwise."""
+        sure = min(math.prod(d.confidence for d in self.digits), self.share) if self.digits else 0.0
         if self.left_out:
             sure = min(sure, UNACCOUNTED)
         return min(sure, DISPUTED) if self.disputed is not None else sure
@@ -267,4 +270,4 @@ def _reading(found: Field, choice: Choice) -> Reading:
     none of its digits reads."""
     left_out = [LeftOut(box, OFF_LINE) for box in found.left_out]
     left_out += [LeftOut(box, NOT_READ) for box in found.unread + choice.skipped]
-    return Reading(choice.digits, left_out=left_out, disputed=choice.disputed)
+    return Reading(choice.digits, left_out=left_out, disputed=choice.disputed, share=choice.share)
