@@ -2,8 +2,9 @@
 with its token's secret is POSTed there, and sent again with exponential backoff until the
 receiver takes it (answers 2xx) or the retry window has passed.
 
-The store holds each notification and every attempt at it (`notifications/<id>.json`); Redis
-holds the schedule, a sorted set of notification ids by the time of their next attempt. The
+The store holds each notification and every attempt at it (`notifications/<id>.json`, with a
+marker in `notifications/pending/` until it is delivered or given up); Redis holds the
+schedule, a sorted set of notification ids by the time of their next attempt. The
 worker that finishes a batch only writes the notification and schedules it, so a dead receiver
 never holds a worker up; `scandigits serve` runs the `Deliverer`, which takes what is due for a
 lease (two services never send one notification at once, and one that dies mid-send leaves it
@@ -39,6 +40,7 @@ from worker.manifest import Manifest
 
 log = logging.getLogger(__name__)
 FOLDER = "notifications/"
+PENDING = f"{FOLDER}pending/"  # a marker per notification not yet delivered nor given up
 SCHEDULE = "scandigits:webhooks"  # Redis sorted set: notification id -> time of its next attempt
 SIGNATURE = "Scandigits-Signature"
 LEASE = 60.0  # s a notification taken for sending is left to its sender
@@ -129,6 +131,7 @@ def notify(store: Store, batch: Manifest, summary: dict[str, Any]) -> None:
         store.create(_key(notification), json.dumps(record).encode())
     except AlreadyExists:
         return
+    store.put(f"{PENDING}{notification}", b"")
     try:
         queue.client().zadd(SCHEDULE, {notification: time.time()}, nx=True)
     except redis.RedisError as exc:
@@ -158,14 +161,8 @@ class Deliverer:
         """Schedule every pending notification in the store that the schedule lacks (Redis was
         down when it was made, or was flushed since)."""
         client = queue.client()
-        for key in self.store.list(FOLDER):
-            notification = key[len(FOLDER) : -len(".json")]
-            try:
-                record = json.loads(self.store.get(key))
-            except ObjectMissing:
-                continue
-            if record["state"] == "pending":
-                client.zadd(SCHEDULE, {notification: time.time()}, nx=True)
+        for key in self.store.list(PENDING):
+            client.zadd(SCHEDULE, {key[len(PENDING) :]: time.time()}, nx=True)
 
     def _take(self, limit: int = 10) -> list[str]:
         """Ids of up to `limit` notifications due now, each leased to this sender."""
@@ -175,14 +172,13 @@ class Deliverer:
 
     def attempt(self, notification: str) -> None:
         """Send the notification once, record the attempt, and schedule the next or end it."""
-        client = queue.client()
         try:
             record = json.loads(self.store.get(_key(notification)))
-        except ObjectMissing:  # deleted with its batch
-            client.zrem(SCHEDULE, notification)
+        except ObjectMissing:  # its record is gone
+            self._close(notification)
             return
         if record["state"] != "pending":
-            client.zrem(SCHEDULE, notification)
+            self._close(notification)
             return
         started = time.time()
         answer, error = self._send(record)
@@ -205,12 +201,17 @@ class Deliverer:
         self.store.put(_key(notification), json.dumps(record).encode())
         DELIVERIES.labels(outcome).inc()
         if outcome == "retry":
-            client.zadd(SCHEDULE, {notification: time.time() + wait}, xx=True)
+            queue.client().zadd(SCHEDULE, {notification: time.time() + wait}, xx=True)
         else:
-            client.zrem(SCHEDULE, notification)
+            self._close(notification)
         log.info(
             "notification %s to %s: %s (%s)", notification, record["url"], outcome, answer or error
         )
+
+    def _close(self, notification: str) -> None:
+        """Nothing more to send of the notification: off the schedule, no longer pending."""
+        self.store.delete(f"{PENDING}{notification}")
+        queue.client().zrem(SCHEDULE, notification)
 
     def _send(self, record: dict[str, Any]) -> tuple[int | None, str | None]:
         """POST the notification: the receiver's status code, or why there was none."""

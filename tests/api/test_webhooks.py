@@ -95,6 +95,7 @@ def test_signed_notification_sent_again_after_a_failure(service: Api, scans) -> 
     assert len(got) == 2
     assert [a["status"] for a in record["attempts"]] == [500, 200]
     assert record["state"] == "delivered"
+    assert not service.store.exists(f"{webhooks.PENDING}{batch}.finished")
     (first, body), (second, again) = got
     assert body == again and first["Scandigits-Notification"] == f"{batch}.finished"
     assert second["Scandigits-Notification"] == first["Scandigits-Notification"]
@@ -121,6 +122,7 @@ def test_a_dead_receiver_holds_up_no_worker(service: Api, scans) -> None:
     done(client, batch)
     record = _record(service, batch, 2)  # sent again after the backoff, still refused
     assert record["state"] == "pending" and all(a["status"] is None for a in record["attempts"])
+    assert service.store.exists(f"{webhooks.PENDING}{batch}.finished")
     assert "ConnectError" in record["attempts"][0]["error"]
     after = client.post("/v1/batches", files=files(folder, names)).json()["batch"]
     assert done(client, after)["images_done"] == len(names)
