@@ -100,7 +100,7 @@ def test_submit_folder_and_collect_results(cluster, scans, tmp_path: Path) -> No
         assert r["label"] == (r["digits"][0]["label"] if len(r["digits"]) == 1 else None)
         # all its digits right, at most; at most 0.5 with ink left out
         joint = math.prod(d["confidence"] for d in r["digits"])
-        assert r["confidence"] <= (min(joint, 0.5) if r["left_out"] else joint) + 1e-5
+        assert r["confidence"] <= (min(joint, 0.5) if r["left_out"] else joint) + 1e-4
         height, width = cv2.imread(r["source"], cv2.IMREAD_GRAYSCALE).shape
         for x, y, w, h in (d["box"] for d in r["digits"]):
             assert 0 <= x < x + w <= width and 0 <= y < y + h <= height
