@@ -127,11 +127,12 @@ def notify(store: Store, batch: Manifest, summary: dict[str, Any]) -> None:
         "state": "pending",
         "attempts": [],
     }
+    # the marker first: a finalizer that dies after it leaves the notification to the sweep
+    store.put(f"{PENDING}{notification}", b"")
     try:
         store.create(_key(notification), json.dumps(record).encode())
     except AlreadyExists:
         return
-    store.put(f"{PENDING}{notification}", b"")
     try:
         queue.client().zadd(SCHEDULE, {notification: time.time()}, nx=True)
     except redis.RedisError as exc:
