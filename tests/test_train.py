@@ -60,12 +60,10 @@ def test_architectures_take_28x28_and_give_softmax(digits) -> None:
     assert meta["hyperparameters"]["schedule"] == "warmup+cosine"
     assert meta["hyperparameters"]["stroke_jitter"] is True
     assert meta["hyperparameters"]["nondigit_images"] == 150  # 10% more: the 11th class
-    # and pieces the worker's segmentation cut of fields rendered as scans, 2 for 3 digits
-    assert meta["hyperparameters"]["cut_pieces"] == 1000
-    assert meta["hyperparameters"]["train_images"] == 2650 and meta["test_loss"] > 0
+    assert meta["hyperparameters"]["train_images"] == 1650 and meta["test_loss"] > 0
     # the CNN comes with a string reader in the same model file, trained on two lines per
-    # digit, half of them those fields, framed by the worker's segmentation
+    # digit, half of them rendered as scans and framed by the worker's segmentation
     assert meta["reader"]["scanned_lines"] > 1400 and meta["reader"]["epochs"] == 1
-    assert meta["reader"]["lines"] == 3000
+    assert meta["reader"]["lines"] == 1500 + meta["reader"]["scanned_lines"]
     classifier, reader = models.parts(model)
     assert classifier.output_shape == (None, 11) and reader.output_shape[-1] == 11

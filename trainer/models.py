@@ -27,7 +27,6 @@ class Recipe:
     lines: int = 0  # lines of digits (trainer/strings.py) to train a string reader on, if any
     scanned: float = 0.0  # share of a reader's lines rendered as scans, framed as the worker does
     adapt: int = 0  # copies of other writers' digits (trainer/newwriters.py) trained on, if given
-    cut: int = 0  # pieces the worker's segmenter cut of the reader's scanned fields, trained on
 
     @property
     def classes(self) -> int:
@@ -38,7 +37,7 @@ RECIPES = {
     # The seed model, exactly: 784 -> 512 -> 512 -> 10, Adam, 8 epochs.
     "mlp": Recipe(epochs=8, batch_size=128, learning_rate=1e-3),
     "cnn": Recipe(
-        epochs=9,
+        epochs=12,
         batch_size=128,
         learning_rate=3e-3,
         cosine=True,
@@ -47,7 +46,6 @@ RECIPES = {
         nondigits=6000,
         lines=120000,
         adapt=2,
-        cut=40000,
     ),
 }
 READER = Recipe(epochs=4, batch_size=64, learning_rate=3e-3, cosine=True, ema=True, scanned=0.5)

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -74,7 +74,7 @@ def _fit(
     epochs: int,
     steps: int,
     loss: Any,
-    log: Log,
+    log: Callable[[str], None],
 ) -> None:
     """Compile `model` with Adam (and the recipe's schedule) and fit it, logging each epoch."""
     import keras
@@ -99,59 +99,39 @@ def _fit(
     model.fit(**inputs, epochs=epochs, verbose=0, callbacks=[callback])
 
 
-Log = Callable[[str], None]
-
-
-class Scans(NamedTuple):
-    """Fields rendered as scans and cut as the worker cuts them (worker/reading/lines.py): their
-    framed lines with targets as strings.make gives them, and pieces cut one per digit with
-    those digits."""
-
-    lines: np.ndarray
-    targets: np.ndarray
-    pieces: np.ndarray
-    digits: np.ndarray
-
-
-# MNIST digits -> their fields, rendered and cut: (digits, labels, count, seed)
-Scanner = Callable[[np.ndarray, np.ndarray, int, int], Scans]
-
-
-def _scan(
-    scanned: Scanner, digits: np.ndarray, labels: np.ndarray, count: int, seed: int, log: Log
-) -> Scans:
-    """`count` fields of `digits` rendered and cut by `scanned`, timed in the log."""
-    started = time.monotonic()
-    scans = scanned(digits, labels, count, seed)
-    log(
-        f"{len(scans.lines)} fields framed from scans, {len(scans.pieces)} pieces cut "
-        f"({time.monotonic() - started:.0f} s)"
-    )
-    return scans
+# lines of MNIST digits -> (framed lines, targets), as strings.make: (digits, labels, count, seed)
+Lines = Callable[[np.ndarray, np.ndarray, int, int], tuple[np.ndarray, np.ndarray]]
 
 
 def _reader(
     data: mnist.Mnist,
-    digits: np.ndarray,
-    labels: np.ndarray,
+    limit: int | None,
     count: int,
     epochs: int | None,
     seed: int,
-    log: Log,
-    scans: Scans | None,
+    log: Callable[[str], None],
+    scanned: Lines | None,
+    others: tuple[np.ndarray, np.ndarray],
 ) -> tuple[Any, dict[str, Any]]:
-    """Train the string reader on `count` lines: the framed lines of `scans`, if any, and the
-    rest of `digits` (MNIST training digits and other writers') laid out by strings.make;
+    """Train the string reader on `count` lines of MNIST training digits and `others` (other
+    writers' digits), the recipe's share of them framed from scans by `scanned` when given;
     score it on lines of test digits (whole lines read exactly)."""
     import keras
 
     recipe = models.READER
     epochs = epochs or recipe.epochs
-    framed = len(scans.lines) if scans else 0
-    lines, targets = strings.make(digits, labels, count - framed, seed)
-    if scans:
-        lines = np.concatenate([lines, scans.lines])
-        targets = np.concatenate([targets, scans.targets])
+    digits = np.concatenate([data.x_train[:limit], others[0]])
+    labels = np.concatenate([data.y_train[:limit], others[1]])
+    rendered = round(count * recipe.scanned) if scanned else 0
+    lines, targets = strings.make(digits, labels, count - rendered, seed)
+    framed = 0
+    if rendered:
+        started = time.monotonic()
+        more, more_targets = scanned(digits, labels, rendered, seed)
+        framed = len(more)
+        lines, targets = np.concatenate([lines, more]), np.concatenate([targets, more_targets])
+        del more, more_targets  # else the fit would hold the framed lines twice
+        log(f"reader: {framed} lines framed from scans ({time.monotonic() - started:.0f} s)")
     reader = models.build_reader()
     # the lines stay uint8 (a quarter of float32's memory), scaled to [0, 1] a batch at a time
     scaled = _batches(lines, targets, recipe.batch_size, seed, _to_unit)
@@ -178,14 +158,13 @@ def train(
     batch_size: int | None = None,
     limit: int | None = None,
     seed: int = 0,
-    log: Log = say,
-    scanned: Scanner | None = None,
+    log: Callable[[str], None] = say,
+    scanned: Lines | None = None,
     writers: newwriters.Writers | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Fit architecture `name`; return the model and its metadata (metrics, recipe, provenance).
-    `scanned` renders fields as scans and cuts them as the worker does (the worker's
-    lines.scanned): their lines train the reader, their pieces the classifier; `writers` adds
-    the adapted part of other writers' digits, as many copies as the recipe says."""
+    `scanned` frames reader training lines from scans (the worker's lines.scanned); `writers`
+    adds the adapted part of other writers' digits, as many copies as the recipe says."""
     import keras
     import tensorflow as tf
 
@@ -195,29 +174,21 @@ def train(
     keras.utils.set_random_seed(seed)
     x_train, y_train = data.x_train[:limit], data.y_train[:limit]
     others = _others(writers, recipe.adapt, len(x_train))
-    digits, labels = np.concatenate([x_train, others[0]]), np.concatenate([y_train, others[1]])
-    lines = max(200, recipe.lines * len(x_train) // 60000) if recipe.lines else 0
-    scans = None
-    if lines and scanned:
-        count = round(lines * models.READER.scanned)
-        scans = _scan(scanned, digits, labels, count, seed, log)
-    cut = _cut(scans, recipe.cut * len(x_train) // 60000, seed)
     if recipe.nondigits:
         extra = nondigits.make(x_train, y_train, recipe.nondigits * len(x_train) // 60000, seed)
         x_train = np.concatenate([x_train, extra])
         y_train = np.concatenate([y_train, np.full(len(extra), models.NOT_A_DIGIT, np.uint8)])
-    x_train = np.concatenate([x_train, others[0], cut[0]])
-    y_train = np.concatenate([y_train, others[1], cut[1]])
+    x_train, y_train = np.concatenate([x_train, others[0]]), np.concatenate([y_train, others[1]])
     x_train = x_train.astype(np.float32) / 255.0
     x_test = data.x_test.astype(np.float32) / 255.0
     onehot = keras.utils.to_categorical
 
     model = models.build(name)
-    targets = onehot(y_train, recipe.classes)
+    labels = onehot(y_train, recipe.classes)
     if recipe.stroke_jitter:
-        inputs = _batches(x_train, targets, batch_size, seed, _stroke_jitter)
+        inputs = _batches(x_train, labels, batch_size, seed, _stroke_jitter)
     else:
-        inputs = {"x": x_train, "y": targets, "batch_size": batch_size, "shuffle": True}
+        inputs = {"x": x_train, "y": labels, "batch_size": batch_size, "shuffle": True}
     started = time.monotonic()
     _fit(
         model,
@@ -231,7 +202,7 @@ def train(
     del inputs  # the reader trains next: free the CNN's batches first
     seconds = time.monotonic() - started
     model.compile(optimizer=model.optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
-    train_loss, train_acc = model.evaluate(x_train, targets, batch_size=1024, verbose=0)
+    train_loss, train_acc = model.evaluate(x_train, labels, batch_size=1024, verbose=0)
     test_loss, test_acc = model.evaluate(
         x_test, onehot(data.y_test, recipe.classes), batch_size=1024, verbose=0
     )
@@ -247,7 +218,6 @@ def train(
             "stroke_jitter": recipe.stroke_jitter,
             "nondigit_images": int((y_train == models.NOT_A_DIGIT).sum()),
             "other_writers_images": len(others[0]),
-            "cut_pieces": len(cut[0]),
             "optimizer": "adam",
             "loss": "categorical_crossentropy",
             "seed": seed,
@@ -268,18 +238,11 @@ def train(
         },
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    if lines:
-        reader, metadata["reader"] = _reader(data, digits, labels, lines, given, seed, log, scans)
+    if recipe.lines:
+        count = max(200, recipe.lines * len(data.x_train[:limit]) // 60000)
+        reader, metadata["reader"] = _reader(data, limit, count, given, seed, log, scanned, others)
         model = models.together(model, reader)
     return model, metadata
-
-
-def _cut(scans: Scans | None, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """At most `count` of the pieces `scans` cut, drawn at random, and their digits."""
-    if scans is None or not count:
-        return np.empty((0, 28, 28), np.uint8), np.empty(0, np.uint8)
-    chosen = np.random.default_rng(seed).permutation(len(scans.pieces))[:count]
-    return scans.pieces[chosen], scans.digits[chosen]
 
 
 def _others(
