@@ -1,10 +1,15 @@
-"""The broker's address: never printed with its password."""
+"""The broker: its address never printed with its password; what it holds, read from a view a
+second old at most, and never a chunk called lost on an old view."""
 
 from __future__ import annotations
+
+import secrets
 
 import pytest
 
 from tests.conftest import cli
+from worker import queue
+from worker.manifest import Chunk
 
 pytestmark = pytest.mark.e2e  # starts Redis, the S3 server, workers or the CLI
 
@@ -22,3 +27,25 @@ def test_a_broker_password_is_never_printed(password, command, tmp_path) -> None
     assert result.returncode == 2 and "Traceback" not in shown
     assert "Kx" not in shown and "Zq9" not in shown
     assert "bad broker URL" in result.stderr.strip().splitlines()[-1]
+
+
+def test_pending_answers_from_a_recent_view_and_looks_afresh_for_the_rest(
+    redis_url, monkeypatch
+) -> None:
+    """A status call reads the queue once a second, not once a call, but a chunk the view does
+    not show held is looked up again before it is called lost."""
+    queue.connect(redis_url)
+    batch = f"view-{secrets.token_hex(4)}"
+    chunks = [Chunk(batch, n, 2, (), 1, 0.5, "2026-01-01T00:00:00+00:00") for n in range(2)]
+    monkeypatch.setattr(queue, "VIEW_SECONDS", 60.0)
+    try:
+        queue.enqueue(chunks[:1])
+        assert queue.pending(batch, [0]) == {0}
+        queue.enqueue(chunks[1:])
+        assert queue.pending(batch, [0, 1]) == {0, 1}, "queued after the view: read afresh"
+        assert queue.discard(batch) == 2
+        assert queue.pending(batch, [0]) == {0}, "the view still answers for what it shows"
+        monkeypatch.setattr(queue, "VIEW_SECONDS", 0.0)
+        assert queue.pending(batch, [0, 1]) == set()
+    finally:
+        queue.discard(batch)

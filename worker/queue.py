@@ -24,6 +24,8 @@ GRACE = 15.0  # s a delivery may have no holder on record (being handed to a wor
 HELD_FOR = 7 * 24 * 3600  # s a holder record is kept: longer than any chunk runs
 _ALIVE, _HOLDER = "scandigits:alive:", "scandigits:holder:"
 _READING, _CRASHED = "scandigits:reading:", "scandigits:crashed:"
+VIEW_SECONDS = 1.0  # how old a view of the tasks the broker holds may answer `pending`
+_views: dict[str, tuple[float, frozenset[str]]] = {}  # broker URL: (monotonic time, task ids)
 
 app = Celery("scandigits", set_as_current=True)
 app.conf.update(
@@ -191,12 +193,28 @@ def restore(tag: bytes) -> None:
 
 def pending(batch_id: str, chunks: Iterable[int]) -> set[int]:
     """Those of a batch's `chunks` the broker still holds for a worker: waiting in the queue,
-    or delivered and held by a live worker (Delivery.live)."""
+    or delivered and held by a live worker (Delivery.live).
+
+    A view of the broker up to VIEW_SECONDS old answers when it shows every one of `chunks`
+    held, so a service answering many status calls reads the whole queue about once a second,
+    not once a call; otherwise the broker is read afresh: no chunk is called lost on an old
+    view, and one lost since is noticed within VIEW_SECONDS."""
+    tasks = {index: task_id(batch_id, index) for index in chunks}
+    url = app.conf.broker_url
+    taken, held = _views.get(url, (float("-inf"), frozenset()))
+    if time.monotonic() - taken > VIEW_SECONDS or not held.issuperset(tasks.values()):
+        taken, held = time.monotonic(), _held()
+        _views[url] = taken, held
+    return {index for index, task in tasks.items() if task in held}
+
+
+def _held() -> frozenset[str]:
+    """The ids of the tasks the broker holds for a worker (see `pending`)."""
     broker = client()
     ids = {d.task for d in deliveries() if d.live}
     for key in _lists(broker):
         ids.update(filter(None, map(_task_id, broker.lrange(key, 0, -1))))
-    return {index for index in chunks if task_id(batch_id, index) in ids}
+    return frozenset(ids)
 
 
 def discard(batch_id: str) -> int:
