@@ -43,9 +43,19 @@ def test_pending_answers_from_a_recent_view_and_looks_afresh_for_the_rest(
         assert queue.pending(batch, [0]) == {0}
         queue.enqueue(chunks[1:])
         assert queue.pending(batch, [0, 1]) == {0, 1}, "queued after the view: read afresh"
-        assert queue.discard(batch) == 2
+        broker = queue.client()
+        for raw in broker.lrange(
+            queue.app.conf.task_default_queue, 0, -1
+        ):  # taken off by another process
+            if batch.encode() in raw:
+                broker.lrem(queue.app.conf.task_default_queue, 1, raw)
         assert queue.pending(batch, [0]) == {0}, "the view still answers for what it shows"
         monkeypatch.setattr(queue, "VIEW_SECONDS", 0.0)
         assert queue.pending(batch, [0, 1]) == set()
+        queue.enqueue(chunks)
+        monkeypatch.setattr(queue, "VIEW_SECONDS", 60.0)
+        assert queue.pending(batch, [0, 1]) == {0, 1}
+        assert queue.discard(batch) == 2
+        assert queue.pending(batch, [0, 1]) == set(), "this process's discard drops the view"
     finally:
         queue.discard(batch)

@@ -222,6 +222,7 @@ def discard(batch_id: str) -> int:
     Those already handed to a worker stay with it."""
     broker = client()
     taken = 0
+    _views.pop(app.conf.broker_url, None)
     for key in _lists(broker):
         for raw in broker.lrange(key, 0, -1):
             task = _task_id(raw)
