@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -287,3 +288,27 @@ def test_a_submission_left_unqueued_deletes_its_uploads(tmp_path, file_store, mo
     reports, after = batches.listing(file_store, "acme")
     assert [r["batch"] for r in reports] == [batch] and reports[0]["name"] == "one"
     assert after is None and batches.listing(file_store, None) == ([], None)
+
+
+def test_inputs_held_in_memory_wait_for_their_upload_within_a_bound(
+    file_store, monkeypatch
+) -> None:
+    """An upload's small files are added from memory; past HELD_BYTES waiting for the store,
+    adding one waits for the oldest upload, so a slow store cannot fill the memory."""
+    monkeypatch.setattr(batches, "HELD_BYTES", len(PNG) + 1)
+    monkeypatch.setattr(batches.queue, "enqueue", lambda tasks: None)
+    put, stored = file_store.put, []
+
+    def slow_put(key: str, data: bytes) -> None:
+        time.sleep(0.2)
+        put(key, data)
+        stored.append(key)
+
+    monkeypatch.setattr(file_store, "put", slow_put)
+    with batches.Submission(file_store) as submission:
+        for n in range(3):
+            (item,) = submission.add_bytes(f"scan-{n}.png", PNG)
+            assert len(stored) >= n, "no more than one file waits at a time"
+        assert [key.rsplit("-", 1)[-1] for key in stored[:2]] == ["0.png", "1.png"]
+        submission.queue(1)
+    assert file_store.get(item.key) == PNG

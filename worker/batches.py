@@ -17,6 +17,7 @@ import re
 import secrets
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from worker.forms.templates import Template
 from worker.manifest import Callback, Item, Manifest, valid_name
 
 OPEN = "batches/_open/"  # a marker per batch not yet finished, for workers to look after
+HELD_BYTES = 32 * 2**20  # of inputs held in memory waiting for their upload (add_bytes)
 
 
 def now() -> str:
@@ -119,8 +121,9 @@ def submit(
 
 class Submission:
     """A batch being submitted. Its inputs are added one at a time, by `submit` (the CLI's
-    paths) or by the HTTP API (each file as its upload ends), through the same `add_file`;
-    each is uploaded under the batch's inputs/ on a pool of threads while the next is added.
+    paths) or by the HTTP API (each file as its upload ends), through the same `add_file` (or
+    `add_bytes`, for an upload's small file held in memory); each is uploaded under the batch's
+    inputs/ on a pool of threads while the next is added.
     `queue` then writes the manifest and queues the chunks. Left without `queue` (an
     exception, a limit), what it uploaded is deleted: nothing is queued.
 
@@ -143,6 +146,7 @@ class Submission:
         self._exclusive = batch_id is not None
         self._on_upload = on_upload
         self._uploads: list[Future[None]] = []
+        self._held: deque[tuple[Future[None], int]] = deque()  # add_bytes' uploads, sizes
         self._uploaded: list[str] = []
         self._queued = False
         self._temporary = tempfile.TemporaryDirectory(prefix="scandigits-")
@@ -196,18 +200,42 @@ class Submission:
         self._drop(file)
         return found
 
+    def add_bytes(self, source: str, data: bytes) -> list[Item]:
+        """Add one named input held in memory (not an archive), as `add_file` adds a file;
+        while more than HELD_BYTES of these wait for their upload, wait for the oldest, so
+        memory stays bounded however many come."""
+        key = self._key(source)
+        found = self._found(source, key, inputs.count(source, lambda: data))
+        upload = self._pool.submit(self._put, key, data)
+        self._uploads.append(upload)
+        self._held.append((upload, len(data)))
+        while sum(size for _, size in self._held) > HELD_BYTES:
+            self._held.popleft()[0].result()
+        return found
+
     def _add(self, source: str, file: Path) -> list[Item]:
-        key = f"{self.inputs}{len(self.items):06d}-{inputs.safe_name(Path(source).name)}"
-        pages = inputs.count(source, partial(inputs.read_local, file))
+        key = self._key(source)
+        found = self._found(source, key, inputs.count(source, partial(inputs.read_local, file)))
+        self._uploads.append(self._pool.submit(self._upload, file, key))
+        return found
+
+    def _key(self, source: str) -> str:
+        return f"{self.inputs}{len(self.items):06d}-{inputs.safe_name(Path(source).name)}"
+
+    def _found(self, source: str, key: str, pages: int) -> list[Item]:
+        """The items of the input `source` that is uploaded under `key`, now in the batch."""
         found = inputs.paged(source, key, pages)
         self.items += found
         self._uploaded.append(key)
-        self._uploads.append(self._pool.submit(self._upload, file, key))
         return found
 
     def _upload(self, file: Path, key: str) -> None:
         inputs.upload(self.store, key, file)
         self._drop(file)
+        self._on_upload(1)
+
+    def _put(self, key: str, data: bytes) -> None:
+        self.store.put(key, data)
         self._on_upload(1)
 
     def _drop(self, file: Path) -> None:

@@ -11,7 +11,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import cv2
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -20,7 +22,7 @@ from tests.batch import reading
 from trainer import forms as trainer_forms
 from trainer.storage import FileStore
 from worker import batches, queue
-from worker.api import tokens
+from worker.api import tokens, uploads
 
 pytestmark = pytest.mark.e2e
 
@@ -78,6 +80,23 @@ def test_upload_scans_and_a_pdf_and_collect_results(service: Api, scans) -> None
         if line.startswith("scandigits_api_upload_bytes_total")
     )
     assert uploaded >= sum((folder / n).stat().st_size for n in names) + len(pdf)
+
+
+def test_a_file_too_big_to_hold_in_memory_arrives_whole(service: Api, scans) -> None:
+    """A file over HELD_PART_BYTES goes to disk as it arrives, and reaches the store intact."""
+    folder, labels = scans
+    name = sorted(labels)[0]
+    scan = np.asarray(Image.open(folder / name).convert("L").resize((1400, 1400)), np.int16)
+    noise = np.random.default_rng(0).integers(-12, 13, scan.shape)
+    big = cv2.imencode(".png", np.clip(scan + noise, 0, 255).astype(np.uint8))[1].tobytes()
+    assert len(big) > uploads.HELD_PART_BYTES
+    client = service.client("submit", "read")
+    reply = client.post("/v1/batches", files=[("files", ("big.png", big)), *files(folder, [name])])
+    assert reply.status_code == 202, reply.text
+    report = done(client, reply.json()["batch"])
+    assert report["images_done"] == 2 and report["errors"] == 0
+    records = [json.loads(line) for line in client.get(report["results"]).text.splitlines()]
+    assert [service.store.get(r["key"]) for r in records] == [big, (folder / name).read_bytes()]
 
 
 def test_a_retried_request_makes_one_batch(service: Api, scans) -> None:

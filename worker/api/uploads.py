@@ -1,12 +1,15 @@
 """Request bodies read as they arrive: a multipart upload's files into a batch, one by one,
 within the limits of the settings; a JSON body within a size.
 
-Each part of the form field `files` is written to a scratch file of the Submission as its bytes
-come, refused (OverLimit: 413) the moment it passes its limit (SCANDIGITS_MAX_BYTES, or for an
-archive SCANDIGITS_MAX_ARCHIVE_BYTES), and handed to `Submission.add_file`, the function the
-CLI's files go through, as soon as it ends: it is uploaded to the store while the next part
-arrives, and its scratch file removed. Memory holds one piece of the body at a time, whatever
-its size (the parser refuses a part's headers over a few kB as malformed). The whole body may
+Each part of the form field `files` is held in memory as its bytes come while it is no more
+than HELD_PART_BYTES (a scan, mostly), and written to a scratch file of the Submission past
+that (and an archive always); it is refused (OverLimit: 413) the moment it passes its limit
+(SCANDIGITS_MAX_BYTES, or for an archive SCANDIGITS_MAX_ARCHIVE_BYTES), and handed to
+`Submission.add_bytes` or `add_file`, the function the CLI's files go through, as soon as it
+ends: it is uploaded to the store while the next part arrives, and a scratch file removed.
+Memory holds a piece of the body and at most HELD_PART_BYTES of a part at a time, whatever
+its size (the parser refuses a part's headers over a few kB as malformed), and the Submission
+bounds what waits for its upload. The whole body may
 hold no more than SCANDIGITS_MAX_ARCHIVE_BYTES and SCANDIGITS_MAX_MEMBERS files, as an archive.
 A file's name only labels its results.
 """
@@ -32,6 +35,7 @@ from worker.batches import Submission
 FIELD_BYTES = 1000  # a form field other than a file
 FIELDS = 16  # form fields other than files
 JSON_BYTES = 1_000_000
+HELD_PART_BYTES = 2**20  # a file part held in memory up to this; a larger one goes to disk
 
 
 def _total_limit() -> int:
@@ -65,6 +69,7 @@ class _Part:
     header: list[bytes] = field(default_factory=lambda: [b"", b""])
     name: str = ""
     label: str | None = None  # a file's: its name made a label (inputs.label)
+    held: bytearray | None = None  # a file's bytes, while it is small
     path: Path | None = None
     file: IO[bytes] | None = None
     limit: int = 0
@@ -97,7 +102,7 @@ class _Form:
         self.part.header = [b"", b""]
 
     def headers_finished(self) -> None:
-        """A part's headers are in: open its scratch file if it is a file."""
+        """A part's headers are in: if it is a file, where its bytes go."""
         part = self.part
         _, options = parse_options_header(part.headers.get(b"content-disposition", b""))
         part.name = options.get(b"name", b"").decode("utf-8", "replace")
@@ -114,26 +119,41 @@ class _Form:
         part.label = inputs.label(filename.decode("utf-8", "replace"))[-200:] or "upload"
         archive = inputs.is_archive(part.label)
         part.limit = limits.max_archive_bytes if archive else limits.max_bytes
+        part.held = bytearray()
+        if archive:
+            self._spill(part)
+        self.files += 1
+
+    def _spill(self, part: _Part) -> None:
+        """Write the part's bytes so far to a scratch file, where the rest will go."""
         part.path = self.submission.scratch / f"upload-{self.files:06d}"
         part.file = part.path.open("wb")
-        self.files += 1
+        part.file.write(part.held or b"")
+        part.held = None
 
     def data(self, data: bytes, start: int, end: int) -> None:
         part = self.part
         part.size += end - start
-        if part.file is None:
+        if part.label is None:
             if part.size > FIELD_BYTES:
                 raise OverLimit(f"a form field is over {FIELD_BYTES:,} bytes")
             part.text += data[start:end]
             return
         if part.size > part.limit:
             raise OverLimit(f"{part.label} is over {part.limit:,} bytes")
-        part.file.write(data[start:end])
+        if part.held is not None:
+            part.held += data[start:end]
+            if len(part.held) > HELD_PART_BYTES:
+                self._spill(part)
+        else:
+            assert part.file is not None
+            part.file.write(data[start:end])
 
     def end(self) -> None:
         part = self.part
-        if part.file is not None:
-            part.file.close()
+        if part.label is not None:
+            if part.file is not None:
+                part.file.close()
             self.ended.append(part)
             return
         if part.name in self.fields:
@@ -201,6 +221,10 @@ async def _add(form: _Form) -> None:
     """Hand the files that ended to the submission (pages counted, archives unpacked and the
     upload started, in a thread: the event loop goes on serving)."""
     for part in form.ended:
-        assert part.label is not None and part.path is not None
-        await run_in_threadpool(form.submission.add_file, part.label, part.path)
+        assert part.label is not None
+        if part.held is not None:
+            await run_in_threadpool(form.submission.add_bytes, part.label, bytes(part.held))
+        else:
+            assert part.path is not None
+            await run_in_threadpool(form.submission.add_file, part.label, part.path)
     form.ended.clear()
