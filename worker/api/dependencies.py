@@ -29,7 +29,8 @@ class Service:
     rate_limit: RateLimit
 
 
-def service_of(request: Request) -> Service:
+async def service_of(request: Request) -> Service:
+    """The running service's parts (async: FastAPI runs a plain `def` in a thread)."""
     return request.app.state.service
 
 
