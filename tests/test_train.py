@@ -35,6 +35,8 @@ def test_train_cli_publishes_and_lists(mnist_dir: Path, tmp_path: Path) -> None:
     meta = json.loads(cli("models", "--json", "--store", store).stdout)
     assert meta[0]["current"] and meta[0]["hyperparameters"]["train_images"] == 3000
     assert meta[0]["test_accuracy"] > 0.8
+    groups = _groups(tmp_path / "store/models/v0001/model.keras")
+    assert groups and not [name for name in groups if "optimizer" in name]  # weights alone
 
 
 @pytest.mark.e2e
@@ -67,3 +69,19 @@ def test_architectures_take_28x28_and_give_softmax(digits) -> None:
     assert meta["reader"]["lines"] == 1500 + meta["reader"]["scanned_lines"]
     classifier, reader = models.parts(model)
     assert classifier.output_shape == (None, 11) and reader.output_shape[-1] == 11
+
+
+def _groups(model_file: Path) -> list[str]:
+    """Every group and dataset name in a saved model's weights file."""
+    import io
+    import zipfile
+
+    import h5py
+
+    names: list[str] = []
+    with (
+        zipfile.ZipFile(model_file) as archive,
+        h5py.File(io.BytesIO(archive.read("model.weights.h5"))) as weights,
+    ):
+        weights.visit(names.append)
+    return names

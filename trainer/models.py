@@ -127,6 +127,22 @@ def parts(model: keras.Model) -> tuple[keras.Model, keras.Model | None]:
     return model.get_layer(model.name.split("+")[0]), model.get_layer("reader")
 
 
+def bare(model: keras.Model) -> keras.Model:
+    """A copy of a trained model with its weights and nothing of its training (no optimizer
+    state, no compile settings): what a worker loads, in a quarter of the trained one's file."""
+    classifier, reader = parts(model)
+    if reader is None:
+        return _rebuilt(classifier)
+    return together(_rebuilt(classifier), _rebuilt(reader))
+
+
+def _rebuilt(model: keras.Model) -> keras.Model:
+    """`model` made again from its layers' configuration, uncompiled, with its weights."""
+    copy = type(model).from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def _conv_block(filters: int) -> list:
     """Two 3×3 convolutions with batch norm and ReLU, then 2×2 max pooling."""
     from keras import layers

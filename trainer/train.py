@@ -273,6 +273,6 @@ def run(
     model, metadata = train(name, data, writers=others, **options)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp, "model.keras")
-        model.save(path)
+        models.bare(model).save(path)
         version, promoted = registry.publish(store, path, metadata, promote)
     return {**registry.resolve(store, version), "promoted": promoted}
