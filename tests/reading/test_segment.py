@@ -375,3 +375,24 @@ def test_ones_beside_a_box_side_are_no_comb() -> None:
     ticks: a comb's lattice runs through both sides and fills most of its places."""
     assert _lattice([42.0, 74.0], [10.0, 400.0], narrowest=30.0) == []
     assert _lattice([90.0, 170.0, 250.0, 330.0], [10.0, 410.0], narrowest=30.0) == [0, 1, 2, 3]
+
+
+def test_strokes_halfway_between_dividers_are_no_ticks() -> None:
+    """A comb whose dividers all stand makes its own lattice; two strokes on the rule halfway
+    between them (a 4's stem, a 1) fill a lattice of half the step no better: writing. Ticks
+    between every two dividers do."""
+    dividers = [20.0, 100.0, 180.0, 260.0, 340.0]
+    assert _lattice([60.0, 220.0], dividers, narrowest=30.0) == []
+    assert _lattice([60.0, 140.0, 220.0, 300.0], dividers, narrowest=30.0) == [0, 1, 2, 3]
+
+
+def test_a_one_from_rule_to_rule_in_a_comb_cell_is_read() -> None:
+    """A 1 written the whole height of its cell meets both rules as a divider does, but in
+    the middle of the cell, off the lattice the comb's sides and dividers stand on."""
+    ink = comb(5, "full", "")
+    for cell, glyph in ((0, "7"), (1, "0"), (3, "0"), (4, "7")):
+        draw(ink, glyph, 20 + 80 * cell + 22, y=50)
+    cv2.line(ink, (20 + 80 * 2 + 40, 25), (20 + 80 * 2 + 40, 135), 1.0, 4, cv2.LINE_AA)
+    found = segment(scan(ink))
+    assert len(found.marks) == 5 and not found.left_out and not found.unread
+    assert found.marks[2].box[3] >= 100  # the 1, whole

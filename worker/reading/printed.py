@@ -147,13 +147,15 @@ def _sides(clean: np.ndarray, inner: list[int], gap: int, thick: int) -> np.ndar
     than a printed line. A solid line meets both rules and may touch the writing; a dashed one
     (breaks up to `dashes` of the box's inner height bridged) must be dashes, mostly inked along
     its length, and stand alone, as a digit's strokes, bridged so, have more of the digit
-    beside them."""
+    beside them. Between the outermost two, either kind stands on the comb's lattice with
+    them: a 4's stem or an 8 written tall, bridged so, looks like a side, but in the middle of
+    a cell."""
     span = inner[1] - inner[0]
-    found = np.zeros(clean.shape, bool)
+    found = []
     for bridge, alone in ((gap, False), (max(gap, round(PRINTED.dashes * span)), True)):
         upright = cv2.morphologyEx(clean, cv2.MORPH_CLOSE, np.ones((bridge, 1), np.uint8))
         lines = cv2.morphologyEx(upright, cv2.MORPH_OPEN, np.ones((span - 2, 1), np.uint8))
-        count, labels, stats, _ = cv2.connectedComponentsWithStats(lines, None, 8)
+        count, labels, stats, centres = cv2.connectedComponentsWithStats(lines, None, 8)
         inked = np.bincount(labels[clean > 0], minlength=count)
         sides = [
             i
@@ -167,8 +169,20 @@ def _sides(clean: np.ndarray, inner: list[int], gap: int, thick: int) -> np.ndar
                 else _joined(clean, stats[i], inner, thick)
             )
         ]
-        found |= np.isin(labels, sides)
-    return found
+        found.append((labels, sides, centres[:, 0].tolist()))
+    # the outermost are the box's sides (found whole or in pieces, by either pass): the
+    # lattice of the dividers between them starts and ends there
+    candidates = [(labels, i, x[i]) for labels, sides, x in found for i in sides]
+    xs = [x for *_, x in candidates] or [0.0]
+    outermost = [x <= min(xs) + 2 * thick + 3 or x >= max(xs) - 2 * thick - 3 for x in xs]
+    outer = [c for c, end in zip(candidates, outermost, strict=False) if end]
+    between = [c for c, end in zip(candidates, outermost, strict=False) if not end]
+    # a comb's cells are a quarter of its height wide at the least
+    on = _lattice([x for *_, x in between], [x for *_, x in outer], span / 4)
+    sides = np.zeros(clean.shape, bool)
+    for labels, i, _ in outer + [between[k] for k in on]:
+        sides |= labels == i
+    return sides
 
 
 def _alone(clean: np.ndarray, stat: np.ndarray) -> bool:
@@ -258,7 +272,8 @@ def _lattice(xs: Sequence[float], anchors: Sequence[float], narrowest: float) ->
     lattice with the most places taken less the places left empty between its ends, of at
     least three places taken (three ticks when there are no anchors). With anchors, a comb's
     lattice holds the outermost two and has `full` of its places taken: a 1 or two standing on
-    the line between a box's sides do not make a comb. Every lattice through
+    the line between a box's sides do not make a comb; nor do strokes that take no place the
+    anchors leave empty, unless they make a better lattice. Every lattice through
     two of the points is scored at once, a block of lattices at a time (a field with many
     upright strokes has tens of thousands)."""
     values = np.array([*xs, *anchors])
@@ -281,24 +296,27 @@ def _lattice(xs: Sequence[float], anchors: Sequence[float], narrowest: float) ->
         step = period[row : row + block, None]
         place = np.round((values - a) / step)
         on = np.abs(values - a - place * step) <= np.maximum(2.0, PRINTED.on_lattice * step)
-        ordered = np.sort(np.where(on, place, np.inf), axis=1)
-        before = np.pad(ordered[:, :-1], ((0, 0), (1, 0)), constant_values=-np.inf)
-        distinct = np.isfinite(ordered) & (ordered != before)
-        taken = distinct.sum(axis=1)
+        taken = _distinct(np.where(on, place, np.inf))
+        alone = _distinct(np.where(on, place, np.inf)[:, len(xs) :])  # by the anchors
         ticks = on[:, : len(xs)].sum(axis=1)
-        low = ordered[:, 0]
+        low = np.where(on, place, np.inf).min(axis=1)
         high = np.where(on, place, -np.inf).max(axis=1)
         places = high - low + 1
         # with anchors, a comb: its outermost sides on the lattice, and it mostly taken
         comb = (
             on[:, outer].all(axis=1) & (taken >= PRINTED.full * places) if anchors else ticks >= 3
         )
-        score = np.where(
-            (ticks > 0) & (taken >= 3) & comb,
-            2 * taken - places,  # places taken less places empty between the ends
-            0,
-        )
+        # places taken less places empty between the ends; of two lattices as good, the one
+        # the anchors take alone: strokes by the dividers, or halfway between, are writing
+        score = np.where((taken >= 3) & comb, 4 * taken - 2 * places + (taken == alone), 0)
         top = int(np.argmax(score))
         if score[top] > best:
             best, chosen = score[top], np.flatnonzero(on[top, : len(xs)]).tolist()
     return chosen
+
+
+def _distinct(places: np.ndarray) -> np.ndarray:
+    """How many distinct finite values each row holds."""
+    ordered = np.sort(places, axis=1)
+    before = np.pad(ordered[:, :-1], ((0, 0), (1, 0)), constant_values=-np.inf)
+    return (np.isfinite(ordered) & (ordered != before)).sum(axis=1)
