@@ -128,16 +128,17 @@ def worker_env(redis_url: str, trained: tuple[Path, dict], file_store: Store) ->
 
 
 def cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path | None = None
 ) -> subprocess.CompletedProcess:
-    """Run `scandigits ARGS` as a user would, capturing stdout and stderr."""
+    """Run `scandigits ARGS` as a user would (in `cwd`, default the temporary folder),
+    capturing stdout and stderr."""
     return subprocess.run(
         [sys.executable, "-m", "worker", *args],
         env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
-        cwd=tempfile.gettempdir(),
+        cwd=cwd or tempfile.gettempdir(),
     )
 
 

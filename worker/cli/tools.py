@@ -113,15 +113,16 @@ def samples(
 
 def demo(
     count: Annotated[int, typer.Option(min=1, help="Sample scans to render")] = 300,
+    forms: Annotated[int, typer.Option(min=1, help="Sample form pages to render")] = 20,
     data: MnistData = None,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes to start")] = 2,
     chunk_size: ChunkSize = 128,
     store: StoreUrl = DEFAULT_STORE,
 ) -> None:
-    """Run everything locally: Redis, a model, sample scans, two workers, one batch."""
+    """Run everything locally: Redis, the bundled model, sample scans and forms, two workers."""
     from worker import demo as run_demo
 
-    raise typer.Exit(run_demo.run(checked_store(store), data, count, workers, chunk_size))
+    raise typer.Exit(run_demo.run(checked_store(store), data, count, forms, workers, chunk_size))
 
 
 template_app = typer.Typer(no_args_is_help=True, help="Check form templates against pages.")
