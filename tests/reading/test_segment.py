@@ -317,10 +317,17 @@ def test_a_one_standing_on_an_underline_is_not_a_tick() -> None:
     assert len(found.marks) == 4
 
 
-@pytest.mark.parametrize("style", ["dotted", "dashed", "long dashes"])
+@pytest.mark.parametrize("style", ["dotted", "dashed", "long dashes", "long breaks"])
 def test_dotted_and_dashed_boxes_are_not_read(style: str) -> None:
+    """Breaks as long as the dashes, or longer, are bridged too: the dashes' one period, and
+    their lengths, short beside a digit's strokes, tell them from writing."""
     ink = field("7070")
-    period, length = {"dotted": (6, 2), "dashed": (14, 9), "long dashes": (22, 14)}[style]
+    period, length = {
+        "dotted": (6, 2),
+        "dashed": (14, 9),
+        "long dashes": (22, 14),
+        "long breaks": (20, 8),
+    }[style]
     for x in range(10, 400, period):
         for y in (25, 115):
             cv2.line(ink, (x, y), (min(x + length - 1, 400), y), 1.0, 2)
@@ -331,6 +338,17 @@ def test_dotted_and_dashed_boxes_are_not_read(style: str) -> None:
     assert len(found.marks) == 4 and not found.left_out and not found.unread
     for mark in found.marks:
         assert mark.box[3] < 70
+
+
+def test_a_sparsely_dotted_underline_is_not_read() -> None:
+    """Dots further apart than they are long, under the writing and nothing below them: an
+    underline, however sparse."""
+    ink = field("7070")
+    for x in range(20, 300, 12):
+        cv2.circle(ink, (x, 112), 2, 1.0, -1)
+    found = segment(scan(ink))
+    assert len(found.marks) == 4 and not found.left_out and not found.unread
+    assert all(mark.box[1] + mark.box[3] < 108 for mark in found.marks)
 
 
 @pytest.mark.parametrize(("glyphs", "period", "pen"), [("7171", 19, 4), ("1111", 20, 5)])

@@ -38,6 +38,7 @@ class PrintedConfig:
     dash_gap: float = 0.12  # gaps in a dashed or dotted line up to this share of the writing height
     dashes: float = 0.25  # a dashed side's breaks are at most this share of the box's inner height
     dash: float = 0.5  # ...and its dashes too (a digit's stroke is longer)
+    dash_period: float = 0.25  # a dashed line's dashes start at one period, give or take this
     inked: float = 0.4  # a printed line's dashes or dots cover at least this share of its length
     alone: float = 0.2  # beside a printed line, at most this share of the paper is inked
     tick: float = 0.1  # a tick is at least this share of the writing's height long
@@ -95,24 +96,10 @@ def _found(
     """The print in a binary image of the ink (`faint`; `clean`: without the scanner's specks)
     of the field whose writing is `mask`: its rules, its upright lines (sides, dividers and
     ticks), and the rules' thickness; None without rules."""
-    w = mask.shape[1]
     step = max(8, round(field_writing(mask.astype(np.uint8))))
     gap = max(2, round(PRINTED.dash_gap * step))
-    # horizontal runs longer than a digit is tall, the breaks of a dashed line bridged first
-    bridged = cv2.morphologyEx(faint, cv2.MORPH_CLOSE, np.ones((1, gap), np.uint8))
-    runs = cv2.morphologyEx(bridged, cv2.MORPH_OPEN, np.ones((1, step), np.uint8))
-    # join the steps of a slightly rotated line, then judge whole lines
-    joined = cv2.morphologyEx(runs, cv2.MORPH_CLOSE, np.ones((3, step), np.uint8)) & bridged
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(joined, None, 8)
-    inked = np.bincount(labels[faint > 0], minlength=count)
+    labels, stats, lines, runs = _lines(faint, gap, step)
     writing = writing_height((mask & (runs == 0)).astype(np.uint8))
-    lines = [
-        i
-        for i in range(1, count)
-        if stats[i, cv2.CC_STAT_WIDTH] >= PRINTED.rule * w
-        and stats[i, cv2.CC_STAT_HEIGHT] <= 0.05 * stats[i, cv2.CC_STAT_WIDTH] + 6
-        and inked[i] >= PRINTED.inked * stats[i, cv2.CC_STAT_AREA]
-    ]
     # longer than a digit's stroke, or a box's top and bottom (where the writing touches the
     # box, the marks are the box's height, and the writing seems as tall)
     rules = [
@@ -121,17 +108,72 @@ def _found(
         if stats[i, cv2.CC_STAT_WIDTH] >= PRINTED.rule_writing * writing
         or any(_parallel(stats[i], stats[j]) for j in lines if j != i)
     ]
-    if not rules:
+    across = np.isin(labels, rules)
+    # a dashed or dotted line with breaks as long as its dashes, bridged wider: print if made
+    # of dashes shorter than a digit, as a box's top and bottom or with no writing below it
+    labels, wider, lines, _ = _lines(faint, max(gap, round(PRINTED.dashes * step)), step)
+    dashed = [
+        i
+        for i in lines
+        if not (across & (labels == i)).any()
+        and _dashed(faint, wider[i], step)
+        and (
+            any(_parallel(wider[i], wider[j]) for j in lines if j != i)
+            or not _below(mask, wider[i]).any()
+        )
+    ]
+    if not rules and not dashed:
         return None
-    across = np.isin(labels, rules) & (faint > 0)
-    thick = int(stats[rules, cv2.CC_STAT_HEIGHT].max())  # more than the pen when rotated
-    bands = [(int(y), int(y + h)) for y, h in stats[rules][:, [1, 3]]]
+    across = (across | np.isin(labels, dashed)) & (faint > 0)
+    found = np.concatenate([stats[rules], wider[dashed]])
+    thick = int(found[:, cv2.CC_STAT_HEIGHT].max())  # more than the pen when rotated
+    bands = [(int(y), int(y + h)) for y, h in found[:, [1, 3]]]
     down = np.zeros_like(across)
     inner = [min(b for _, b in bands), max(t for t, _ in bands)]
     if inner[1] - inner[0] > 8:  # a box: its sides and dividers run from one rule to the other
         down |= _sides(clean, inner, gap, thick) & (faint > 0)
     down |= _ticks(faint & ~across, across, _columns(down), thick, writing)
     return across, down, thick
+
+
+def _lines(
+    faint: np.ndarray, gap: int, step: int
+) -> tuple[np.ndarray, np.ndarray, list[int], np.ndarray]:
+    """The horizontal lines in a binary image of the ink, its breaks up to `gap` bridged:
+    their labels and stats, the labels of those long, thin and inked enough for a printed
+    line, and the horizontal runs at least `step` long they are made of."""
+    bridged = cv2.morphologyEx(faint, cv2.MORPH_CLOSE, np.ones((1, gap), np.uint8))
+    runs = cv2.morphologyEx(bridged, cv2.MORPH_OPEN, np.ones((1, step), np.uint8))
+    # join the steps of a slightly rotated line, then judge whole lines
+    joined = cv2.morphologyEx(runs, cv2.MORPH_CLOSE, np.ones((3, step), np.uint8)) & bridged
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(joined, None, 8)
+    inked = np.bincount(labels[faint > 0], minlength=count)
+    lines = [
+        i
+        for i in range(1, count)
+        if stats[i, cv2.CC_STAT_WIDTH] >= PRINTED.rule * faint.shape[1]
+        and stats[i, cv2.CC_STAT_HEIGHT] <= 0.05 * stats[i, cv2.CC_STAT_WIDTH] + 6
+        and inked[i] >= PRINTED.inked * stats[i, cv2.CC_STAT_AREA]
+    ]
+    return labels, stats, lines, runs
+
+
+def _dashed(faint: np.ndarray, stat: np.ndarray, step: int) -> bool:
+    """Whether the ink of a horizontal line (its box `stat`) is dashes or dots, four or more,
+    most of them shorter than half a digit's height (`step`) and most at one period: the
+    strokes of a row of digits, run together, are as long as a digit is wide, or uneven."""
+    x, y, w, h = stat[:4]
+    first, last = _true_runs(faint[y : y + h, x : x + w].any(axis=0))
+    if len(first) < 4 or np.median(last - first) > 0.5 * step:
+        return False
+    low, middle, high = np.percentile(np.diff(first), [25, 50, 75])
+    return bool(high - low <= PRINTED.dash_period * middle)
+
+
+def _below(mask: np.ndarray, stat: np.ndarray) -> np.ndarray:
+    """The writing below a horizontal line (its box `stat`), beyond the line's blur."""
+    x, y, w, h = stat[:4]
+    return mask[y + h + 2 :, x : x + w]
 
 
 def _parallel(one: np.ndarray, other: np.ndarray) -> bool:
