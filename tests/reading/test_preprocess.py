@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from trainer.errors import NoInkError
-from worker.reading.preprocess import locate, prepare, to_mnist
+from worker.reading.preprocess import extended, locate, prepare, to_mnist
 
 
 def scan(size=(400, 400), box=(150, 100, 100, 160), thickness=12, dark_on_light=True):
@@ -104,3 +104,22 @@ def test_a_faint_digit_taller_than_three_label_letters_is_found() -> None:
     cv2.line(ink, (200, 90), (215, 150), 1.0, 5)  # a dark digit
     cv2.line(ink, (300, 90), (315, 150), 0.15, 5)  # one written faintly
     assert locate(ink)[90:150, 295:320].any()
+
+
+def test_marks_run_on_into_their_light_ink_alone() -> None:
+    """A stroke goes on lighter than the strong threshold: the mark takes it in. Light ink
+    that would join two digit-tall marks (touching digits), or that reaches the image's rim
+    (shading the flattening leaves), is left as it is."""
+    ink = np.zeros((100, 300), np.float32)
+    cv2.line(ink, (40, 20), (40, 50), 1.0, 4)
+    cv2.line(ink, (40, 50), (40, 80), 0.3, 4)  # the same stroke, lighter
+    cv2.line(ink, (120, 20), (120, 80), 1.0, 4)
+    cv2.line(ink, (180, 20), (180, 80), 1.0, 4)
+    cv2.line(ink, (122, 50), (178, 50), 0.3, 3)  # light ink between two digits
+    cv2.line(ink, (240, 20), (240, 60), 1.0, 4)
+    cv2.line(ink, (240, 60), (240, 99), 0.3, 4)  # runs off the bottom edge
+    strong = ink > 0.6
+    grown = extended(strong, ink)
+    assert grown[55:80, 38:43].all()  # the lighter end of the first stroke
+    assert not grown[50, 130:170].any() and not grown[70:99, 240].any()
+    assert (grown & strong).sum() == strong.sum()

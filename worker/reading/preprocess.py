@@ -67,6 +67,32 @@ def locate(ink: np.ndarray) -> np.ndarray:
     return strong | _faint(smooth, strong)
 
 
+def extended(marks: np.ndarray, ink: np.ndarray) -> np.ndarray:
+    """`marks` with the light ink (`faint` of the strong level) they run on into: the lighter
+    end of a stroke, a thin stroke the strong threshold breaks, a light digit around the specks
+    of it that pass (a hysteresis threshold). Not light ink that would join two marks of a
+    digit's height (touching digits stay apart), nor light ink reaching the image's rim
+    (shading the flattening leaves at the edge). Only for an image without print: a light box
+    line the writing touches would join it too."""
+    try:
+        light = ink > PREPROCESS.faint * strong_level(ink)
+    except NoInkError:  # all the ink was print
+        return marks
+    count, labels = cv2.connectedComponents(light.astype(np.uint8), None, 8)
+    parts, owners, stats, _ = cv2.connectedComponentsWithStats(marks.astype(np.uint8), None, 8)
+    tall = stats[:, cv2.CC_STAT_HEIGHT] >= PREPROCESS.shortest * writing_height(
+        marks.astype(np.uint8)
+    )
+    both = marks & light
+    pairs = np.unique(labels[both].astype(np.int64) * parts + owners[both])
+    digits = np.bincount(pairs // parts, weights=tall[pairs % parts], minlength=count)
+    first, last = extents(light, labels, count)
+    joined = np.isin(np.arange(count), pairs // parts) & (digits <= 1)
+    joined &= off_rim(first, last, ink.shape)
+    joined[0] = False
+    return marks | joined[labels]
+
+
 def strong_level(ink: np.ndarray, smooth: np.ndarray | None = None) -> float:
     """The ink level of plain writing: Otsu's threshold relative to the strongest ink, at least
     a quarter of it."""

@@ -20,6 +20,7 @@ import numpy as np
 
 from worker.reading.preprocess import (
     beside,
+    extended,
     field_writing,
     locate,
     strong_level,
@@ -61,7 +62,7 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     level = 0.5 * strong_level(ink, smooth)  # printed lines are often lighter than writing
     found = _found((ink >= level).astype(np.uint8), (smooth >= level).astype(np.uint8), mask)
     if found is None:
-        return ink, mask | beside(ink), visible(ink)
+        return ink, extended(mask | beside(ink), ink), visible(ink)
     across, down, thick = found
     # print darker than the writing set the threshold: find the writing's own without it
     lines = across | down
@@ -79,7 +80,7 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
         inked = ((mask | printed) & ~aside).astype(np.uint8)
         broader = cv2.morphologyEx(inked, cv2.MORPH_OPEN, np.ones(kernel, np.uint8)) > 0
         removed |= grown & ~closed & ~broader
-    keep = mask & ~removed
+    keep = extended(mask & ~removed, unprinted)
     seen = visible(unprinted) | keep
     return np.where(keep, ink, 0.0).astype(np.float32), keep, seen
 
