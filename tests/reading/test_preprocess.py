@@ -108,8 +108,9 @@ def test_a_faint_digit_taller_than_three_label_letters_is_found() -> None:
 
 def test_marks_run_on_into_their_light_ink_alone() -> None:
     """A stroke goes on lighter than the strong threshold: the mark takes it in. Light ink
-    that would join two digit-tall marks (touching digits), or that reaches the image's rim
-    (shading the flattening leaves), is left as it is."""
+    that would join two digit-tall marks (touching digits), that spans more than a few digit
+    heights (a box line), or that reaches the image's rim (shading the flattening leaves), is
+    not."""
     ink = np.zeros((100, 300), np.float32)
     cv2.line(ink, (40, 20), (40, 50), 1.0, 4)
     cv2.line(ink, (40, 50), (40, 80), 0.3, 4)  # the same stroke, lighter
@@ -118,8 +119,11 @@ def test_marks_run_on_into_their_light_ink_alone() -> None:
     cv2.line(ink, (122, 50), (178, 50), 0.3, 3)  # light ink between two digits
     cv2.line(ink, (240, 20), (240, 60), 1.0, 4)
     cv2.line(ink, (240, 60), (240, 99), 0.3, 4)  # runs off the bottom edge
+    cv2.line(ink, (10, 8), (290, 8), 0.3, 2)  # a light box line, a dark speck on it
+    cv2.circle(ink, (150, 8), 2, 1.0, -1)
     strong = ink > 0.6
     grown = extended(strong, ink)
     assert grown[55:80, 38:43].all()  # the lighter end of the first stroke
     assert not grown[50, 130:170].any() and not grown[70:99, 240].any()
+    assert not grown[8, 20:140].any()
     assert (grown & strong).sum() == strong.sum()

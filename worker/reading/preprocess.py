@@ -71,24 +71,24 @@ def extended(marks: np.ndarray, ink: np.ndarray) -> np.ndarray:
     """`marks` with the light ink (`faint` of the strong level) they run on into: the lighter
     end of a stroke, a thin stroke the strong threshold breaks, a light digit around the specks
     of it that pass (a hysteresis threshold). Not light ink that would join two marks of a
-    digit's height (touching digits stay apart), nor light ink reaching the image's rim
-    (shading the flattening leaves at the edge). Only for an image without print: a light box
-    line the writing touches would join it too."""
+    digit's height (touching digits stay apart), nor light ink spanning more than `writing_size`
+    heights of the writing (a box line, shading) or reaching the image's rim (shading the
+    flattening leaves at the edge)."""
     try:
         light = ink > PREPROCESS.faint * strong_level(ink)
     except NoInkError:  # all the ink was print
         return marks
     count, labels = cv2.connectedComponents(light.astype(np.uint8), None, 8)
     parts, owners, stats, _ = cv2.connectedComponentsWithStats(marks.astype(np.uint8), None, 8)
-    tall = stats[:, cv2.CC_STAT_HEIGHT] >= PREPROCESS.shortest * writing_height(
-        marks.astype(np.uint8)
-    )
+    writing = writing_height(marks.astype(np.uint8))
+    tall = stats[:, cv2.CC_STAT_HEIGHT] >= PREPROCESS.shortest * writing
     both = marks & light
     pairs = np.unique(labels[both].astype(np.int64) * parts + owners[both])
     digits = np.bincount(pairs // parts, weights=tall[pairs % parts], minlength=count)
     first, last = extents(light, labels, count)
     joined = np.isin(np.arange(count), pairs // parts) & (digits <= 1)
     joined &= off_rim(first, last, ink.shape)
+    joined &= (last - first + 1 <= PREPROCESS.writing_size * writing).all(axis=0)
     joined[0] = False
     return marks | joined[labels]
 
