@@ -56,8 +56,9 @@ PRINTED = PrintedConfig()
 
 def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The ink and its mask without the print, the mask with the light writing beside the
-    strong that only shows once the print is gone (`preprocess.beside`); and all the ink above
-    the paper's noise but the print's (`preprocess.visible`), for the reading to account for."""
+    strong that only shows once the print is gone (`preprocess.beside`) and the light ink its
+    marks run on into (`preprocess.extended`); and all the ink above the paper's noise but the
+    print's (`preprocess.visible`), for the reading to account for."""
     smooth = cv2.blur(ink, (3, 3))
     level = 0.5 * strong_level(ink, smooth)  # printed lines are often lighter than writing
     found = _found((ink >= level).astype(np.uint8), (smooth >= level).astype(np.uint8), mask)
@@ -216,13 +217,15 @@ def _sides(clean: np.ndarray, inner: list[int], gap: int, thick: int) -> np.ndar
     # the outermost are the box's sides (found whole or in pieces, by either pass): the
     # lattice of the dividers between them starts and ends there
     candidates = [(labels, i, x[i]) for labels, sides, x in found for i in sides]
-    xs = [x for *_, x in candidates] or [0.0]
-    outermost = [x <= min(xs) + 2 * thick + 3 or x >= max(xs) - 2 * thick - 3 for x in xs]
-    outer = [c for c, end in zip(candidates, outermost, strict=False) if end]
-    between = [c for c, end in zip(candidates, outermost, strict=False) if not end]
+    sides = np.zeros(clean.shape, bool)
+    if not candidates:
+        return sides
+    xs = [x for *_, x in candidates]
+    ends = min(xs) + 2 * thick + 3, max(xs) - 2 * thick - 3
+    outer = [c for c in candidates if not ends[0] < c[2] < ends[1]]
+    between = [c for c in candidates if ends[0] < c[2] < ends[1]]
     # a comb's cells are a quarter of its height wide at the least
     on = _lattice([x for *_, x in between], [x for *_, x in outer], span / 4)
-    sides = np.zeros(clean.shape, bool)
     for labels, i, _ in outer + [between[k] for k in on]:
         sides |= labels == i
     return sides
@@ -339,10 +342,11 @@ def _lattice(xs: Sequence[float], anchors: Sequence[float], narrowest: float) ->
         step = period[row : row + block, None]
         place = np.round((values - a) / step)
         on = np.abs(values - a - place * step) <= np.maximum(2.0, PRINTED.on_lattice * step)
-        taken = _distinct(np.where(on, place, np.inf))
-        alone = _distinct(np.where(on, place, np.inf)[:, len(xs) :])  # by the anchors
+        placed = np.where(on, place, np.inf)
+        taken = _distinct(placed)
+        alone = _distinct(placed[:, len(xs) :])  # by the anchors
         ticks = on[:, : len(xs)].sum(axis=1)
-        low = np.where(on, place, np.inf).min(axis=1)
+        low = placed.min(axis=1)
         high = np.where(on, place, -np.inf).max(axis=1)
         places = high - low + 1
         # with anchors, a comb: its outermost sides on the lattice, and it mostly taken
