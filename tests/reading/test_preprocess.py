@@ -127,3 +127,13 @@ def test_marks_run_on_into_their_light_ink_alone() -> None:
     assert not grown[50, 130:170].any() and not grown[70:99, 240].any()
     assert not grown[8, 20:140].any()
     assert (grown & strong).sum() == strong.sum()
+
+
+def test_marks_do_not_run_on_into_the_paper_s_grain() -> None:
+    """Grain as dark as a light stroke, in specks: it is not clear of the paper's noise, so a
+    digit's mark does not grow into it (a scan would turn into hundreds of marks)."""
+    rng = np.random.default_rng(0)
+    ink = np.where(rng.random((120, 300)) < 0.35, 0.35, 0.0).astype(np.float32)
+    cv2.line(ink, (150, 30), (150, 90), 1.0, 4)
+    strong = ink > 0.6
+    assert extended(strong, ink).sum() <= 1.5 * strong.sum()
