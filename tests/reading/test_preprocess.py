@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from trainer.errors import NoInkError
-from worker.reading.preprocess import extended, locate, prepare, to_mnist
+from worker.reading.preprocess import extended, locate, prepare, to_mnist, visible
 
 
 def scan(size=(400, 400), box=(150, 100, 100, 160), thickness=12, dark_on_light=True):
@@ -122,7 +122,7 @@ def test_marks_run_on_into_their_light_ink_alone() -> None:
     cv2.line(ink, (10, 8), (290, 8), 0.3, 2)  # a light box line, a dark speck on it
     cv2.circle(ink, (150, 8), 2, 1.0, -1)
     strong = ink > 0.6
-    grown = extended(strong, ink)
+    grown = extended(strong, ink, visible(ink))
     assert grown[55:80, 38:43].all()  # the lighter end of the first stroke
     assert not grown[50, 130:170].any() and not grown[70:99, 240].any()
     assert not grown[8, 20:140].any()
@@ -136,4 +136,4 @@ def test_marks_do_not_run_on_into_the_paper_s_grain() -> None:
     ink = np.where(rng.random((120, 300)) < 0.35, 0.35, 0.0).astype(np.float32)
     cv2.line(ink, (150, 30), (150, 90), 1.0, 4)
     strong = ink > 0.6
-    assert extended(strong, ink).sum() <= 1.5 * strong.sum()
+    assert extended(strong, ink, visible(ink)).sum() <= 1.5 * strong.sum()

@@ -67,19 +67,19 @@ def locate(ink: np.ndarray) -> np.ndarray:
     return strong | _faint(smooth, strong)
 
 
-def extended(marks: np.ndarray, ink: np.ndarray) -> np.ndarray:
+def extended(marks: np.ndarray, ink: np.ndarray, clear: np.ndarray) -> np.ndarray:
     """`marks` with the light ink (`faint` of the strong level) they run on into: the lighter
     end of a stroke, a thin stroke the strong threshold breaks, a light digit around the specks
     of it that pass (a hysteresis threshold), where it stands clear of the paper's grain
-    (`visible`). Not light ink that would join two marks of a
-    digit's height (touching digits stay apart), nor light ink spanning more than `writing_size`
-    heights of the writing (a box line, shading) or reaching the image's rim (shading the
-    flattening leaves at the edge)."""
+    (`clear`: `visible(ink)`, which the caller needs too). Not light ink that would join two
+    marks of a digit's height (touching digits stay apart), nor light ink spanning more than
+    `writing_size` heights of the writing (a box line, shading) or reaching the image's rim
+    (shading the flattening leaves at the edge)."""
     try:
         light = ink > PREPROCESS.faint * strong_level(ink)
     except NoInkError:  # all the ink was print
         return marks
-    light &= visible(ink)  # and clear of the paper's grain
+    light &= clear
     count, labels = cv2.connectedComponents(light.astype(np.uint8), None, 8)
     parts, owners, stats, _ = cv2.connectedComponentsWithStats(marks.astype(np.uint8), None, 8)
     writing = writing_height(marks.astype(np.uint8))

@@ -63,7 +63,8 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     level = 0.5 * strong_level(ink, smooth)  # printed lines are often lighter than writing
     found = _found((ink >= level).astype(np.uint8), (smooth >= level).astype(np.uint8), mask)
     if found is None:
-        return ink, extended(mask | beside(ink), ink), visible(ink)
+        seen = visible(ink)
+        return ink, extended(mask | beside(ink), ink, seen), seen
     across, down, thick = found
     # print darker than the writing set the threshold: find the writing's own without it
     lines = across | down
@@ -81,8 +82,9 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
         inked = ((mask | printed) & ~aside).astype(np.uint8)
         broader = cv2.morphologyEx(inked, cv2.MORPH_OPEN, np.ones(kernel, np.uint8)) > 0
         removed |= grown & ~closed & ~broader
-    keep = extended(mask & ~removed, unprinted)
-    seen = visible(unprinted) | keep
+    seen = visible(unprinted)
+    keep = extended(mask & ~removed, unprinted, seen)
+    seen |= keep
     return np.where(keep, ink, 0.0).astype(np.float32), keep, seen
 
 
