@@ -222,6 +222,34 @@ def test_a_digit_too_light_to_be_a_mark_is_named_unread() -> None:
     assert abs(x - 320) <= 6 and abs(y - 40) <= 6 and abs(h - HEIGHT) <= 8
 
 
+def textured(ink: np.ndarray, seed: int) -> np.ndarray:
+    """A scan of `ink` on paper whose level wanders (a texture as wide as a stroke is long)
+    as much as its grain varies from pixel to pixel."""
+    rng = np.random.default_rng(seed)
+    texture = cv2.GaussianBlur(rng.normal(0, 1, ink.shape).astype(np.float32), (0, 0), 6)
+    paper = scan(ink) + rng.normal(0, 0.03, ink.shape) + 0.03 * texture / texture.std()
+    return np.clip(paper, 0, 1).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_thin_light_digit_on_textured_paper_is_named_unread(seed: int) -> None:
+    """A thin-penned 0 a tenth as dark as its neighbours: no brighter than the paper's own
+    blotches, it is still a stroke above the paper around it, and is named."""
+    ink = field("707", gap=40)
+    faint = np.zeros_like(ink)
+    draw(faint, "0", 320, thickness=2)
+    found = segment(textured(ink + 0.1 * faint, seed))
+    assert len(found.marks) == 3
+    ((x, y, w, h),) = found.unread
+    assert x <= 324 and x + w >= 350 and abs(y - 40) <= 6 and abs(h - HEIGHT) <= 8
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_textured_paper_leaves_nothing_unread(seed: int) -> None:
+    found = segment(textured(field("7070"), seed))
+    assert len(found.marks) == 4 and not found.unread and not found.left_out
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_grainy_paper_leaves_nothing_unread(seed: int) -> None:
     grain = np.random.default_rng(seed).normal(0.0, 0.04, (140, 420))

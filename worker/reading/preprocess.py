@@ -31,6 +31,10 @@ class PreprocessConfig:
     noise: float = 6.0  # flattened ink this many robust deviations above the paper's is a mark
     faintest: float = 0.025  # ...and never less than this (of full scale)
     faint_window: int = 3  # px: faint marks are sought in ink averaged this wide (after a blur)
+    paper_window: int = 15  # px: the paper's own level around a light stroke, wider than a pen
+    traced: float = 3.0  # ...which runs on while this many robust deviations above it
+    ruled: float = 1.5  # px: ink spread across its direction this little is a ruled line's...
+    long: float = 5.0  # ...if this many times longer (a box's side, a divider)
     faint: float = 0.5  # a faint mark's ink is what reaches this share of its own strong ink (...
     strong_rank: float = 0.9  # ...its pixels' 90th percentile: a thin pen's crossings are darker)
     shortest: float = 0.4  # a faint mark at least this share of the writing's height may be a digit
@@ -127,8 +131,52 @@ def _above_paper(smooth: np.ndarray) -> tuple[np.ndarray, float]:
 
 def visible(ink: np.ndarray) -> np.ndarray:
     """All the ink clearly above the paper's noise, however light, as a mask."""
-    broad, low = _above_paper(cv2.blur(ink, (3, 3)))
+    smooth = cv2.blur(ink, (3, 3))
+    broad, low = _above_paper(smooth)
     return broad > low
+
+
+def traced(ink: np.ndarray, marks: np.ndarray) -> np.ndarray:
+    """Light pen strokes that `visible` misses, as a mask: the paper's level varies across a
+    scan more than its grain does, so a thin light stroke is sought above the paper around
+    it (a median `paper_window` wide taken away), where it stands `noise` robust deviations
+    of that rest above it, and `traced` deviations as it runs on. Not what spans more than
+    `writing_size` heights of the writing (`marks`) or is a thin straight line: the print
+    left of a box or a divider. For the reading to account for, not to read: such ink is
+    as likely print as writing."""
+    smooth = cv2.blur(ink, (3, 3))
+    scaled = np.round(smooth.clip(0, 1) * 255).astype(np.uint8)
+    rest = smooth - cv2.medianBlur(scaled, PREPROCESS.paper_window).astype(np.float32) / 255
+    sample = rest[::2, ::2]
+    spread = 1.4826 * float(np.median(np.abs(sample - np.median(sample))))
+    weak = rest > PREPROCESS.traced * spread
+    count, labels = cv2.connectedComponents(weak.astype(np.uint8), None, 8)
+    chosen = np.zeros(count, bool)
+    chosen[labels[rest > max(PREPROCESS.faintest, PREPROCESS.noise * spread)]] = True
+    first, last = extents(weak, labels, count)
+    largest = PREPROCESS.writing_size * writing_height(marks.astype(np.uint8))
+    chosen &= (last - first + 1 <= largest).all(axis=0)
+    chosen &= ~_straight(labels, count)
+    chosen[0] = False
+    return chosen[labels]
+
+
+def _straight(labels: np.ndarray, count: int) -> np.ndarray:
+    """Which labels' pixels lie along a thin straight line (a ruled line's piece): their
+    spread across the line's direction at most `ruled` px, along it `long` times that."""
+    ys, xs = np.nonzero(labels)
+    owners = labels[ys, xs]
+    sizes = np.maximum(np.bincount(owners, minlength=count), 1)
+
+    def mean(values: np.ndarray) -> np.ndarray:
+        return np.bincount(owners, weights=values, minlength=count) / sizes
+
+    x, y = xs.astype(np.float64), ys.astype(np.float64)
+    mx, my = mean(x), mean(y)
+    vxx, vyy, vxy = mean(x * x) - mx**2, mean(y * y) - my**2, mean(x * y) - mx * my
+    half, root = (vxx + vyy) / 2, np.sqrt(((vxx - vyy) / 2) ** 2 + vxy**2)
+    across, along = np.sqrt(np.maximum(half - root, 0)), np.sqrt(half + root)
+    return (across <= PREPROCESS.ruled) & (along >= PREPROCESS.long * across)
 
 
 def _faint(smooth: np.ndarray, strong: np.ndarray) -> np.ndarray:
