@@ -31,6 +31,27 @@ def test_a_reading_both_models_agree_on_is_as_sure_as_its_digits_together() -> N
     assert reading.confidence == pytest.approx(0.99 * 0.99)
 
 
+class Doubting(Spelling):
+    """Spelling, with a reader that reads the last digit only about as likely as not: a 1
+    nearly as likely."""
+
+    def read_lines(self, lines: np.ndarray) -> np.ndarray:
+        logits = super().read_lines(lines)
+        step = 4 + (len(self.text) - 1) * 8
+        logits[:, step, int(self.text[-1]) + 1], logits[:, step, 2] = 3.0, 2.5
+        return logits
+
+
+def test_a_digit_the_string_reader_doubts_is_doubtful_however_sure_the_cnn() -> None:
+    """Both models read 77; the CNN is sure of both 7s, the reader of the first only. A digit
+    is as sure as the less sure model, and the field as its digits together."""
+    (reading,), _ = pipeline.read([touching_sevens()], lambda data: data, Doubting("77"))
+    assert reading.text == "77" and reading.disputed is None
+    first, last = (d.confidence for d in reading.digits)
+    assert first == 0.99 and last == pytest.approx(0.49, abs=0.02)
+    assert reading.confidence == pytest.approx(first * last)
+
+
 def test_a_reader_that_reads_nothing_leaves_the_segmenters_reading() -> None:
     (reading,), _ = pipeline.read([touching_sevens()], lambda data: data, Spelling(""))
     assert reading.text == "77" and reading.error is None

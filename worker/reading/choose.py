@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -47,7 +47,9 @@ Candidates = dict[str, tuple[float, list[Piece]]]  # string: the CNN's fit and t
 
 @dataclass
 class Digit:
-    """One digit read: its label, softmax confidence and box (x, y, w, h) in the scan."""
+    """One digit read: its label, confidence and box (x, y, w, h) in the scan. The confidence
+    is the lesser of the two models' where both read the digit: the classifier from its ink,
+    the string reader from the line."""
 
     label: int
     confidence: float
@@ -132,6 +134,7 @@ class Transcript:
     digits: list[tuple[int, float, tuple[int, int]]]
     centres: list[float]  # the line columns each digit was read at
     fit: float = 0.0  # the classifier's log-likelihood of those digits, read from their ink
+    said: list[float] = field(default_factory=list)  # ...and its probability of each
 
     @property
     def text(self) -> str:
@@ -148,12 +151,12 @@ class Transcript:
         return [self.found.span(*columns) for _, _, columns in self.digits]
 
     def judge(self, probabilities: Sequence[np.ndarray]) -> None:
-        """Set `fit` from the classifier's softmax for each of `pieces`: for a string the
-        segmenter did not offer, the CNN's say on it."""
-        self.fit = sum(
-            _log_fit(float(row[d]))
-            for row, (d, _, _) in zip(probabilities, self.digits, strict=True)
-        )
+        """Set `said` and `fit` from the classifier's softmax for each of `pieces`: for a
+        string the segmenter did not offer, the CNN's say on it."""
+        self.said = [
+            float(row[d]) for row, (d, _, _) in zip(probabilities, self.digits, strict=True)
+        ]
+        self.fit = sum(_log_fit(p) for p in self.said)
 
 
 def transcripts(fields: list[Field], logits: np.ndarray) -> list[Transcript]:
@@ -204,9 +207,12 @@ def best(
         if own != chosen and (fits is None or fits(own)):
             disputed = own
     if chosen in texts:
+        # where the reader reads the same string, each digit is as sure as the less sure model
+        agreed = transcript is not None and transcript.text == chosen
+        reader = [p for _, p, _ in transcript.digits] if agreed else [1.0] * len(chosen)
         digits = [
-            Digit(int(d), predictions[p].probability(int(d)), p.box)
-            for d, p in zip(chosen, texts[chosen][1], strict=True)
+            Digit(int(d), min(predictions[p].probability(int(d)), sure), p.box)
+            for d, p, sure in zip(chosen, texts[chosen][1], reader, strict=True)
         ]
         return Choice(digits, [], disputed, share)
     spans = [
@@ -220,8 +226,10 @@ def best(
         found.marks[i].box for k, run in enumerate(found.runs) if k not in read for i in run.marks
     ]
     digits = [
-        Digit(d, p, piece.box)
-        for (d, p, _), piece in zip(transcript.digits, transcript.pieces, strict=True)
+        Digit(d, min(p, said), piece.box)
+        for (d, p, _), piece, said in zip(
+            transcript.digits, transcript.pieces, transcript.said, strict=True
+        )
     ]
     return Choice(digits, skipped, share=share)
 
