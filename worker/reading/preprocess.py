@@ -31,8 +31,8 @@ class PreprocessConfig:
     noise: float = 6.0  # flattened ink this many robust deviations above the paper's is a mark
     faintest: float = 0.025  # ...and never less than this (of full scale)
     faint_window: int = 3  # px: faint marks are sought in ink averaged this wide (after a blur)
-    paper_window: int = 15  # px: the paper's own level around a light stroke, wider than a pen
-    traced: float = 3.0  # ...which runs on while this many robust deviations above it
+    paper_window: int = 15  # px: a light stroke is sought above the paper's median this wide...
+    traced: float = 3.0  # ...and runs on while this many robust deviations of the rest above it
     ruled: float = 1.5  # px: ink spread across its direction this little is a ruled line's...
     long: float = 5.0  # ...if this many times longer (a box's side, a divider)
     faint: float = 0.5  # a faint mark's ink is what reaches this share of its own strong ink (...
@@ -131,8 +131,7 @@ def _above_paper(smooth: np.ndarray) -> tuple[np.ndarray, float]:
 
 def visible(ink: np.ndarray) -> np.ndarray:
     """All the ink clearly above the paper's noise, however light, as a mask."""
-    smooth = cv2.blur(ink, (3, 3))
-    broad, low = _above_paper(smooth)
+    broad, low = _above_paper(cv2.blur(ink, (3, 3)))
     return broad > low
 
 
@@ -141,9 +140,9 @@ def traced(ink: np.ndarray, marks: np.ndarray) -> np.ndarray:
     scan more than its grain does, so a thin light stroke is sought above the paper around
     it (a median `paper_window` wide taken away), where it stands `noise` robust deviations
     of that rest above it, and `traced` deviations as it runs on. Not what spans more than
-    `writing_size` heights of the writing (`marks`) or is a thin straight line: the print
-    left of a box or a divider. For the reading to account for, not to read: such ink is
-    as likely print as writing."""
+    `writing_size` heights of the writing (`marks`) or is a thin straight line: what the
+    print finding left of a box or a divider. For the reading to account for, not to read:
+    such ink is as likely print as writing."""
     smooth = cv2.blur(ink, (3, 3))
     scaled = np.round(smooth.clip(0, 1) * 255).astype(np.uint8)
     rest = smooth - cv2.medianBlur(scaled, PREPROCESS.paper_window).astype(np.float32) / 255
