@@ -93,17 +93,20 @@ def _parser() -> argparse.ArgumentParser:
 def score(
     records: list[dict[str, Any]], truth: dict[str, dict[str, str]], template: templates.Template
 ) -> dict[str, Any]:
-    """Fields read exactly, wrong check digits flagged, right fields sent to review."""
+    """Fields read exactly, wrong check digits flagged, right fields sent to review, and the
+    fields let through without review that are wrong."""
     read = {f"{Path(r['source'].split('#')[0]).name}#{r['page'] or 1}": r for r in records}
     names = [spec.name for spec in template.fields]
     exact = dict.fromkeys(names, 0)
-    wrong_checks = flagged = right = reviewed = longer = 0
+    wrong_checks = flagged = right = reviewed = longer = through = wrong_through = 0
     for page, values in truth.items():
         fields = read[page]["fields"]
         for spec in template.fields:
             field = fields.get(spec.name, {"text": None, "valid": False, "needs_review": True})
             exact[spec.name] += field["text"] == values[spec.name]
             longer += len(field["text"] or "") > len(values[spec.name])
+            through += not field["needs_review"]
+            wrong_through += not field["needs_review"] and field["text"] != values[spec.name]
             if spec.check and not spec.valid(values[spec.name]):
                 wrong_checks += 1
                 flagged += not field["valid"]
@@ -121,6 +124,8 @@ def score(
         "wrong_check_digits_flagged": flagged,
         "right_fields_sent_to_review": round(reviewed / max(1, right), 4),
         "fields_read_longer": longer,
+        "fields_not_sent_to_review": through,
+        "wrong_among_them": wrong_through,
     }
 
 
@@ -137,6 +142,10 @@ def table(report: dict[str, Any]) -> str:
         ),
         ("other fields sent to review", f"{report['right_fields_sent_to_review']:.2%}"),
         ("fields read with more digits than written", report["fields_read_longer"]),
+        (
+            "fields not sent to review, wrong among them",
+            f"{report['fields_not_sent_to_review']}, {report['wrong_among_them']}",
+        ),
         ("page errors", report["errors"]),
         ("pages per second", f"{report['pages_per_second']} ({report['workers']} workers)"),
     ]

@@ -68,6 +68,7 @@ def test_forms_run_goes_through_submit_with_a_template(trained, file_store, mnis
     assert (report["pages"], report["fields"], report["errors"]) == (3, 12, 0)
     assert set(report["exact_by_field"]) == {"account", "date", "amount", "reference"}
     assert "fields read exactly" in result.stdout
+    assert 0 <= report["wrong_among_them"] <= report["fields_not_sent_to_review"] <= 12
     rows = file_store.get(f"batches/{report['batch']}/results.csv").decode().splitlines()
     assert (
         rows[0] == "source,key,page,account,date,amount,reference,needs_review,review_fields,"
