@@ -123,10 +123,16 @@ def _above_paper(smooth: np.ndarray) -> tuple[np.ndarray, float]:
     averaged over its width) and the level `noise` robust deviations above the paper's, at least
     `faintest`."""
     broad = cv2.blur(smooth, (PREPROCESS.faint_window, PREPROCESS.faint_window))
-    sample = broad[::2, ::2]
-    paper = float(np.median(sample))
-    spread = 1.4826 * float(np.median(np.abs(sample - paper)))
+    paper, spread = _paper(broad)
     return broad, max(PREPROCESS.faintest, paper + PREPROCESS.noise * spread)
+
+
+def _paper(image: np.ndarray) -> tuple[float, float]:
+    """The paper's level in an image of ink (the median of every other pixel each way: ink
+    covers far less than half of it) and the robust deviation of its grain around it."""
+    sample = image[::2, ::2]
+    level = float(np.median(sample))
+    return level, 1.4826 * float(np.median(np.abs(sample - level)))
 
 
 def visible(ink: np.ndarray) -> np.ndarray:
@@ -146,8 +152,7 @@ def traced(ink: np.ndarray, marks: np.ndarray) -> np.ndarray:
     smooth = cv2.blur(ink, (3, 3))
     scaled = np.round(smooth.clip(0, 1) * 255).astype(np.uint8)
     rest = smooth - cv2.medianBlur(scaled, PREPROCESS.paper_window).astype(np.float32) / 255
-    sample = rest[::2, ::2]
-    spread = 1.4826 * float(np.median(np.abs(sample - np.median(sample))))
+    _, spread = _paper(rest)
     weak = rest > PREPROCESS.traced * spread
     count, labels = cv2.connectedComponents(weak.astype(np.uint8), None, 8)
     chosen = np.zeros(count, bool)
