@@ -46,6 +46,8 @@ class PrintedConfig:
     tick: float = 0.1  # a tick is at least this share of the writing's height long
     tick_reach: int = 3  # px: a tick ends this near its rule's ink (which is taken out first)
     on_lattice: float = 0.08  # share of the comb's step a tick may stand off its lattice place
+    plain: float = 0.75  # an upright line's rows mostly hold one run of ink, of one width...
+    lean: float = 0.05  # ...and it leans no more than a rotated scan's (3 degrees)
     narrowest: float = 0.5  # comb cells are at least this many writing heights wide
     full: float = 0.75  # share of a comb's places, side to side, that hold a tick or a divider
     most_ticks: int = 48  # the tallest upright strokes on a rule tried as ticks: 2 per cell of 24
@@ -231,8 +233,45 @@ def _sides(clean: np.ndarray, inner: list[int], gap: int, thick: int) -> np.ndar
     # a comb's cells are a quarter of its height wide at the least
     on = _lattice([x for *_, x in between], [x for *_, x in outer], span / 4)
     for labels, i, _ in outer + [between[k] for k in on]:
-        sides |= labels == i
+        sides |= _followed(clean, labels == i, thick)
     return sides
+
+
+def _followed(clean: np.ndarray, band: np.ndarray, thick: int) -> np.ndarray:
+    """The ink of the upright line of which `band` holds the columns kept from end to end: a
+    rotated line leans out of them, and its ink beside them would be read as a 1. Each row's
+    run of ink through the band gives a centre; a straight line through the centres of the rows
+    no writing touches (runs no wider than most), and the runs' usual width about it, are the
+    line."""
+    ys, xs = np.nonzero(band)
+    top, bottom = int(ys.min()), int(ys.max()) + 1
+    left = max(0, int(xs.min()) - thick)
+    right = min(clean.shape[1], int(xs.max()) + 1 + thick)
+    window = clean[top:bottom, left:right] > 0
+    core = band[top:bottom, left:right]
+    rows, centres, widths = [], [], []
+    for row in range(bottom - top):
+        first, last = _true_runs(window[row])
+        through = [(a, b) for a, b in zip(first, last, strict=True) if core[row, a:b].any()]
+        if through:
+            rows.append(row)
+            centres.append((through[0][0] + through[0][1] - 1) / 2)
+            widths.append(through[0][1] - through[0][0])
+    if len(rows) < 2:
+        return band
+    width = float(np.median(widths))
+    plain = np.array(widths) <= width + 1
+    # writing the lattice took for print (it is mended across later): leave it as it was
+    if width > thick or plain.mean() < PRINTED.plain:
+        return band
+    slope, offset = np.polyfit(np.array(rows)[plain], np.array(centres)[plain], 1)
+    if abs(slope) > PRINTED.lean:
+        return band
+    columns = np.arange(right - left)[None, :]
+    along = slope * np.arange(bottom - top)[:, None] + offset
+    line = np.zeros_like(band)
+    line[top:bottom, left:right] = np.abs(columns - along) <= width / 2
+    return line | band
 
 
 def _alone(clean: np.ndarray, stat: np.ndarray) -> bool:
