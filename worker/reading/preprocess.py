@@ -37,6 +37,7 @@ class PreprocessConfig:
     long: float = 5.0  # ...if this many times longer (a box's side, a divider)
     faint: float = 0.5  # a faint mark's ink is what reaches this share of its own strong ink (...
     strong_rank: float = 0.9  # ...its pixels' 90th percentile: a thin pen's crossings are darker)
+    gather: float = 0.15  # light ink this near (a share of the writing's height) is one mark
     shortest: float = 0.4  # a faint mark at least this share of the writing's height may be a digit
     tallest: float = 1.5  # ...and one at most this many times of it
     lightest: float = 0.4  # ...its darkest ink at least this share of the strong ink's (a smudge)
@@ -163,6 +164,59 @@ def traced(ink: np.ndarray, marks: np.ndarray) -> np.ndarray:
     chosen &= ~_straight(labels, count)
     chosen[0] = False
     return chosen[labels]
+
+
+def recovered(ink: np.ndarray, marks: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Light digits the `marks` hold none of, or only specks: where the visible ink (`seen`)
+    no mark of a digit's height takes gathers to a digit's size, the ink around it is split
+    at its own Otsu level (its own paper, a cell's shading, and its own pen), and what is
+    strokes of a digit's height there is a mark."""
+    writing = writing_height(marks.astype(np.uint8))
+    if writing <= 0:
+        return marks
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(marks.astype(np.uint8), None, 8)
+    tall = stats[:, cv2.CC_STAT_HEIGHT] >= PREPROCESS.shortest * writing
+    tall[0] = False
+    held = cv2.dilate(tall[labels].astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    free = seen & ~held
+    reach = 2 * round(PREPROCESS.gather * writing / 2) + 1
+    joined = cv2.dilate(free.astype(np.uint8), np.ones((reach, reach), np.uint8))
+    count, groups = cv2.connectedComponents(joined, None, 8)
+    first, last = extents(free, groups, count)
+    size = last - first + 1
+    digit = (
+        (size[1] >= PREPROCESS.shortest * writing)
+        & (size[1] <= PREPROCESS.tallest * writing)
+        & (size[0] <= PREPROCESS.tallest * writing)
+        & off_rim(first, last, seen.shape)
+    )
+    smooth = cv2.blur(ink, (3, 3))
+    out = marks.copy()
+    for group in np.flatnonzero(digit[1:]) + 1:
+        (x0, y0), (x1, y1) = first[:, group] - reach, last[:, group] + reach + 1
+        x0, y0 = max(x0, 0), max(y0, 0)
+        area = smooth[y0:y1, x0:x1]
+        own = ~held[y0:y1, x0:x1]
+        scaled = np.round(np.clip(area[own], 0, 1) * 255).astype(np.uint8)
+        level, _ = cv2.threshold(scaled, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        if level / 255 - float(np.median(area[own])) < PREPROCESS.faintest:
+            continue
+        strokes = (area > level / 255) & own
+        _, found = cv2.connectedComponents(strokes.astype(np.uint8), None, 8)
+        ours = np.unique(found[strokes & (groups[y0:y1, x0:x1] == group) & free[y0:y1, x0:x1]])
+        ours = ours[ours > 0]
+        if not len(ours):
+            continue
+        mark = np.isin(found, ours)
+        ys, xs = np.nonzero(mark)
+        h, w = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+        if (
+            h >= PREPROCESS.shortest * writing
+            and h <= PREPROCESS.tallest * writing
+            and mark.sum() <= PREPROCESS.solid * w * h
+        ):
+            out[y0:y1, x0:x1] |= mark
+    return out
 
 
 def _straight(labels: np.ndarray, count: int) -> np.ndarray:

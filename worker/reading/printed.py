@@ -23,6 +23,7 @@ from worker.reading.preprocess import (
     extended,
     field_writing,
     locate,
+    recovered,
     strong_level,
     traced,
     visible,
@@ -59,16 +60,18 @@ PRINTED = PrintedConfig()
 
 def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The ink and its mask without the print, the mask with the light writing beside the
-    strong that only shows once the print is gone (`preprocess.beside`) and the light ink its
-    marks run on into (`preprocess.extended`); and all the ink above the paper's noise but the
-    print's (`preprocess.visible`, `preprocess.traced`), for the reading to account for."""
+    strong that only shows once the print is gone (`preprocess.beside`), the light ink its
+    marks run on into (`preprocess.extended`) and light digits of their own
+    (`preprocess.recovered`); and all the ink above the paper's noise but the print's
+    (`preprocess.visible`, `preprocess.traced`), for the reading to account for."""
     smooth = cv2.blur(ink, (3, 3))
     level = 0.5 * strong_level(ink, smooth)  # printed lines are often lighter than writing
     found = _found((ink >= level).astype(np.uint8), (smooth >= level).astype(np.uint8), mask)
     if found is None:
         seen = visible(ink)
         keep = extended(mask | beside(ink), ink, seen)
-        return ink, keep, seen | traced(ink, keep)
+        seen |= traced(ink, keep)
+        return ink, recovered(ink, keep, seen), seen
     across, down, thick = found
     # print darker than the writing set the threshold: find the writing's own without it
     lines = across | down
@@ -89,6 +92,7 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     seen = visible(unprinted)
     keep = extended(mask & ~removed, unprinted, seen)
     seen |= keep | traced(unprinted, keep)
+    keep = recovered(unprinted, keep, seen)
     return np.where(keep, ink, 0.0).astype(np.float32), keep, seen
 
 
