@@ -443,6 +443,19 @@ def test_the_leaning_sides_of_a_turned_box_are_not_read(degrees: float) -> None:
     assert len(found.marks) == 4 and not found.left_out and not found.unread
 
 
+@pytest.mark.parametrize("degrees", [1.5, 2.0])
+def test_a_thin_box_turned_a_little_is_not_read(degrees: float) -> None:
+    """A box drawn a pixel thin and turned by a degree or two is a staircase of short runs,
+    none as long as a digit: it is print still, not one mark holding the whole field."""
+    ink = field("7017", gap=30, size=(180, 420))
+    turn = cv2.getRotationMatrix2D((207.0, 80.0), degrees, 1.0)
+    corners = np.float32([[10, 10], [404, 10], [404, 150], [10, 150]])
+    turned = corners @ turn[:, :2].T + turn[:, 2]
+    cv2.polylines(ink, [np.int32(np.round(turned))], True, 1.0, 1)
+    found = segment(scan(ink))
+    assert len(found.marks) == 4 and not found.left_out and not found.unread
+
+
 def test_ones_beside_a_box_side_are_no_comb() -> None:
     """Two 1s standing on a box's line, evenly spaced from its left side, are no comb's
     ticks: a comb's lattice runs through both sides and fills most of its places."""

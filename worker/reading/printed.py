@@ -47,6 +47,9 @@ class PrintedConfig:
     tick: float = 0.1  # a tick is at least this share of the writing's height long
     tick_reach: int = 3  # px: a tick ends this near its rule's ink (which is taken out first)
     on_lattice: float = 0.08  # share of the comb's step a tick may stand off its lattice place
+    solid: float = 0.9  # a thin solid rule is inked in this share of its columns...
+    thickest: int = 3  # ...at most this many px thick in most of them...
+    straight: float = 1.5  # ...its pixels this many px about a straight line at most
     plain: float = 0.75  # an upright line's rows mostly hold one run of ink, of one width...
     lean: float = 0.05  # ...and it leans no more than a rotated scan's (3 degrees)
     narrowest: float = 0.5  # comb cells are at least this many writing heights wide
@@ -103,11 +106,13 @@ def _without(ink: np.ndarray, lines: np.ndarray, reach: int) -> np.ndarray:
 
 
 def _found(
-    faint: np.ndarray, clean: np.ndarray, mask: np.ndarray
+    faint: np.ndarray, clean: np.ndarray, mask: np.ndarray, thin: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, int] | None:
     """The print in a binary image of the ink (`faint`; `clean`: without the scanner's specks)
     of the field whose writing is `mask`: its rules, its upright lines (sides, dividers and
-    ticks), and the rules' thickness; None without rules."""
+    ticks), and the rules' thickness; None without rules. A thin line turned a little is a
+    staircase of runs shorter than a digit: where no rule is found, the ink is looked at
+    again a pixel thicker all round, the steps then overlapping (`thin`: the ink as it was)."""
     step = max(8, round(field_writing(mask.astype(np.uint8))))
     gap = max(2, round(PRINTED.dash_gap * step))
     labels, stats, lines, runs = _lines(faint, gap, step)
@@ -120,14 +125,18 @@ def _found(
         if stats[i, cv2.CC_STAT_WIDTH] >= PRINTED.rule_writing * writing
         or any(_parallel(stats[i], stats[j]) for j in lines if j != i)
     ]
+    if thin is not None:  # thickened, specks and the tops of close digits make lines too
+        rules = [i for i in rules if _thin_rule(labels == i, thin)]
     across = np.isin(labels, rules)
     # a dashed or dotted line with breaks as long as its dashes, bridged wider: print if made
     # of dashes shorter than a digit, as a box's top and bottom or with no writing below it
+    # (dashes are found unthickened: thickened, the paper's specks join into dashes too)
     labels, wider, lines, _ = _lines(faint, max(gap, round(PRINTED.dashes * step)), step)
     dashed = [
         i
         for i in lines
-        if not (across & (labels == i)).any()
+        if thin is None
+        and not (across & (labels == i)).any()
         and _dashed(faint, wider[i], step)
         and (
             any(_parallel(wider[i], wider[j]) for j in lines if j != i)
@@ -135,7 +144,10 @@ def _found(
         )
     ]
     if not rules and not dashed:
-        return None
+        if thin is not None:
+            return None
+        kernel = np.ones((3, 3), np.uint8)
+        return _found(cv2.dilate(faint, kernel), cv2.dilate(clean, kernel), mask, faint)
     across = (across | np.isin(labels, dashed)) & (faint > 0)
     found = np.concatenate([stats[rules], wider[dashed]])
     thick = int(found[:, cv2.CC_STAT_HEIGHT].max())  # more than the pen when rotated
@@ -146,6 +158,21 @@ def _found(
         down |= _sides(clean, inner, gap, thick) & (faint > 0)
     down |= _ticks(faint & ~across, across, _columns(down), thick, writing)
     return across, down, thick
+
+
+def _thin_rule(line: np.ndarray, thin: np.ndarray) -> bool:
+    """Whether a horizontal line found in thickened ink is a thin solid rule in the ink `thin`:
+    inked in nearly every column (specks are not), a few pixels thick (a pen's stroke is
+    more), and straight (within `straight` px of its best fit, as the tops of a row of digits
+    written close are not)."""
+    ys, xs = np.nonzero(line & (thin > 0))
+    if len(xs) < 2:
+        return False
+    columns, counts = np.unique(xs, return_counts=True)
+    inked = len(columns) / (columns[-1] - columns[0] + 1)
+    slope, offset = np.polyfit(xs, ys, 1)
+    straight = float(np.std(ys - (slope * xs + offset))) <= PRINTED.straight
+    return inked >= PRINTED.solid and np.median(counts) <= PRINTED.thickest and straight
 
 
 def _lines(
