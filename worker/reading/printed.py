@@ -47,7 +47,7 @@ class PrintedConfig:
     tick: float = 0.1  # a tick is at least this share of the writing's height long
     tick_reach: int = 3  # px: a tick ends this near its rule's ink (which is taken out first)
     on_lattice: float = 0.08  # share of the comb's step a tick may stand off its lattice place
-    solid: float = 0.9  # a thin solid rule is inked in this share of its columns...
+    unbroken: float = 0.9  # a thin rule found thickened is inked in this share of its columns...
     thickest: int = 3  # ...at most this many px thick in most of them...
     straight: float = 1.5  # ...its pixels this many px about a straight line at most
     plain: float = 0.75  # an upright line's rows mostly hold one run of ink, of one width...
@@ -172,7 +172,7 @@ def _thin_rule(line: np.ndarray, thin: np.ndarray) -> bool:
     inked = len(columns) / (columns[-1] - columns[0] + 1)
     slope, offset = np.polyfit(xs, ys, 1)
     straight = float(np.std(ys - (slope * xs + offset))) <= PRINTED.straight
-    return inked >= PRINTED.solid and np.median(counts) <= PRINTED.thickest and straight
+    return inked >= PRINTED.unbroken and np.median(counts) <= PRINTED.thickest and straight
 
 
 def _lines(
