@@ -171,14 +171,16 @@ def recovered(ink: np.ndarray, marks: np.ndarray, seen: np.ndarray) -> np.ndarra
     no mark of a digit's height takes gathers to a digit's size, the ink around it is split
     at its own Otsu level (its own paper, a cell's shading, and its own pen), and what is
     strokes of a digit's height there is a mark."""
-    writing = writing_height(marks.astype(np.uint8))
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(marks.astype(np.uint8), None, 8)
+    writing = _writing(stats)
     if writing <= 0:
         return marks
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(marks.astype(np.uint8), None, 8)
     tall = stats[:, cv2.CC_STAT_HEIGHT] >= PREPROCESS.shortest * writing
     tall[0] = False
     held = cv2.dilate(tall[labels].astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     free = seen & ~held
+    if not free.any():
+        return marks
     reach = 2 * round(PREPROCESS.gather * writing / 2) + 1
     joined = cv2.dilate(free.astype(np.uint8), np.ones((reach, reach), np.uint8))
     count, groups = cv2.connectedComponents(joined, None, 8)
@@ -345,8 +347,12 @@ def writing_height(binary: np.ndarray) -> float:
     """Median height of the larger marks of a binary image: about the height of the writing.
     Marks `flat` times wider than tall (a dash of a printed line, an underline) are not writing
     and are left out, unless every mark is."""
-    count, _, stats, _ = cv2.connectedComponentsWithStats(binary, None, 8)
-    if count < 2:
+    return _writing(cv2.connectedComponentsWithStats(binary, None, 8)[2])
+
+
+def _writing(stats: np.ndarray) -> float:
+    """`writing_height` from the connected components' stats (the background's first)."""
+    if len(stats) < 2:
         return 0.0
     stats = stats[1:]
     upright = stats[:, cv2.CC_STAT_WIDTH] < PREPROCESS.flat * stats[:, cv2.CC_STAT_HEIGHT]

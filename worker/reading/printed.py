@@ -106,14 +106,19 @@ def _without(ink: np.ndarray, lines: np.ndarray, reach: int) -> np.ndarray:
 
 
 def _found(
-    faint: np.ndarray, clean: np.ndarray, mask: np.ndarray, thin: np.ndarray | None = None
+    faint: np.ndarray,
+    clean: np.ndarray,
+    mask: np.ndarray,
+    thin: np.ndarray | None = None,
+    step: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, int] | None:
     """The print in a binary image of the ink (`faint`; `clean`: without the scanner's specks)
     of the field whose writing is `mask`: its rules, its upright lines (sides, dividers and
     ticks), and the rules' thickness; None without rules. A thin line turned a little is a
     staircase of runs shorter than a digit: where no rule is found, the ink is looked at
-    again a pixel thicker all round, the steps then overlapping (`thin`: the ink as it was)."""
-    step = max(8, round(field_writing(mask.astype(np.uint8))))
+    again a pixel thicker all round, the steps then overlapping (`thin`: the ink as it was;
+    `step`: the writing's height, as found the first time)."""
+    step = step or max(8, round(field_writing(mask.astype(np.uint8))))
     gap = max(2, round(PRINTED.dash_gap * step))
     labels, stats, lines, runs = _lines(faint, gap, step)
     writing = writing_height((mask & (runs == 0)).astype(np.uint8))
@@ -131,23 +136,24 @@ def _found(
     # a dashed or dotted line with breaks as long as its dashes, bridged wider: print if made
     # of dashes shorter than a digit, as a box's top and bottom or with no writing below it
     # (dashes are found unthickened: thickened, the paper's specks join into dashes too)
-    labels, wider, lines, _ = _lines(faint, max(gap, round(PRINTED.dashes * step)), step)
-    dashed = [
-        i
-        for i in lines
-        if thin is None
-        and not (across & (labels == i)).any()
-        and _dashed(faint, wider[i], step)
-        and (
-            any(_parallel(wider[i], wider[j]) for j in lines if j != i)
-            or not _below(mask, wider[i]).any()
-        )
-    ]
+    dashed, wider = [], stats[:0]
+    if thin is None:
+        labels, wider, lines, _ = _lines(faint, max(gap, round(PRINTED.dashes * step)), step)
+        dashed = [
+            i
+            for i in lines
+            if not (across & (labels == i)).any()
+            and _dashed(faint, wider[i], step)
+            and (
+                any(_parallel(wider[i], wider[j]) for j in lines if j != i)
+                or not _below(mask, wider[i]).any()
+            )
+        ]
     if not rules and not dashed:
         if thin is not None:
             return None
         kernel = np.ones((3, 3), np.uint8)
-        return _found(cv2.dilate(faint, kernel), cv2.dilate(clean, kernel), mask, faint)
+        return _found(cv2.dilate(faint, kernel), cv2.dilate(clean, kernel), mask, faint, step)
     across = (across | np.isin(labels, dashed)) & (faint > 0)
     found = np.concatenate([stats[rules], wider[dashed]])
     thick = int(found[:, cv2.CC_STAT_HEIGHT].max())  # more than the pen when rotated
@@ -279,26 +285,25 @@ def _followed(clean: np.ndarray, band: np.ndarray, thick: int) -> np.ndarray:
     left = max(0, int(xs.min()) - thick)
     right = min(clean.shape[1], int(xs.max()) + 1 + thick)
     window = clean[top:bottom, left:right] > 0
-    core = band[top:bottom, left:right]
-    rows, centres, widths = [], [], []
-    for row in range(bottom - top):
-        first, last = _true_runs(window[row])
-        through = [(a, b) for a, b in zip(first, last, strict=True) if core[row, a:b].any()]
-        if through:
-            rows.append(row)
-            centres.append((through[0][0] + through[0][1] - 1) / 2)
-            widths.append(through[0][1] - through[0][0])
+    inked = window & band[top:bottom, left:right]
+    rows = np.flatnonzero(inked.any(axis=1))
     if len(rows) < 2:
         return band
+    # each row's run of ink through the band: between the blanks nearest its first pixel there
+    at = np.argmax(inked[rows], axis=1)[:, None]
+    columns = np.arange(right - left)[None, :]
+    blank = ~window[rows]
+    first = np.where(blank & (columns < at), columns, -1).max(axis=1) + 1
+    last = np.where(blank & (columns > at), columns, right - left).min(axis=1)
+    centres, widths = (first + last - 1) / 2, last - first
     width = float(np.median(widths))
-    plain = np.array(widths) <= width + 1
+    plain = widths <= width + 1
     # writing the lattice took for print (it is mended across later): leave it as it was
     if width > thick or plain.mean() < PRINTED.plain:
         return band
-    slope, offset = np.polyfit(np.array(rows)[plain], np.array(centres)[plain], 1)
+    slope, offset = np.polyfit(rows[plain], centres[plain], 1)
     if abs(slope) > PRINTED.lean:
         return band
-    columns = np.arange(right - left)[None, :]
     along = slope * np.arange(bottom - top)[:, None] + offset
     line = np.zeros_like(band)
     line[top:bottom, left:right] = np.abs(columns - along) <= width / 2
