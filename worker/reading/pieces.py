@@ -13,7 +13,7 @@ from functools import cache
 import cv2
 import numpy as np
 
-from worker.reading.preprocess import to_mnist
+from worker.reading.preprocess import PREPROCESS, to_mnist
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,8 @@ class PieceConfig:
     max_split: int = 4  # touching digits considered per run of ink
     max_join: int = 3  # marks considered as parts of one digit
     max_readings: int = 64  # alternative readings of one run of ink, at most
-    join: float = 0.15  # marks nearer than this share of the digit height may be parts of one digit
+    # marks nearer than this share of the digit height may be parts of one digit
+    join: float = PREPROCESS.gather
     wide: float = 1.0  # runs of ink at least this many typical widths wide may hold several digits
     window: float = 0.45  # cuts are sought this share of a digit's width each side of an even split
     broad: float = 1.5  # one digit is rarely wider than this many typical widths

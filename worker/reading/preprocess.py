@@ -37,7 +37,7 @@ class PreprocessConfig:
     long: float = 5.0  # ...if this many times longer (a box's side, a divider)
     faint: float = 0.5  # a faint mark's ink is what reaches this share of its own strong ink (...
     strong_rank: float = 0.9  # ...its pixels' 90th percentile: a thin pen's crossings are darker)
-    gather: float = 0.15  # light ink this near (a share of the writing's height) is one mark
+    gather: float = 0.15  # ink this near (a share of a digit's height) is one mark, or one digit
     shortest: float = 0.4  # a faint mark at least this share of the writing's height may be a digit
     tallest: float = 1.5  # ...and one at most this many times of it
     lightest: float = 0.4  # ...its darkest ink at least this share of the strong ink's (a smudge)
@@ -181,10 +181,7 @@ def recovered(ink: np.ndarray, marks: np.ndarray, seen: np.ndarray) -> np.ndarra
     free = seen & ~held
     if not free.any():
         return marks
-    reach = 2 * round(PREPROCESS.gather * writing / 2) + 1
-    joined = cv2.dilate(free.astype(np.uint8), np.ones((reach, reach), np.uint8))
-    count, groups = cv2.connectedComponents(joined, None, 8)
-    first, last = extents(free, groups, count)
+    groups, first, last, reach = gathered(free, writing)
     size = last - first + 1
     digit = (
         (size[1] >= PREPROCESS.shortest * writing)
@@ -219,6 +216,16 @@ def recovered(ink: np.ndarray, marks: np.ndarray, seen: np.ndarray) -> np.ndarra
         ):
             out[y0:y1, x0:x1] |= mark
     return out
+
+
+def gathered(ink: np.ndarray, height: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The ink of a mask in marks, ink within `gather` of a digit's `height` one mark (a light
+    stroke broken into specks counts whole): each pixel's mark (0 on the paper), the marks'
+    first and last columns and rows (`extents`) in the ink itself, and the reach in pixels."""
+    reach = 2 * round(PREPROCESS.gather * height / 2) + 1
+    joined = cv2.dilate(ink.astype(np.uint8), np.ones((reach, reach), np.uint8))
+    count, labels = cv2.connectedComponents(joined, None, 8)
+    return labels, *extents(ink, labels, count), reach
 
 
 def _straight(labels: np.ndarray, count: int) -> np.ndarray:

@@ -23,7 +23,7 @@ from worker.reading import pieces, printed
 from worker.reading.pieces import PIECES, Box, Piece, Run
 from worker.reading.preprocess import (
     PREPROCESS,
-    extents,
+    gathered,
     levels,
     off_rim,
     prepare,
@@ -178,10 +178,8 @@ def _unread(
         x1, y1 = (round(v / factor + margin) for v in (x + w, y + h))
         inside[y0 : y1 + 1, x0 : x1 + 1] = True
     free = seen & ~inside
-    reach = 2 * round(PIECES.join * height / 2) + 1
-    joined = cv2.dilate(free.astype(np.uint8), np.ones((reach, reach), np.uint8))
-    count, labels = cv2.connectedComponents(joined, None, 8)
-    low, high = extents(free, labels, count)
+    labels, low, high, _ = gathered(free, height)
+    count = low.shape[1]
     w, h = high - low + 1
     ys = np.nonzero(free)[0]
     owners = labels[free]
