@@ -430,15 +430,21 @@ def test_ones_in_a_slightly_turned_box_are_not_ticks() -> None:
     assert len(found.marks) == 5 and not found.left_out
 
 
+def turned_box(glyphs: str, degrees: float, thickness: int, line_type: int) -> np.ndarray:
+    """The field of `glyphs` in a box turned by `degrees` about the field's middle."""
+    ink = field(glyphs, gap=30, size=(180, 420))
+    turn = cv2.getRotationMatrix2D((207.0, 80.0), degrees, 1.0)
+    corners = np.float32([[10, 10], [404, 10], [404, 150], [10, 150]])
+    turned = corners @ turn[:, :2].T + turn[:, 2]
+    cv2.polylines(ink, [np.int32(np.round(turned))], True, 1.0, thickness, line_type)
+    return ink
+
+
 @pytest.mark.parametrize("degrees", [1.5, 2.0])
 def test_the_leaning_sides_of_a_turned_box_are_not_read(degrees: float) -> None:
     """A box turned by a degree or two leans its sides across several columns, and the
     scanner's blur widens them: no part of a side is left to be read as a 1."""
-    ink = field("7017", gap=30, size=(180, 420))
-    turn = cv2.getRotationMatrix2D((207.0, 80.0), degrees, 1.0)
-    corners = np.float32([[10, 10], [404, 10], [404, 150], [10, 150]])
-    turned = corners @ turn[:, :2].T + turn[:, 2]
-    cv2.polylines(ink, [np.int32(np.round(turned))], True, 1.0, 2, cv2.LINE_AA)
+    ink = turned_box("7017", degrees, 2, cv2.LINE_AA)
     found = segment(scan(cv2.GaussianBlur(ink, (0, 0), 1.5)))
     assert len(found.marks) == 4 and not found.left_out and not found.unread
 
@@ -447,12 +453,7 @@ def test_the_leaning_sides_of_a_turned_box_are_not_read(degrees: float) -> None:
 def test_a_thin_box_turned_a_little_is_not_read(degrees: float) -> None:
     """A box drawn a pixel thin and turned by a degree or two is a staircase of short runs,
     none as long as a digit: it is print still, not one mark holding the whole field."""
-    ink = field("7017", gap=30, size=(180, 420))
-    turn = cv2.getRotationMatrix2D((207.0, 80.0), degrees, 1.0)
-    corners = np.float32([[10, 10], [404, 10], [404, 150], [10, 150]])
-    turned = corners @ turn[:, :2].T + turn[:, 2]
-    cv2.polylines(ink, [np.int32(np.round(turned))], True, 1.0, 1)
-    found = segment(scan(ink))
+    found = segment(scan(turned_box("7017", degrees, 1, cv2.LINE_8)))
     assert len(found.marks) == 4 and not found.left_out and not found.unread
 
 
