@@ -459,8 +459,11 @@ def test_a_thin_box_turned_a_little_is_not_read(degrees: float) -> None:
 
 def test_ones_beside_a_box_side_are_no_comb() -> None:
     """Two 1s standing on a box's line, evenly spaced from its left side, are no comb's
-    ticks: a comb's lattice runs through both sides and fills most of its places."""
+    ticks, nor is one stroke between the sides: a comb's lattice runs through both sides and
+    fills most of its places between them."""
     assert _lattice([42.0, 74.0], [10.0, 400.0], narrowest=30.0) == []
+    # one stroke a third or half of the way: as many places taken as a comb missing a divider
+    assert _lattice([140.0], [10.0, 400.0], narrowest=30.0) == []
     assert _lattice([90.0, 170.0, 250.0, 330.0], [10.0, 410.0], narrowest=30.0) == [0, 1, 2, 3]
 
 

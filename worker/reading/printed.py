@@ -53,7 +53,7 @@ class PrintedConfig:
     plain: float = 0.75  # an upright line's rows mostly hold one run of ink, of one width...
     lean: float = 0.05  # ...and it leans no more than a rotated scan's (3 degrees)
     narrowest: float = 0.5  # comb cells are at least this many writing heights wide
-    full: float = 0.75  # share of a comb's places, side to side, that hold a tick or a divider
+    full: float = 0.75  # share of a comb's places between its sides holding a tick or a divider
     most_ticks: int = 48  # the tallest upright strokes on a rule tried as ticks: 2 per cell of 24
     lattice_block: int = 1 << 20  # lattice×point cells scored at once (8 MB a float array)
 
@@ -396,11 +396,11 @@ def _lattice(xs: Sequence[float], anchors: Sequence[float], narrowest: float) ->
     """Which of `xs` stand on the most regular lattice through them and the `anchors`: the
     lattice with the most places taken less the places left empty between its ends, of at
     least three places taken (three ticks when there are no anchors). With anchors, a comb's
-    lattice holds the outermost two and has `full` of its places taken: a 1 or two standing on
-    the line between a box's sides do not make a comb; nor do strokes that take no place the
-    anchors leave empty, unless they make a better lattice. Every lattice through
-    two of the points is scored at once, a block of lattices at a time (a field with many
-    upright strokes has tens of thousands)."""
+    lattice holds the outermost two and has `full` of its places between them taken: a 1 or
+    two standing on the line between a box's sides do not make a comb; nor do strokes that
+    take no place the anchors leave empty, unless they make a better lattice. Every lattice
+    through two of the points is scored at once, a block of lattices at a time (a field with
+    many upright strokes has tens of thousands)."""
     values = np.array([*xs, *anchors])
     points = np.sort(values)
     outer = (
@@ -430,7 +430,9 @@ def _lattice(xs: Sequence[float], anchors: Sequence[float], narrowest: float) ->
         places = high - low + 1
         # with anchors, a comb: its outermost sides on the lattice, and it mostly taken
         comb = (
-            on[:, outer].all(axis=1) & (taken >= PRINTED.full * places) if anchors else ticks >= 3
+            on[:, outer].all(axis=1) & (taken - 2 >= PRINTED.full * (places - 2))
+            if anchors
+            else ticks >= 3
         )
         # places taken less places empty between the ends; of two lattices as good, the one
         # the anchors take alone: strokes by the dividers, or halfway between, are writing
