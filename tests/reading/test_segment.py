@@ -352,6 +352,20 @@ def test_a_short_comb_whose_writing_touches_it_is_not_read() -> None:
     assert all(mark.box[3] < 70 for mark in found.marks)
 
 
+def test_digits_touching_the_box_keep_none_of_it() -> None:
+    """A 0 against the box's side and one resting on its bottom line lie whole beside the
+    print: it is taken out whole, not kept as part of them (as where a stroke runs along the
+    print and the print holds part of it), and the 7 between is no divider."""
+    ink = np.zeros((180, 420), np.float32)
+    cv2.rectangle(ink, (10, 10), (404, 150), 1.0, 3)
+    for glyph, x, y in (("0", 11, 40), ("7", 120, 40), ("0", 220, 88), ("7", 320, 40)):
+        draw(ink, glyph, x, y)
+    found = segment(scan(ink))
+    assert len(found.marks) == 4 and not found.left_out and not found.unread
+    (x, *_), _, (_, y, _, h), _ = (mark.box for mark in found.marks)
+    assert x >= 13 and y + h <= 149
+
+
 def test_a_one_standing_on_an_underline_is_not_a_tick() -> None:
     ink = field("7177")
     cv2.line(ink, (10, 101), (410, 101), 1.0, 2)  # the 1 stands on it: straight, and touching

@@ -311,7 +311,7 @@ def beside(ink: np.ndarray) -> np.ndarray:
     light = chosen[labels] & grown & (broad >= PREPROCESS.faint * peak[labels])
     area = np.bincount(labels[light], minlength=count)
     widths = 2 * area / np.maximum(np.bincount(labels[_edge(light)], minlength=count), 1)
-    chosen &= widths <= PREPROCESS.broader * _width(strong)
+    chosen &= widths <= PREPROCESS.broader * stroke_width(strong)
     return light & _strokes(chosen, area, stats, strong)[labels]
 
 
@@ -334,7 +334,7 @@ def off_rim(first: np.ndarray, last: np.ndarray, shape: tuple[int, ...]) -> np.n
     return (first > 0).all(axis=0) & (last[0] < columns - 1) & (last[1] < rows - 1)
 
 
-def _width(mask: np.ndarray) -> float:
+def stroke_width(mask: np.ndarray) -> float:
     """The mean stroke width of a mask's ink: twice its area over its edge's length."""
     return 2.0 * float(mask.sum()) / max(float(_edge(mask).sum()), 1.0)
 

@@ -24,6 +24,7 @@ from worker.reading.preprocess import (
     field_writing,
     locate,
     recovered,
+    stroke_width,
     strong_level,
     traced,
     visible,
@@ -84,19 +85,37 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     rest = (mask & ~near).astype(np.uint8)
     # a stroke across a rule is mended up and down, one across a divider or tick sideways
     removed = np.zeros_like(near)
-    for printed, other, kernel in ((across, down, (thick + 4, 1)), (down, across, (1, thick + 4))):
+    stroke = max(2, round(0.75 * stroke_width(rest > 0)))  # most of a whole stroke's width
+    for printed, other, axis in ((across, down, 0), (down, across, 1)):
+        wide = _across(thick + 4, axis)
         grown = cv2.dilate(printed.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-        closed = cv2.morphologyEx(rest, cv2.MORPH_CLOSE, np.ones(kernel, np.uint8)) > 0
-        # a stroke along the line: the ink there, the other print aside, is broader than it
+        closed = _morph(rest, cv2.MORPH_CLOSE, wide)
+        # a stroke written along the line: the ink there, the other print aside, is broader
+        # than the line, and beside it the line leaves a sliver of the stroke (a stroke that
+        # only touches the line lies whole beside it); or the print found there is broader
+        # than a line itself, writing run into it
         aside = cv2.dilate(other.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-        inked = ((mask | printed) & ~aside).astype(np.uint8)
-        broader = cv2.morphologyEx(inked, cv2.MORPH_OPEN, np.ones(kernel, np.uint8)) > 0
-        removed |= grown & ~closed & ~broader
+        broader = _morph((mask | printed) & ~aside, cv2.MORPH_OPEN, wide)
+        sliver = (rest > 0) & ~_morph(rest, cv2.MORPH_OPEN, _across(stroke, axis)) & ~aside
+        run_into = _morph(printed, cv2.MORPH_OPEN, wide)
+        along = _morph(sliver, cv2.MORPH_DILATE, wide) | _morph(run_into, cv2.MORPH_DILATE, 3)
+        removed |= grown & ~closed & ~(broader & along)
     seen = visible(unprinted)
     keep = extended(mask & ~removed, unprinted, seen)
     seen |= keep | traced(unprinted, keep)
     keep = recovered(unprinted, keep, seen)
     return np.where(keep, ink, 0.0).astype(np.float32), keep, seen
+
+
+def _across(length: int, axis: int) -> np.ndarray:
+    """A kernel `length` px long across a line along `axis` (0: a rule; 1: an upright line)."""
+    return np.ones((length, 1) if axis == 0 else (1, length), np.uint8)
+
+
+def _morph(image: np.ndarray, operation: int, kernel: np.ndarray | int) -> np.ndarray:
+    """A binary image's morphological `operation` by `kernel` (an int: a square that wide)."""
+    square = np.ones((kernel, kernel), np.uint8) if isinstance(kernel, int) else kernel
+    return cv2.morphologyEx(image.astype(np.uint8), operation, square) > 0
 
 
 def _without(ink: np.ndarray, lines: np.ndarray, reach: int) -> np.ndarray:
@@ -114,10 +133,10 @@ def _found(
 ) -> tuple[np.ndarray, np.ndarray, int] | None:
     """The print in a binary image of the ink (`faint`; `clean`: without the scanner's specks)
     of the field whose writing is `mask`: its rules, its upright lines (sides, dividers and
-    ticks), and the rules' thickness; None without rules. A thin line turned a little is a
-    staircase of runs shorter than a digit: where no rule is found, the ink is looked at
-    again a pixel thicker all round, the steps then overlapping (`thin`: the ink as it was;
-    `step`: the writing's height, as found the first time)."""
+    ticks), and the thickness of the rules' pen (however turned); None without rules. A thin
+    line turned a little is a staircase of runs shorter than a digit: where no rule is found,
+    the ink is looked at again a pixel thicker all round, the steps then overlapping (`thin`:
+    the ink as it was; `step`: the writing's height, as found the first time)."""
     step = step or max(8, round(field_writing(mask.astype(np.uint8))))
     gap = max(2, round(PRINTED.dash_gap * step))
     labels, stats, lines, runs = _lines(faint, gap, step)
@@ -163,7 +182,9 @@ def _found(
     if inner[1] - inner[0] > 8:  # a box: its sides and dividers run from one rule to the other
         down |= _sides(clean, inner, gap, thick) & (faint > 0)
     down |= _ticks(faint & ~across, across, _columns(down), thick, writing)
-    return across, down, thick
+    # the pen: the rules' ink over their runs down the columns (a turned rule's rows are more)
+    starts = across[0].sum() + (across[1:] & ~across[:-1]).sum()
+    return across, down, int(np.ceil(across.sum() / max(starts, 1)))
 
 
 def _thin_rule(line: np.ndarray, thin: np.ndarray) -> bool:
