@@ -10,6 +10,7 @@ one digit and a field of several take the same path: one group or many.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -23,8 +24,10 @@ from worker.reading import pieces, printed
 from worker.reading.pieces import PIECES, Box, Piece, Run
 from worker.reading.preprocess import (
     PREPROCESS,
+    field_writing,
     gathered,
     levels,
+    locate,
     off_rim,
     prepare,
     stroke_radius,
@@ -39,6 +42,7 @@ class SegmentConfig:
     height unless named."""
 
     writing: int = 96  # px: writing taller than this is scaled down first
+    least: int = 40  # px: writing shorter than this is scaled up first
     max_marks: int = 40  # more separate marks than this is not a digit field (noise, text, a photo)
     speck: float = 0.06  # marks smaller than this share of a typical digit's ink are specks
     main: float = 0.4  # marks at least this share of the digit height are digits, or most of one
@@ -82,7 +86,7 @@ def segment(
     pixels per pixel of `gray` (a scan decoded at reduced size), for the boxes; `inside`: the
     field's own area (x0, y0, x1, y1 in `gray`'s pixels) where the scan holds more, such as a
     form's box cut out with a margin: marks wholly outside it are not the field's."""
-    ink, mask, scale = _small(*prepare(gray))
+    ink, mask, scale = _sized(*prepare(gray))
     ink, mask, seen = printed.remove(ink, mask)
     if inside is not None:
         mask = _inside(mask, np.array(inside, float) * scale)
@@ -197,15 +201,25 @@ def _unread(
     return [_outer(corners[:, :, i].T, limit) for i in np.flatnonzero(unread[1:]) + 1]
 
 
-def _small(ink: np.ndarray, mask: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """Scale down so the writing is at most `writing` px tall: plenty for a 20×20 digit, and the
-    cost of everything after grows with the pixel count."""
-    factor = SEGMENT.writing / max(writing_height(mask.astype(np.uint8)), 1.0)
-    if factor >= 1.0:
+def _sized(ink: np.ndarray, mask: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """Scale so the writing is `least` to `writing` px tall: plenty for a 20×20 digit (the cost
+    of everything after grows with the pixel count), and enough that a pixel or two of blur,
+    threshold or print is less than a stroke or a gap between dots. Larger, the ink is
+    interpolated and its mask found again; never past `work_pixels`."""
+    binary = mask.astype(np.uint8)
+    tall = writing_height(binary)
+    if tall > SEGMENT.writing:
+        factor = SEGMENT.writing / tall
+        size = (max(1, round(mask.shape[1] * factor)), max(1, round(mask.shape[0] * factor)))
+        small = cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA) >= 0.5
+        return cv2.resize(ink, size, interpolation=cv2.INTER_AREA), small, scale * factor
+    short = field_writing(binary)  # a share of the crop at least: not a dashed box's dashes
+    factor = min(SEGMENT.least / max(short, 1.0), math.sqrt(PREPROCESS.work_pixels / mask.size))
+    if factor <= 1.0:
         return ink, mask, scale
-    size = (max(1, round(mask.shape[1] * factor)), max(1, round(mask.shape[0] * factor)))
-    small = cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA) >= 0.5
-    return cv2.resize(ink, size, interpolation=cv2.INTER_AREA), small, scale * factor
+    size = (round(mask.shape[1] * factor), round(mask.shape[0] * factor))
+    large = np.clip(cv2.resize(ink, size, interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
+    return large, locate(large), scale * factor
 
 
 def _bounds(stats: np.ndarray) -> tuple[int, int, int, int]:
