@@ -473,6 +473,17 @@ def test_a_thin_box_turned_a_little_is_not_read(degrees: float) -> None:
     assert len(found.marks) == 4 and not found.left_out and not found.unread
 
 
+@pytest.mark.parametrize(("light", "blur"), [(1.0, 1.0), (0.35, 0.0)])
+def test_thin_light_sides_of_a_turned_box_are_not_read(light: float, blur: float) -> None:
+    """A box drawn a pixel thin, lighter than the writing or blurred, and turned: its sides
+    fade from the blurred ink the sides are sought in, and step from column to column. They
+    are found from the rules' ends, as straight lines the ink holds nearly all the way."""
+    box = turned_box("", 1.5, 1, cv2.LINE_8)
+    ink = np.maximum(field("7017", gap=30, size=(180, 420)), light * box)
+    found = segment(scan(cv2.GaussianBlur(ink, (0, 0), blur) if blur else ink))
+    assert len(found.marks) == 4 and not found.left_out and not found.unread
+
+
 def test_ones_beside_a_box_side_are_no_comb() -> None:
     """Two 1s standing on a box's line, evenly spaced from its left side, are no comb's
     ticks, nor is one stroke between the sides: a comb's lattice runs through both sides and

@@ -179,9 +179,12 @@ def _found(
     bands = [(int(y), int(y + h)) for y, h in found[:, [1, 3]]]
     down = np.zeros_like(across)
     inner = [min(b for _, b in bands), max(t for t, _ in bands)]
-    if inner[1] - inner[0] > 8:  # a box: its sides and dividers run from one rule to the other
+    box = inner[1] - inner[0] > 8  # a box: its sides and dividers run from one rule to the other
+    if box:
         down |= _sides(clean, inner, gap, thick) & (faint > 0)
     down |= _ticks(faint & ~across, across, _columns(down), thick, writing)
+    if box:
+        down |= _thin_sides(faint, across, down, inner, thick)
     # the pen: the rules' ink over their runs down the columns (a turned rule's rows are more)
     starts = across[0].sum() + (across[1:] & ~across[:-1]).sum()
     return across, down, int(np.ceil(across.sum() / max(starts, 1)))
@@ -292,6 +295,48 @@ def _sides(clean: np.ndarray, inner: list[int], gap: int, thick: int) -> np.ndar
     on = _lattice([x for *_, x in between], [x for *_, x in outer], span / 4)
     for labels, i, _ in outer + [between[k] for k in on]:
         sides |= _followed(clean, labels == i, thick)
+    return sides
+
+
+def _thin_sides(
+    faint: np.ndarray, across: np.ndarray, down: np.ndarray, inner: list[int], thick: int
+) -> np.ndarray:
+    """A box's sides too thin or light for `_sides` (gone from the blurred ink, and a staircase
+    when turned): at each end of the rules where no side, divider or tick was found, the
+    straight line, upright within `lean`, that the ink holds in `unbroken` of the rows between
+    the rules (a digit is shorter than the box)."""
+    sides = np.zeros(faint.shape, bool)
+    columns = np.flatnonzero(across.any(axis=0))
+    top, bottom = inner
+    span = bottom - top
+    if not len(columns) or span < 8:
+        return sides
+    found = _columns(down)
+    rows = np.arange(span)
+    drift = max(1, round(PRINTED.lean * span))
+    for end in (int(columns[0]), int(columns[-1])):
+        if any(abs(x - end) <= 2 * thick + 3 for x in found):
+            continue
+        lo = max(0, end - thick - drift)
+        hi = min(faint.shape[1], end + thick + drift + 1)
+        # a pixel either way of the line counts: a turned line's steps
+        window = cv2.dilate(faint[top:bottom, lo:hi], np.ones((1, 3), np.uint8)) > 0
+        width = hi - lo
+        best, line = 0, None
+        for lean in range(-drift, drift + 1):
+            at = np.arange(width)[None, :] + np.round(lean * rows / span).astype(int)[:, None]
+            inside = (at >= 0) & (at < width)
+            counts = (inside & window[rows[:, None], np.clip(at, 0, width - 1)]).sum(axis=0)
+            if counts.max() > best:
+                best, line = int(counts.max()), lo + at[:, int(counts.argmax())]
+        if line is None or best < PRINTED.unbroken * span:
+            continue
+        # its ink, on through the rules, a pixel either way
+        ys = np.arange(max(0, top - thick), min(faint.shape[0], bottom + thick))
+        centre = np.round(line[0] + (line[-1] - line[0]) * (ys - top) / span).astype(int)
+        for x in (centre - 1, centre, centre + 1):
+            x = np.clip(x, 0, faint.shape[1] - 1)
+            sides[ys, x] |= faint[ys, x] > 0
     return sides
 
 
