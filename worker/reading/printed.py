@@ -47,8 +47,9 @@ class PrintedConfig:
     alone: float = 0.2  # beside a printed line, at most this share of the paper is inked
     tick: float = 0.1  # a tick is at least this share of the writing's height long
     tick_reach: int = 3  # px: a tick ends this near its rule's ink (which is taken out first)
+    sliver: float = 0.75  # a stroke left thinner than this share of the field's beside a line: cut
     on_lattice: float = 0.08  # share of the comb's step a tick may stand off its lattice place
-    unbroken: float = 0.9  # a thin rule found thickened is inked in this share of its columns...
+    unbroken: float = 0.9  # a thin rule found thickened, or side, is inked in this share of it...
     thickest: int = 3  # ...at most this many px thick in most of them...
     straight: float = 1.5  # ...its pixels this many px about a straight line at most
     plain: float = 0.75  # an upright line's rows mostly hold one run of ink, of one width...
@@ -85,7 +86,7 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     rest = (mask & ~near).astype(np.uint8)
     # a stroke across a rule is mended up and down, one across a divider or tick sideways
     removed = np.zeros_like(near)
-    stroke = max(2, round(0.75 * stroke_width(rest > 0)))  # most of a whole stroke's width
+    stroke = max(2, round(PRINTED.sliver * stroke_width(rest > 0)))
     for printed, other, axis in ((across, down, 0), (down, across, 1)):
         wide = _across(thick + 4, axis)
         grown = cv2.dilate(printed.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
