@@ -80,24 +80,24 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     across, down, thick = found
     # print darker than the writing set the threshold: find the writing's own without it
     lines = across | down
-    near = cv2.dilate(lines.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    near = _morph(lines, cv2.MORPH_DILATE, 3)
     unprinted = _without(ink, lines, 7)  # the print and its blur taken out
     mask = mask | locate(_without(ink, lines, 3)) | beside(unprinted)
-    rest = (mask & ~near).astype(np.uint8)
+    rest = mask & ~near
     # a stroke across a rule is mended up and down, one across a divider or tick sideways
     removed = np.zeros_like(near)
-    stroke = max(2, round(PRINTED.sliver * stroke_width(rest > 0)))
+    stroke = max(2, round(PRINTED.sliver * stroke_width(rest)))
     for printed, other, axis in ((across, down, 0), (down, across, 1)):
         wide = _across(thick + 4, axis)
-        grown = cv2.dilate(printed.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        grown = _morph(printed, cv2.MORPH_DILATE, 3)
         closed = _morph(rest, cv2.MORPH_CLOSE, wide)
         # a stroke written along the line: the ink there, the other print aside, is broader
         # than the line, and beside it the line leaves a sliver of the stroke (a stroke that
         # only touches the line lies whole beside it); or the print found there is broader
         # than a line itself, writing run into it
-        aside = cv2.dilate(other.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        aside = _morph(other, cv2.MORPH_DILATE, 5)
         broader = _morph((mask | printed) & ~aside, cv2.MORPH_OPEN, wide)
-        sliver = (rest > 0) & ~_morph(rest, cv2.MORPH_OPEN, _across(stroke, axis)) & ~aside
+        sliver = rest & ~_morph(rest, cv2.MORPH_OPEN, _across(stroke, axis)) & ~aside
         run_into = _morph(printed, cv2.MORPH_OPEN, wide)
         along = _morph(sliver, cv2.MORPH_DILATE, wide) | _morph(run_into, cv2.MORPH_DILATE, 3)
         removed |= grown & ~closed & ~(broader & along)
