@@ -446,13 +446,16 @@ def test_ones_in_a_slightly_turned_box_are_not_ticks() -> None:
     assert len(found.marks) == 5 and not found.left_out
 
 
-def turned_box(glyphs: str, degrees: float, thickness: int, line_type: int) -> np.ndarray:
-    """The field of `glyphs` in a box turned by `degrees` about the field's middle."""
+def turned_box(
+    glyphs: str, degrees: float, thickness: int, line_type: int, light: float = 1.0
+) -> np.ndarray:
+    """The field of `glyphs` in a box turned by `degrees` about the field's middle, its lines
+    inked `light` (the writing: 1)."""
     ink = field(glyphs, gap=30, size=(180, 420))
     turn = cv2.getRotationMatrix2D((207.0, 80.0), degrees, 1.0)
     corners = np.float32([[10, 10], [404, 10], [404, 150], [10, 150]])
     turned = corners @ turn[:, :2].T + turn[:, 2]
-    cv2.polylines(ink, [np.int32(np.round(turned))], True, 1.0, thickness, line_type)
+    cv2.polylines(ink, [np.int32(np.round(turned))], True, light, thickness, line_type)
     return ink
 
 
@@ -478,8 +481,7 @@ def test_thin_light_sides_of_a_turned_box_are_not_read(light: float, blur: float
     """A box drawn a pixel thin, lighter than the writing or blurred, and turned: its sides
     fade from the blurred ink the sides are sought in, and step from column to column. They
     are found from the rules' ends, as straight lines the ink holds nearly all the way."""
-    box = turned_box("", 1.5, 1, cv2.LINE_8)
-    ink = np.maximum(field("7017", gap=30, size=(180, 420)), light * box)
+    ink = turned_box("7017", 1.5, 1, cv2.LINE_8, light)
     found = segment(scan(cv2.GaussianBlur(ink, (0, 0), blur) if blur else ink))
     assert len(found.marks) == 4 and not found.left_out and not found.unread
 
