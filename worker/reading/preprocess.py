@@ -344,10 +344,12 @@ def _edge(mask: np.ndarray) -> np.ndarray:
     return mask & ~(cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
 
 
-def field_writing(binary: np.ndarray) -> float:
-    """The height of a field crop's writing, to judge its marks by: `writing_height`, but at
-    least `least_writing` of the crop's height, which a crop is never many times of."""
-    return max(writing_height(binary), PREPROCESS.least_writing * binary.shape[0])
+def field_writing(binary: np.ndarray, height: float | None = None) -> float:
+    """The height of a field crop's writing, to judge its marks by: `writing_height` (`height`,
+    where already found), but at least `least_writing` of the crop's height, which a crop is
+    never many times of."""
+    height = writing_height(binary) if height is None else height
+    return max(height, PREPROCESS.least_writing * binary.shape[0])
 
 
 def writing_height(binary: np.ndarray) -> float:

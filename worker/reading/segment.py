@@ -213,7 +213,7 @@ def _sized(ink: np.ndarray, mask: np.ndarray, scale: float) -> tuple[np.ndarray,
         size = (max(1, round(mask.shape[1] * factor)), max(1, round(mask.shape[0] * factor)))
         small = cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA) >= 0.5
         return cv2.resize(ink, size, interpolation=cv2.INTER_AREA), small, scale * factor
-    short = field_writing(binary)  # a share of the crop at least: not a dashed box's dashes
+    short = field_writing(binary, tall)  # a share of the crop at least: not a box's dashes
     factor = min(SEGMENT.least / max(short, 1.0), math.sqrt(PREPROCESS.work_pixels / mask.size))
     if factor <= 1.0:
         return ink, mask, scale
