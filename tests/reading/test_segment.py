@@ -296,6 +296,21 @@ def test_a_mark_off_the_line_is_left_out_and_named() -> None:
     assert abs(x - 300) <= 6 and abs(y - 170) <= 6 and h > 50
 
 
+def test_a_digits_part_written_high_beside_it_is_part_of_it() -> None:
+    """A 4 written high, its arm apart from its stem and off the line of writing: the arm lies
+    beside the stem, within its rows, so it is the 4's (it was left out, the stem read as a
+    1); a note just above a digit, in none of its rows, is still left out."""
+    ink = np.zeros((220, 420), np.float32)
+    for x in (30, 100, 270, 340):
+        draw(ink, "7", x, y=100)
+    cv2.polylines(ink, [np.int32([[180, 80], [176, 104], [202, 104]])], False, 1.0, 5)
+    cv2.line(ink, (210, 78), (210, 140), 1.0, 5)
+    draw(ink, "0", 30, y=28)
+    found = segment(scan(ink))
+    assert len(found.marks) == 5 and len(found.left_out) == 1
+    assert found.marks[2].box[0] <= 176 and found.left_out[0][1] < 40
+
+
 def comb(cells: int, ticks: str, glyphs: str, thick: int = 2) -> np.ndarray:
     """A comb box of `cells` cells 80 px wide, divided by `ticks` ("up": short ticks rising
     from the bottom line, "down": hanging from the top, "full": full-height dividers), with a

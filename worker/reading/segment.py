@@ -296,7 +296,6 @@ def _line_of_writing(stats: np.ndarray) -> tuple[list[list[int]], list[list[int]
     on = (y < middle + SEGMENT.band * height) & (y + h > middle - SEGMENT.band * height)
     groups = [[int(i)] for i in main[on[main]]]
     groups.sort(key=lambda g: x[g[0]])
-    off = [[int(i)] for i in main[~on[main]]]
 
     def extent(group: list[int]) -> tuple[float, float, float, float]:
         return (
@@ -323,6 +322,19 @@ def _line_of_writing(stats: np.ndarray) -> tuple[list[list[int]], list[list[int]
         dx = max(gx0 - (x[i] + w[i]), x[i] - gx1, 0.0)
         dy = max(gy0 - (y[i] + h[i]), y[i] - gy1, 0.0)
         return dx + dy
+
+    # a digit's part off the line (a 4's arm written high) lies beside the rest of it, within
+    # its rows; a label or a signature lies above or below the digits, apart
+    off = []
+    for i in main[~on[main]]:
+        gaps = [gap(group, i) for group in groups]
+        nearest = int(np.argmin(gaps)) if groups else -1
+        if groups and gaps[nearest] <= 0.25 * height:
+            _, gy0, _, gy1 = extent(groups[nearest])
+            if min(gy1, y[i] + h[i]) - max(gy0, y[i]) >= 0.5 * h[i]:
+                groups[nearest].append(int(i))
+                continue
+        off.append([int(i)])
 
     # smaller marks join the digit they sit over or beside; the others are specks, unless
     # together they make up a mark of a digit's size (a light digit broken into pieces)
