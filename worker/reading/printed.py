@@ -154,20 +154,19 @@ def _found(
         rules = [i for i in rules if _thin_rule(labels == i, thin)]
     across = np.isin(labels, rules)
     # a dashed or dotted line with breaks as long as its dashes, bridged wider: print if made
-    # of dashes shorter than a digit, as a box's top and bottom or with no writing below it
-    # (dashes are found unthickened: thickened, the paper's specks join into dashes too)
+    # of dashes no longer than a digit is tall as a box's top and bottom, or than half that
+    # with no writing below it (dashes are found unthickened: thickened, the paper's specks
+    # join into dashes too)
     dashed, wider = [], stats[:0]
     if thin is None:
         labels, wider, lines, _ = _lines(faint, max(gap, round(PRINTED.dashes * step)), step)
+        paired = {i for i in lines if any(_parallel(wider[i], wider[j]) for j in lines if j != i)}
         dashed = [
             i
             for i in lines
             if not (across & (labels == i)).any()
-            and _dashed(faint, wider[i], step)
-            and (
-                any(_parallel(wider[i], wider[j]) for j in lines if j != i)
-                or not _below(mask, wider[i]).any()
-            )
+            and _dashed(faint, wider[i], step if i in paired else step / 2)
+            and (i in paired or not _below(mask, wider[i]).any())
         ]
     if not rules and not dashed:
         if thin is not None:
@@ -228,13 +227,13 @@ def _lines(
     return labels, stats, lines, runs
 
 
-def _dashed(faint: np.ndarray, stat: np.ndarray, step: int) -> bool:
+def _dashed(faint: np.ndarray, stat: np.ndarray, longest: float) -> bool:
     """Whether the ink of a horizontal line (its box `stat`) is dashes or dots, four or more,
-    most of them shorter than half a digit's height (`step`) and most at one period: the
-    strokes of a row of digits, run together, are as long as a digit is wide, or uneven."""
+    most of them no longer than `longest` and most at one period: the strokes of a row of
+    digits, run together, are as long as a digit is wide, or uneven."""
     x, y, w, h = stat[:4]
     first, last = _true_runs(faint[y : y + h, x : x + w].any(axis=0))
-    if len(first) < 4 or np.median(last - first) > 0.5 * step:
+    if len(first) < 4 or np.median(last - first) > longest:
         return False
     low, middle, high = np.percentile(np.diff(first), [25, 50, 75])
     return bool(high - low <= PRINTED.dash_period * middle)
