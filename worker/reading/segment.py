@@ -48,6 +48,7 @@ class SegmentConfig:
     main: float = 0.4  # marks at least this share of the digit height are digits, or most of one
     stroked: float = 0.8  # visible ink no mark holds is a pen's if inked in this share of its rows
     band: float = 0.3  # a mark on the line of writing reaches within this of the line's middle
+    near: float = 0.25  # a mark this near a digit may be part of it (a stroke, a bar, an arm)
     slope: float = 0.2  # the line of writing rises or falls at most this much per unit width (11°)
     aspect: float = 0.8  # MNIST's median width / height: a typical digit's width from its height
 
@@ -323,18 +324,21 @@ def _line_of_writing(stats: np.ndarray) -> tuple[list[list[int]], list[list[int]
         dy = max(gy0 - (y[i] + h[i]), y[i] - gy1, 0.0)
         return dx + dy
 
-    # a digit's part off the line (a 4's arm written high) lies beside the rest of it, within
-    # its rows; a label or a signature lies above or below the digits, apart
+    def beside(group: list[int], i: int) -> bool:
+        """Whether mark `i` lies near the group and in half its own rows or more of it."""
+        _, gy0, _, gy1 = extent(group)
+        shared = min(gy1, y[i] + h[i]) - max(gy0, y[i])
+        return gap(group, i) <= SEGMENT.near * height and shared >= 0.5 * h[i]
+
+    # a digit's part off the line (a 4's arm written high) lies beside the digit nearest it; a
+    # label or a signature lies above or below the digits, apart
     off = []
     for i in main[~on[main]]:
-        gaps = [gap(group, i) for group in groups]
-        nearest = int(np.argmin(gaps)) if groups else -1
-        if groups and gaps[nearest] <= 0.25 * height:
-            _, gy0, _, gy1 = extent(groups[nearest])
-            if min(gy1, y[i] + h[i]) - max(gy0, y[i]) >= 0.5 * h[i]:
-                groups[nearest].append(int(i))
-                continue
-        off.append([int(i)])
+        nearest = min(groups, key=lambda group: gap(group, i), default=None)
+        if nearest is not None and beside(nearest, i):
+            nearest.append(int(i))
+        else:
+            off.append([int(i)])
 
     # smaller marks join the digit they sit over or beside; the others are specks, unless
     # together they make up a mark of a digit's size (a light digit broken into pieces)
@@ -342,12 +346,12 @@ def _line_of_writing(stats: np.ndarray) -> tuple[list[list[int]], list[list[int]
     for i in np.flatnonzero(kept & (h < SEGMENT.main * height)):
         gaps = [gap(group, i) for group in groups]
         nearest = int(np.argmin(gaps))
-        if gaps[nearest] <= 0.25 * height:
+        if gaps[nearest] <= SEGMENT.near * height:
             groups[nearest].append(int(i))
             continue
         if not on[i]:
             continue
-        near = [g for g in loose if gap(g, i) <= 0.25 * height]
+        near = [g for g in loose if gap(g, i) <= SEGMENT.near * height]
         loose = [g for g in loose if g not in near] + [[int(i), *itertools.chain(*near)]]
     broken = [g for g in loose if extent(g)[3] - extent(g)[1] >= SEGMENT.main * height]
     return sorted(groups + broken, key=lambda g: extent(g)[0]), off, slope
