@@ -308,8 +308,8 @@ def _thin_sides(
     sides = np.zeros(faint.shape, bool)
     columns = np.flatnonzero(across.any(axis=0))
     top, bottom = inner
-    span = bottom - top
-    if not len(columns) or span < 8:
+    span = bottom - top  # more than 8 px: the caller's test for a box
+    if not len(columns):
         return sides
     found = _columns(down)
     rows = np.arange(span)

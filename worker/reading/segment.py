@@ -324,6 +324,10 @@ def _line_of_writing(stats: np.ndarray) -> tuple[list[list[int]], list[list[int]
         dy = max(gy0 - (y[i] + h[i]), y[i] - gy1, 0.0)
         return dx + dy
 
+    def nearest(i: int) -> list[int]:
+        """The digit (group of marks) on the line nearest mark `i`."""
+        return min(groups, key=lambda group: gap(group, i))
+
     def beside(group: list[int], i: int) -> bool:
         """Whether mark `i` lies near the group and in half its own rows or more of it."""
         _, gy0, _, gy1 = extent(group)
@@ -334,9 +338,9 @@ def _line_of_writing(stats: np.ndarray) -> tuple[list[list[int]], list[list[int]
     # label or a signature lies above or below the digits, apart
     off = []
     for i in main[~on[main]]:
-        nearest = min(groups, key=lambda group: gap(group, i), default=None)
-        if nearest is not None and beside(nearest, i):
-            nearest.append(int(i))
+        group = nearest(i) if groups else None
+        if group is not None and beside(group, i):
+            group.append(int(i))
         else:
             off.append([int(i)])
 
@@ -344,10 +348,9 @@ def _line_of_writing(stats: np.ndarray) -> tuple[list[list[int]], list[list[int]
     # together they make up a mark of a digit's size (a light digit broken into pieces)
     loose: list[list[int]] = []
     for i in np.flatnonzero(kept & (h < SEGMENT.main * height)):
-        gaps = [gap(group, i) for group in groups]
-        nearest = int(np.argmin(gaps))
-        if gaps[nearest] <= SEGMENT.near * height:
-            groups[nearest].append(int(i))
+        group = nearest(i)
+        if gap(group, i) <= SEGMENT.near * height:
+            group.append(int(i))
             continue
         if not on[i]:
             continue
