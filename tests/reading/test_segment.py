@@ -311,6 +311,21 @@ def test_a_digits_part_written_high_beside_it_is_part_of_it() -> None:
     assert found.marks[2].box[0] <= 176 and found.left_out[0][1] < 40
 
 
+def test_a_digits_part_broken_off_above_it_is_part_of_it() -> None:
+    """A 5 broken where its stem meets its bowl, the bar and stem above the line of writing:
+    they lie just over the bowl, in its columns, so they are the 5's (they were left out); a
+    whole digit just above one, a note, is still left out."""
+    ink = np.zeros((220, 420), np.float32)
+    for x in (30, 100, 270, 340):
+        draw(ink, "7", x, y=100)
+    cv2.polylines(ink, [np.int32([[206, 84], [182, 84], [180, 104]])], False, 1.0, 5)
+    cv2.ellipse(ink, (192, 134), (20, 22), 0, -100, 160, 1.0, 5)
+    draw(ink, "0", 30, y=28)
+    found = segment(scan(ink))
+    assert len(found.marks) == 5 and len(found.left_out) == 1
+    assert found.marks[2].box[1] <= 84 and found.left_out[0][1] < 40
+
+
 def comb(cells: int, ticks: str, glyphs: str, thick: int = 2) -> np.ndarray:
     """A comb box of `cells` cells 80 px wide, divided by `ticks` ("up": short ticks rising
     from the bottom line, "down": hanging from the top, "full": full-height dividers), with a

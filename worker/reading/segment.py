@@ -49,6 +49,7 @@ class SegmentConfig:
     stroked: float = 0.8  # visible ink no mark holds is a pen's if inked in this share of its rows
     band: float = 0.3  # a mark on the line of writing reaches within this of the line's middle
     near: float = 0.25  # a mark this near a digit may be part of it (a stroke, a bar, an arm)
+    part: float = 0.75  # ...and one over or under it, this share of the tallest digit or less, too
     slope: float = 0.2  # the line of writing rises or falls at most this much per unit width (11°)
     aspect: float = 0.8  # MNIST's median width / height: a typical digit's width from its height
 
@@ -334,15 +335,14 @@ def _line_of_writing(stats: np.ndarray) -> tuple[list[list[int]], list[list[int]
         shared = min(gy1, y[i] + h[i]) - max(gy0, y[i])
         return gap(group, i) <= SEGMENT.near * height and shared >= 0.5 * h[i]
 
-    # a digit's part off the line (a 4's arm written high) lies beside the digit nearest it; a
-    # label or a signature lies above or below the digits, apart
-    off = []
-    for i in main[~on[main]]:
-        group = nearest(i) if groups else None
-        if group is not None and beside(group, i):
-            group.append(int(i))
-        else:
-            off.append([int(i)])
+    def stacked(group: list[int], i: int, tallest: float) -> bool:
+        """Whether mark `i`, well short of the `tallest` digit, lies near the group, above or
+        below it, over half the columns of the narrower or more: a digit's part, not a note
+        over a digit."""
+        gx0, _, gx1, _ = extent(group)
+        shared = min(gx1, x[i] + w[i]) - max(gx0, x[i])
+        near = gap(group, i) <= SEGMENT.near * height
+        return near and h[i] < SEGMENT.part * tallest and shared >= 0.5 * min(gx1 - gx0, w[i])
 
     # smaller marks join the digit they sit over or beside; the others are specks, unless
     # together they make up a mark of a digit's size (a light digit broken into pieces)
@@ -356,6 +356,18 @@ def _line_of_writing(stats: np.ndarray) -> tuple[list[list[int]], list[list[int]
             continue
         near = [g for g in loose if gap(g, i) <= SEGMENT.near * height]
         loose = [g for g in loose if g not in near] + [[int(i), *itertools.chain(*near)]]
+
+    # a digit's part off the line (a 4's arm written high, a 5's bar broken off its bowl) lies
+    # beside or just over the digit nearest it; a label or a signature lies above or below the
+    # digits, apart
+    off = []
+    tallest = max((extent(g)[3] - extent(g)[1] for g in groups), default=0.0)
+    for i in main[~on[main]]:
+        group = nearest(i) if groups else None
+        if group is not None and (beside(group, i) or stacked(group, i, tallest)):
+            group.append(int(i))
+        else:
+            off.append([int(i)])
     broken = [g for g in loose if extent(g)[3] - extent(g)[1] >= SEGMENT.main * height]
     return sorted(groups + broken, key=lambda g: extent(g)[0]), off, slope
 
