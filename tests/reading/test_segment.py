@@ -367,6 +367,22 @@ def test_a_stroke_along_a_divider_is_kept(offset: int) -> None:
     assert w >= 6 and abs(y - 50) <= 4 and abs(h - 60) <= 8
 
 
+def test_the_bars_of_two_sevens_either_side_of_a_divider_are_no_rule() -> None:
+    """Two 7s in neighbouring cells, one's bar touching the divider, the other's starting just
+    past it: the bars and the divider run together into a line half the box long and twice
+    the writing's height, along the writing's rows; inside a box, that is writing, and the 7s
+    keep their bars."""
+    ink = comb(3, "full", "")
+    for bar, stem in (((34, 100), (60, 106)), ((106, 170), (136, 106))):
+        cv2.polylines(ink, [np.int32([[bar[0], 60], [bar[1], 60], stem])], False, 1.0, 5)
+    cv2.ellipse(ink, (220, 83), (14, 22), 0, 0, 360, 1.0, 5)
+    found = segment(scan(ink))
+    assert len(found.marks) == 3 and not found.left_out
+    for mark in found.marks[:2]:
+        _, y, w, _ = mark.box
+        assert y <= 60 and w >= 40
+
+
 def test_a_short_comb_whose_writing_touches_it_is_not_read() -> None:
     """Three narrow cells, each digit touching a divider: every mark is the box's height, so
     the writing seems as tall as the box, and its rules no longer than two such heights; they

@@ -152,6 +152,7 @@ def _found(
     ]
     if thin is not None:  # thickened, specks and the tops of close digits make lines too
         rules = [i for i in rules if _thin_rule(labels == i, thin)]
+    rules = _boxed(stats, rules)
     across = np.isin(labels, rules)
     # a dashed or dotted line with breaks as long as its dashes, bridged wider: print if made
     # of dashes no longer than a digit is tall as a box's top and bottom, or than half that
@@ -237,6 +238,20 @@ def _dashed(faint: np.ndarray, stat: np.ndarray, longest: float) -> bool:
         return False
     low, middle, high = np.percentile(np.diff(first), [25, 50, 75])
     return bool(high - low <= PRINTED.dash_period * middle)
+
+
+def _boxed(stats: np.ndarray, rules: list[int]) -> list[int]:
+    """The rules without the lines within a box (between its top and bottom) shorter than
+    the box: a box's print inside it stands upright; a line along its rows is the writing's
+    (the bars of two 7s either side of a divider, run together)."""
+    paired = [i for i in rules if any(_parallel(stats[i], stats[j]) for j in rules if j != i)]
+    if len(paired) < 2:
+        return rules
+    top = min(stats[i, 1] + stats[i, 3] for i in paired)
+    bottom = max(stats[i, 1] for i in paired)
+    return [
+        i for i in rules if i in paired or stats[i, 1] < top or stats[i, 1] + stats[i, 3] > bottom
+    ]
 
 
 def _below(mask: np.ndarray, stat: np.ndarray) -> np.ndarray:
