@@ -350,6 +350,20 @@ def test_comb_ticks_and_dividers_are_not_read(ticks: str) -> None:
         assert mark.box[3] < 70 and mark.box[2] < 45
 
 
+@pytest.mark.parametrize("ticks", ["up", "down", "full"])
+def test_a_tick_a_digit_touches_is_not_read(ticks: str) -> None:
+    """A 0 written against a tick or divider: the tick is one stroke with the 0, but at the
+    rule it is a stub as narrow as the free ticks, on their lattice, so it goes as theirs do
+    (it hung under or over the 0, a mark taller than a digit, or read as a 1)."""
+    ink = comb(6, ticks, "7070")
+    draw(ink, "0", 338, y=50)  # its left side on the tick at x = 340, off the tick's foot
+    draw(ink, "7", 442, y=50)
+    found = segment(scan(ink))
+    assert len(found.marks) == 6 and not found.left_out
+    for mark in found.marks:
+        assert mark.box[3] < 70 and mark.box[2] < 45
+
+
 @pytest.mark.parametrize("offset", [0, 2])
 def test_a_stroke_along_a_divider_is_kept(offset: int) -> None:
     """A 1 written over a comb's divider: where the ink is broader than the divider alone, it

@@ -443,14 +443,23 @@ def _ticks(
     """The comb ticks: straight upright strokes, no wider than a printed line, that end on a
     rule's ink (`across`: rising to it or hanging from it), are strokes of their own or have
     a free tip (a digit's upright stroke goes on into the rest of the digit), and stand on a
-    regular lattice along the rule with the box's sides and dividers (`anchors`)."""
+    regular lattice along the rule with the box's sides and dividers (`anchors`). A tick a
+    digit touches is one stroke with the digit: at the rule, though, it is a stub as narrow
+    as the others; on their lattice, the stub is taken out as long as the free ticks are."""
     if len(anchors) > PRINTED.most_ticks:  # not a comb's sides and dividers: noise
         return np.zeros(ink.shape, bool)
     shortest = max(3, round(PRINTED.tick * writing))
     upright = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((shortest, 1), np.uint8))
     count, labels, stats, centres = cv2.connectedComponentsWithStats(upright, None, 8)
     _, strokes, whole, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), None, 8)
-    narrow = thick + 3
+    narrow, narrowest = thick + 3, PRINTED.narrowest * writing
+
+    def ends(i: int) -> tuple[bool, bool]:
+        """Whether upright stroke `i` rises to a rule, and whether it hangs from one."""
+        x, y, w, h, _ = stats[i]
+        rising = across[y + h : y + h + PRINTED.tick_reach, x : x + w].any()
+        hanging = across[max(0, y - PRINTED.tick_reach) : y, x : x + w].any()
+        return bool(rising), bool(hanging)
 
     def tick(i: int) -> bool:
         x, y, w, h, area = stats[i]
@@ -458,19 +467,62 @@ def _ticks(
         own = whole[strokes[box][labels[box] == i][0]]  # the stroke of ink it is part of
         alone = own[cv2.CC_STAT_WIDTH] <= narrow + 2 and own[cv2.CC_STAT_AREA] <= 1.5 * area
         sides = slice(max(0, x - 1), x + w + 1)
-        rising = across[y + h : y + h + PRINTED.tick_reach, x : x + w].any()
-        hanging = across[max(0, y - PRINTED.tick_reach) : y, x : x + w].any()
+        rising, hanging = ends(i)
         free = (rising and not ink[max(0, y - 6) : max(0, y - 2), sides].any()) or (
             hanging and not ink[y + h + 2 : y + h + 6, sides].any()
         )
-        return w <= narrow and bool(rising or hanging) and (alone or free or (rising and hanging))
+        return w <= narrow and (rising or hanging) and (alone or free or (rising and hanging))
 
     candidates = [i for i in range(1, count) if tick(i)]
     # a noisy scan can raise hundreds of specks along a rule: the tallest are the ticks
     candidates = sorted(candidates, key=lambda i: -stats[i, cv2.CC_STAT_HEIGHT])
     candidates = candidates[: PRINTED.most_ticks]
-    on = _lattice([float(centres[i, 0]) for i in candidates], anchors, PRINTED.narrowest * writing)
-    return np.isin(labels, [candidates[k] for k in on])
+    xs = [float(centres[i, 0]) for i in candidates]
+    on = _lattice(xs, anchors, narrowest)
+    if len(on) < 3:
+        return np.isin(labels, [candidates[k] for k in on])
+    # stubs from the rules the ticks found stand on or hang from (dividers: both)
+    rules = 2 * np.array([ends(candidates[k]) for k in on]).sum(axis=0) >= len(on)
+    stubs = [
+        stub
+        for i in range(1, count)
+        if i not in candidates
+        for end, rising in enumerate((True, False))
+        if ends(i)[end] and rules[end]
+        for stub in _stubs(labels, stats[i], i, rising, shortest, narrow)
+    ][: PRINTED.most_ticks]
+    middles = [(a + b - 1) / 2 for _, a, b, _ in stubs]
+    with_stubs = _lattice(xs + middles, anchors, narrowest)
+    free = [k for k in with_stubs if k < len(xs)]
+    held = [*anchors, *(xs[k] for k in free)]  # a stub where a divider or a tick is: its ink
+    touched = [
+        stubs[k - len(xs)]
+        for k in with_stubs
+        if k >= len(xs) and all(abs(middles[k - len(xs)] - x) > narrow for x in held)
+    ]
+    # the stubs may add places to the ticks' lattice, not lose it ticks nor outnumber them
+    if len(free) < max(len(on), len(touched)):
+        return np.isin(labels, [candidates[k] for k in on])
+    free = [candidates[k] for k in free]
+    found = np.isin(labels, free)
+    length = int(stats[free, cv2.CC_STAT_HEIGHT].max()) + 1
+    for i, a, b, rising in touched:
+        y, h = stats[i, cv2.CC_STAT_TOP], stats[i, cv2.CC_STAT_HEIGHT]
+        rows = slice(max(0, y + h - length), y + h) if rising else slice(y, y + length)
+        found[rows, a:b] |= labels[rows, a:b] == i
+    return found
+
+
+def _stubs(
+    labels: np.ndarray, stat: np.ndarray, i: int, rising: bool, shortest: int, narrow: int
+) -> list[tuple[int, int, int, bool]]:
+    """The narrow stubs at the rule's end of upright stroke `i` (its box `stat`): runs of its
+    columns, in the `shortest` rows next to the rule, no wider than `narrow`; each as (i,
+    first column, one past the last, rising)."""
+    x, y, w, h, _ = stat
+    rows = slice(y + h - shortest, y + h) if rising else slice(y, y + shortest)
+    first, last = _true_runs((labels[rows, x : x + w] == i).any(axis=0))
+    return [(i, x + a, x + b, rising) for a, b in zip(first, last, strict=True) if b - a <= narrow]
 
 
 def _lattice(xs: Sequence[float], anchors: Sequence[float], narrowest: float) -> list[int]:
