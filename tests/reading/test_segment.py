@@ -9,7 +9,7 @@ import pytest
 
 from worker.reading.pieces import Run
 from worker.reading.preprocess import beside
-from worker.reading.printed import _lattice
+from worker.reading.printed import _lattice, _sides
 from worker.reading.segment import segment
 
 HEIGHT = 60  # digit height in the hand-made fields, pixels
@@ -424,6 +424,19 @@ def test_digits_touching_the_box_keep_none_of_it() -> None:
     assert len(found.marks) == 4 and not found.left_out and not found.unread
     (x, *_), _, (_, y, _, h), _ = (mark.box for mark in found.marks)
     assert x >= 13 and y + h <= 149
+
+
+def test_a_dashed_side_the_writing_runs_along_inside_is_found() -> None:
+    """A stroke running along a dashed side just inside the box: the paper beside the side is
+    inked inside, as beside a digit's broken stroke, but blank outside, as beside a side (it
+    was kept, and read as a 1)."""
+    clean = np.zeros((140, 300), np.uint8)
+    for x in (20, 278):
+        for y in range(25, 115, 14):
+            cv2.line(clean, (x, y), (x, min(y + 7, 115)), 1, 3)
+    cv2.line(clean, (27, 35), (27, 105), 1, 3)  # writing 5 px inside the left side
+    sides = _sides(clean, [27, 114], gap=2, thick=3)
+    assert sides[30:110, 20].all() and sides[30:110, 278].all() and not sides[:, 26:29].any()
 
 
 def test_a_one_standing_on_an_underline_is_not_a_tick() -> None:

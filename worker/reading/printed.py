@@ -272,43 +272,45 @@ def _sides(clean: np.ndarray, inner: list[int], gap: int, thick: int) -> np.ndar
     """The box's sides and comb dividers: upright lines from one rule to the other, no wider
     than a printed line. A solid line meets both rules and may touch the writing; a dashed one
     (breaks up to `dashes` of the box's inner height bridged) must be dashes, mostly inked along
-    its length, and stand alone, as a digit's strokes, bridged so, have more of the digit
-    beside them. Between the outermost two, either kind stands on the comb's lattice with
+    its length, with blank paper beside it, as a digit's strokes, bridged so, have more of the
+    digit beside them: outside the box for a side (the writing may touch it inside), either
+    way for a divider. Between the outermost two, either kind stands on the comb's lattice with
     them: a 4's stem or an 8 written tall, bridged so, looks like a side, but in the middle of
     a cell."""
     span = inner[1] - inner[0]
-    found = []
-    for bridge, alone in ((gap, False), (max(gap, round(PRINTED.dashes * span)), True)):
+    # (labels, index, centre, blank paper left and right) of each line found, by either pass
+    candidates = []
+    for bridge, dashed in ((gap, False), (max(gap, round(PRINTED.dashes * span)), True)):
         upright = cv2.morphologyEx(clean, cv2.MORPH_CLOSE, np.ones((bridge, 1), np.uint8))
         lines = cv2.morphologyEx(upright, cv2.MORPH_OPEN, np.ones((span - 2, 1), np.uint8))
         count, labels, stats, centres = cv2.connectedComponentsWithStats(lines, None, 8)
         inked = np.bincount(labels[clean > 0], minlength=count)
-        sides = [
-            i
-            for i in range(1, count)
-            if stats[i, cv2.CC_STAT_WIDTH] <= 2 * thick + 3
-            and (
+        for i in range(1, count):
+            if stats[i, cv2.CC_STAT_WIDTH] > 2 * thick + 3:
+                continue
+            if not dashed:
+                if _joined(clean, stats[i], inner, thick):
+                    candidates.append((labels, i, centres[i, 0], (True, True)))
+            elif (
                 _dashes(clean, stats[i], inner)
                 and inked[i] >= PRINTED.inked * stats[i, cv2.CC_STAT_AREA]
-                and _alone(clean, stats[i])
-                if alone
-                else _joined(clean, stats[i], inner, thick)
-            )
-        ]
-        found.append((labels, sides, centres[:, 0].tolist()))
-    # the outermost are the box's sides (found whole or in pieces, by either pass): the
-    # lattice of the dividers between them starts and ends there
-    candidates = [(labels, i, x[i]) for labels, sides, x in found for i in sides]
+                and any(blank := _alone(clean, stats[i]))
+            ):
+                candidates.append((labels, i, centres[i, 0], blank))
+    # the outermost are the box's sides: the lattice of the dividers between them starts and
+    # ends there
     sides = np.zeros(clean.shape, bool)
     if not candidates:
         return sides
-    xs = [x for *_, x in candidates]
+    xs = [x for _, _, x, _ in candidates]
     ends = min(xs) + 2 * thick + 3, max(xs) - 2 * thick - 3
-    outer = [c for c in candidates if not ends[0] < c[2] < ends[1]]
-    between = [c for c in candidates if ends[0] < c[2] < ends[1]]
+    outer = [
+        c for c in candidates if (c[2] <= ends[0] and c[3][0]) or (c[2] >= ends[1] and c[3][1])
+    ]
+    between = [c for c in candidates if ends[0] < c[2] < ends[1] and all(c[3])]
     # a comb's cells are a quarter of its height wide at the least
-    on = _lattice([x for *_, x in between], [x for *_, x in outer], span / 4)
-    for labels, i, _ in outer + [between[k] for k in on]:
+    on = _lattice([c[2] for c in between], [c[2] for c in outer], span / 4)
+    for labels, i, _, _ in outer + [between[k] for k in on]:
         sides |= _followed(clean, labels == i, thick)
     return sides
 
@@ -391,12 +393,16 @@ def _followed(clean: np.ndarray, band: np.ndarray, thick: int) -> np.ndarray:
     return line | band
 
 
-def _alone(clean: np.ndarray, stat: np.ndarray) -> bool:
-    """Whether the paper beside an upright line (its box `stat`) is mostly blank."""
+def _alone(clean: np.ndarray, stat: np.ndarray) -> tuple[bool, bool]:
+    """Whether the paper left of an upright line (its box `stat`) is mostly blank, and the
+    paper right of it."""
     x, y, w, h = stat[:4]
     left = clean[y : y + h, max(0, x - w - 4) : max(0, x - 2)]
     right = clean[y : y + h, x + w + 2 : x + 2 * w + 4]
-    return all(side.size == 0 or side.mean() < PRINTED.alone for side in (left, right))
+    return (
+        left.size == 0 or left.mean() < PRINTED.alone,
+        right.size == 0 or right.mean() < PRINTED.alone,
+    )
 
 
 def _joined(clean: np.ndarray, stat: np.ndarray, inner: list[int], thick: int) -> bool:
