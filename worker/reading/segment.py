@@ -307,6 +307,10 @@ def _line_of_writing(stats: np.ndarray) -> tuple[list[list[int]], list[list[int]
             max(y[group] + h[group]),
         )
 
+    def over(a: tuple[float, float], b: tuple[float, float]) -> bool:
+        """Whether columns [a0, a1) and [b0, b1) share half the narrower or more."""
+        return min(a[1], b[1]) - max(a[0], b[0]) >= 0.5 * min(a[1] - a[0], b[1] - b[0])
+
     # parts of one digit stacked above each other: a broken stroke, a detached bar
     merged = True
     while merged:
@@ -314,7 +318,7 @@ def _line_of_writing(stats: np.ndarray) -> tuple[list[list[int]], list[list[int]
         for a in range(len(groups) - 1):
             ax0, _, ax1, _ = extent(groups[a])
             bx0, _, bx1, _ = extent(groups[a + 1])
-            if min(ax1, bx1) - max(ax0, bx0) >= 0.5 * min(ax1 - ax0, bx1 - bx0):
+            if over((ax0, ax1), (bx0, bx1)):
                 groups[a] += groups.pop(a + 1)
                 merged = True
                 break
@@ -340,9 +344,8 @@ def _line_of_writing(stats: np.ndarray) -> tuple[list[list[int]], list[list[int]
         below it, over half the columns of the narrower or more: a digit's part, not a note
         over a digit."""
         gx0, _, gx1, _ = extent(group)
-        shared = min(gx1, x[i] + w[i]) - max(gx0, x[i])
         near = gap(group, i) <= SEGMENT.near * height
-        return near and h[i] < SEGMENT.part * tallest and shared >= 0.5 * min(gx1 - gx0, w[i])
+        return near and h[i] < SEGMENT.part * tallest and over((gx0, gx1), (x[i], x[i] + w[i]))
 
     # smaller marks join the digit they sit over or beside; the others are specks, unless
     # together they make up a mark of a digit's size (a light digit broken into pieces)
