@@ -144,11 +144,11 @@ def _found(
     writing = writing_height((mask & (runs == 0)).astype(np.uint8))
     # longer than a digit's stroke, or a box's top and bottom (where the writing touches the
     # box, the marks are the box's height, and the writing seems as tall)
+    pairs = _paired(stats, lines)
     rules = [
         i
         for i in lines
-        if stats[i, cv2.CC_STAT_WIDTH] >= PRINTED.rule_writing * writing
-        or any(_parallel(stats[i], stats[j]) for j in lines if j != i)
+        if stats[i, cv2.CC_STAT_WIDTH] >= PRINTED.rule_writing * writing or i in pairs
     ]
     if thin is not None:  # thickened, specks and the tops of close digits make lines too
         rules = [i for i in rules if _thin_rule(labels == i, thin)]
@@ -161,7 +161,7 @@ def _found(
     dashed, wider = [], stats[:0]
     if thin is None:
         labels, wider, lines, _ = _lines(faint, max(gap, round(PRINTED.dashes * step)), step)
-        paired = {i for i in lines if any(_parallel(wider[i], wider[j]) for j in lines if j != i)}
+        paired = _paired(wider, lines)
         dashed = [
             i
             for i in lines
@@ -244,7 +244,7 @@ def _boxed(stats: np.ndarray, rules: list[int]) -> list[int]:
     """The rules without the lines within a box (between its top and bottom) shorter than
     the box: a box's print inside it stands upright; a line along its rows is the writing's
     (the bars of two 7s either side of a divider, run together)."""
-    paired = [i for i in rules if any(_parallel(stats[i], stats[j]) for j in rules if j != i)]
+    paired = _paired(stats, rules)
     if len(paired) < 2:
         return rules
     top = min(stats[i, 1] + stats[i, 3] for i in paired)
@@ -258,6 +258,12 @@ def _below(mask: np.ndarray, stat: np.ndarray) -> np.ndarray:
     """The writing below a horizontal line (its box `stat`), beyond the line's blur."""
     x, y, w, h = stat[:4]
     return mask[y + h + 2 :, x : x + w]
+
+
+def _paired(stats: np.ndarray, lines: list[int]) -> set[int]:
+    """The horizontal lines (indices into `stats`) that have another of `lines` over the same
+    columns, one above the other, as a box's top and bottom do."""
+    return {i for i in lines if any(_parallel(stats[i], stats[j]) for j in lines if j != i)}
 
 
 def _parallel(one: np.ndarray, other: np.ndarray) -> bool:
