@@ -426,6 +426,22 @@ def test_digits_touching_the_box_keep_none_of_it() -> None:
     assert x >= 13 and y + h <= 149
 
 
+def test_a_bar_written_on_a_box_line_is_kept() -> None:
+    """A 7 whose bar lies on the box's top line, as broad as the line: the line holds as much
+    ink there as the writing, twice its own elsewhere (ink over print is darker than either),
+    so the bar is the writing's and the 7 keeps it (taken out, it reads as a 1)."""
+    printed = np.zeros((170, 360), np.float32)
+    cv2.rectangle(printed, (20, 40), (340, 140), 0.45, 3)
+    writing = np.zeros_like(printed)
+    for glyph, x in (("0", 60), ("0", 260)):
+        draw(writing, glyph, x, y=60)
+    cv2.polylines(writing, [np.int32([[150, 40], [190, 40], [166, 100]])], False, 1.0, 3)
+    found = segment(scan(1 - (1 - printed) * (1 - writing)))
+    assert len(found.marks) == 3 and not found.left_out
+    _, y, w, _ = found.marks[1].box
+    assert y <= 42 and w >= 36
+
+
 def test_a_dashed_side_the_writing_runs_along_inside_is_found() -> None:
     """A stroke running along a dashed side just inside the box: the paper beside the side is
     inked inside, as beside a digit's broken stroke, but blank outside, as beside a side (it

@@ -47,6 +47,7 @@ class PrintedConfig:
     alone: float = 0.2  # beside a printed line, at most this share of the paper is inked
     tick: float = 0.1  # a tick is at least this share of the writing's height long
     tick_reach: int = 3  # px: a tick ends this near its rule's ink (which is taken out first)
+    heavy: float = 1.5  # a rule with this many times its usual ink in a column has writing on it
     sliver: float = 0.75  # a stroke left thinner than this share of the field's beside a line: cut
     on_lattice: float = 0.08  # share of the comb's step a tick may stand off its lattice place
     unbroken: float = 0.9  # a thin rule found thickened, or side, is inked in this share of it...
@@ -100,12 +101,50 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
         sliver = rest & ~_morph(rest, cv2.MORPH_OPEN, _across(stroke, axis)) & ~aside
         run_into = _morph(printed, cv2.MORPH_OPEN, wide)
         along = _morph(sliver, cv2.MORPH_DILATE, wide) | _morph(run_into, cv2.MORPH_DILATE, 3)
-        removed |= grown & ~closed & ~(broader & along)
+        written = broader & along
+        if axis == 0:
+            written |= _heavier(ink, printed, aside, rest, thick)
+        removed |= grown & ~closed & ~written
     seen = visible(unprinted)
     keep = extended(mask & ~removed, unprinted, seen)
     seen |= keep | traced(unprinted, keep)
     keep = recovered(unprinted, keep, seen)
     return np.where(keep, ink, 0.0).astype(np.float32), keep, seen
+
+
+def _heavier(
+    ink: np.ndarray, rules: np.ndarray, aside: np.ndarray, writing: np.ndarray, thick: int
+) -> np.ndarray:
+    """Where a rule carries well more ink than along most of its length, by `writing`: print
+    is even, so there a stroke lies on it (a 7's bar on a box's top), not just beside it. The
+    ink on each rule and a pixel either side, the upright print `aside`, is summed down its
+    columns and smoothed along it, a pen's width either way."""
+    count, labels = cv2.connectedComponents(rules.astype(np.uint8), None, 8)
+    if count < 2:
+        return np.zeros_like(rules)
+    width = ink.shape[1]
+    near = _rows_of(labels, 3)
+    ys, xs = np.nonzero((near > 0) & ~aside)
+    mass = np.bincount(near[ys, xs] * width + xs, weights=ink[ys, xs], minlength=count * width)
+    mass = cv2.blur(mass.reshape(count, width).astype(np.float32), (2 * thick + 1, 1))
+    inked = np.zeros((count, width), bool)
+    inked[labels[rules], np.nonzero(rules)[1]] = True
+    usual = np.array([np.median(mass[k][inked[k]]) if k else np.inf for k in range(count)])
+    runs, owners = cv2.connectedComponents(
+        (inked & (mass >= PRINTED.heavy * usual[:, None])).astype(np.uint8), None, 4
+    )
+    beside = _rows_of(labels, 2 * thick + 5)
+    ys, xs = np.nonzero((beside > 0) & writing)
+    written = np.zeros(runs, bool)
+    written[owners[beside[ys, xs], xs]] = True
+    written[0] = False
+    return written[owners][near, np.arange(width)]
+
+
+def _rows_of(labels: np.ndarray, reach: int) -> np.ndarray:
+    """Each pixel's labelled line within `reach` // 2 rows of it (0: none)."""
+    kernel = np.ones((reach, 1), np.uint8)
+    return cv2.dilate(labels.astype(np.float32), kernel).astype(np.int64)
 
 
 def _across(length: int, axis: int) -> np.ndarray:
