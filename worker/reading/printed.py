@@ -117,34 +117,25 @@ def _heavier(
 ) -> np.ndarray:
     """Where a rule carries well more ink than along most of its length, by `writing`: print
     is even, so there a stroke lies on it (a 7's bar on a box's top), not just beside it. The
-    ink on each rule and a pixel either side, the upright print `aside`, is summed down its
-    columns and smoothed along it, a pen's width either way."""
-    count, labels = cv2.connectedComponents(rules.astype(np.uint8), None, 8)
-    if count < 2:
-        return np.zeros_like(rules)
-    width = ink.shape[1]
-    near = _rows_of(labels, 3)
-    ys, xs = np.nonzero((near > 0) & ~aside)
-    mass = np.bincount(near[ys, xs] * width + xs, weights=ink[ys, xs], minlength=count * width)
-    mass = cv2.blur(mass.reshape(count, width).astype(np.float32), (2 * thick + 1, 1))
-    inked = np.zeros((count, width), bool)
-    inked[labels[rules], np.nonzero(rules)[1]] = True
-    usual = np.array([np.median(mass[k][inked[k]]) if k else np.inf for k in range(count)])
-    runs, owners = cv2.connectedComponents(
-        (inked & (mass >= PRINTED.heavy * usual[:, None])).astype(np.uint8), None, 4
-    )
-    beside = _rows_of(labels, 2 * thick + 5)
-    ys, xs = np.nonzero((beside > 0) & writing)
-    written = np.zeros(runs, bool)
-    written[owners[beside[ys, xs], xs]] = True
-    written[0] = False
-    return written[owners][near, np.arange(width)]
-
-
-def _rows_of(labels: np.ndarray, reach: int) -> np.ndarray:
-    """Each pixel's labelled line within `reach` // 2 rows of it (0: none)."""
-    kernel = np.ones((reach, 1), np.uint8)
-    return cv2.dilate(labels.astype(np.float32), kernel).astype(np.int64)
+    ink on each rule (its dashes together: the rows it spans) and a pixel either side, the
+    upright print `aside`, is summed down its columns and smoothed along it, a pen's width
+    either way."""
+    kept = np.zeros_like(rules)
+    reach = thick + 2  # rows either side of a rule where writing lies by it
+    for first, last in zip(*_true_runs(rules.any(axis=1)), strict=True):
+        top, bottom = max(first - reach, 0), min(last + reach, len(rules))
+        own = np.zeros((bottom - top, rules.shape[1]), np.uint8)
+        own[first - top : last - top] = rules[first:last]
+        near = cv2.dilate(own, np.ones((3, 1), np.uint8)) > 0
+        mass = (ink[top:bottom] * (near & ~aside[top:bottom])).sum(axis=0, dtype=np.float32)
+        mass = cv2.blur(mass[None, :], (2 * thick + 1, 1))[0]
+        inked = own.any(axis=0)
+        heavy = inked & (mass >= PRINTED.heavy * np.median(mass[inked]))
+        by = cv2.dilate(own, np.ones((2 * reach + 1, 1), np.uint8)) > 0
+        for a, b in zip(*_true_runs(heavy), strict=True):
+            if (by[:, a:b] & writing[top:bottom, a:b]).any():
+                kept[top:bottom, a:b] |= near[:, a:b]
+    return kept
 
 
 def _across(length: int, axis: int) -> np.ndarray:
