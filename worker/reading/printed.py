@@ -495,13 +495,13 @@ def _ticks(
     count, labels, stats, centres = cv2.connectedComponentsWithStats(upright, None, 8)
     _, strokes, whole, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), None, 8)
     narrow, narrowest = thick + 3, PRINTED.narrowest * writing
-
-    def ends(i: int) -> tuple[bool, bool]:
-        """Whether upright stroke `i` rises to a rule, and whether it hangs from one."""
+    # whether each upright stroke rises to a rule, and whether it hangs from one
+    ends = [(False, False)] * count
+    for i in range(1, count):
         x, y, w, h, _ = stats[i]
         rising = across[y + h : y + h + PRINTED.tick_reach, x : x + w].any()
         hanging = across[max(0, y - PRINTED.tick_reach) : y, x : x + w].any()
-        return bool(rising), bool(hanging)
+        ends[i] = (bool(rising), bool(hanging))
 
     def tick(i: int) -> bool:
         x, y, w, h, area = stats[i]
@@ -509,7 +509,7 @@ def _ticks(
         own = whole[strokes[box][labels[box] == i][0]]  # the stroke of ink it is part of
         alone = own[cv2.CC_STAT_WIDTH] <= narrow + 2 and own[cv2.CC_STAT_AREA] <= 1.5 * area
         sides = slice(max(0, x - 1), x + w + 1)
-        rising, hanging = ends(i)
+        rising, hanging = ends[i]
         free = (rising and not ink[max(0, y - 6) : max(0, y - 2), sides].any()) or (
             hanging and not ink[y + h + 2 : y + h + 6, sides].any()
         )
@@ -524,13 +524,13 @@ def _ticks(
     if len(on) < 3:
         return np.isin(labels, [candidates[k] for k in on])
     # stubs from the rules the ticks found stand on or hang from (dividers: both)
-    rules = 2 * np.array([ends(candidates[k]) for k in on]).sum(axis=0) >= len(on)
+    rules = 2 * np.array([ends[candidates[k]] for k in on]).sum(axis=0) >= len(on)
     stubs = [
         stub
         for i in range(1, count)
         if i not in candidates
         for end, rising in enumerate((True, False))
-        if ends(i)[end] and rules[end]
+        if ends[i][end] and rules[end]
         for stub in _stubs(labels, stats[i], i, rising, shortest, narrow)
     ][: PRINTED.most_ticks]
     middles = [(a + b - 1) / 2 for _, a, b, _ in stubs]
