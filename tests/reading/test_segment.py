@@ -451,7 +451,7 @@ def test_a_dashed_side_the_writing_runs_along_inside_is_found() -> None:
         for y in range(25, 115, 14):
             cv2.line(clean, (x, y), (x, min(y + 7, 115)), 1, 3)
     cv2.line(clean, (27, 35), (27, 105), 1, 3)  # writing 5 px inside the left side
-    sides = _sides(clean, [27, 114], gap=2, thick=3)
+    sides = _sides(clean, np.zeros_like(clean), [27, 114], gap=2, thick=3)
     assert sides[30:110, 20].all() and sides[30:110, 278].all() and not sides[:, 26:29].any()
 
 
@@ -577,6 +577,28 @@ def test_thin_light_sides_of_a_turned_box_are_not_read(light: float, blur: float
     ink = turned_box("7017", 1.5, 1, cv2.LINE_8, light)
     found = segment(scan(cv2.GaussianBlur(ink, (0, 0), blur) if blur else ink))
     assert len(found.marks) == 4 and not found.left_out and not found.unread
+
+
+@pytest.mark.parametrize("degrees", [1.5, 2.5])
+def test_a_tall_one_in_a_turned_comb_is_no_divider(degrees: float) -> None:
+    """A 1 hanging from the top of a turned comb, four fifths of its height, clear of the
+    bottom: the rows between the rules in every column are fewer than the 1 spans, but where
+    it stands the bottom rule lies well below it. It is read, not taken out as a divider."""
+    ink = np.zeros((180, 440), np.float32)
+    for k, glyph in enumerate("07107"):
+        middle = 60 + 80 * k
+        if glyph == "1":
+            cv2.line(ink, (middle, 31), (middle, 119), 1.0, 3, cv2.LINE_AA)
+        else:
+            draw(ink, glyph, middle - 18, y=55)
+    lines = [[(20, 30), (420, 30)], [(20, 140), (420, 140)], [(20, 30), (20, 140)]]
+    lines += [[(420, 30), (420, 140)], *([(x, 140), (x, 110)] for x in range(100, 420, 80))]
+    turn = cv2.getRotationMatrix2D((220.0, 85.0), degrees, 1.0)
+    for line in lines:
+        ends = np.int32(np.round(np.float32(line) @ turn[:, :2].T + turn[:, 2]))
+        cv2.line(ink, tuple(ends[0]), tuple(ends[1]), 1.0, 3, cv2.LINE_AA)
+    found = segment(scan(cv2.GaussianBlur(ink, (0, 0), 1.0)))
+    assert len(found.marks) == 5 and not found.left_out and not found.unread
 
 
 def test_ones_beside_a_box_side_are_no_comb() -> None:

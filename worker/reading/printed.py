@@ -212,7 +212,7 @@ def _found(
     inner = [min(b for _, b in bands), max(t for t, _ in bands)]
     box = inner[1] - inner[0] > 8  # a box: its sides and dividers run from one rule to the other
     if box:
-        down |= _sides(clean, inner, gap, thick) & (faint > 0)
+        down |= _sides(clean, across, inner, gap, thick) & (faint > 0)
     down |= _ticks(faint & ~across, across, _columns(down), thick, writing)
     if box:
         down |= _thin_sides(faint, across, down, inner, thick)
@@ -304,9 +304,12 @@ def _parallel(one: np.ndarray, other: np.ndarray) -> bool:
     return apart and x1 - x0 >= PRINTED.parallel * max(one[2], other[2])
 
 
-def _sides(clean: np.ndarray, inner: list[int], gap: int, thick: int) -> np.ndarray:
-    """The box's sides and comb dividers: upright lines from one rule to the other, no wider
-    than a printed line. A solid line meets both rules and may touch the writing; a dashed one
+def _sides(
+    clean: np.ndarray, across: np.ndarray, inner: list[int], gap: int, thick: int
+) -> np.ndarray:
+    """The box's sides and comb dividers: upright lines from one rule to the other (`across`)
+    where they stand, no wider than a printed line. A solid line meets both rules and may touch
+    the writing; a dashed one
     (breaks up to `dashes` of the box's inner height bridged) must be dashes, mostly inked along
     its length, with blank paper beside it, as a digit's strokes, bridged so, have more of the
     digit beside them: outside the box for a side (the writing may touch it inside), either
@@ -322,7 +325,9 @@ def _sides(clean: np.ndarray, inner: list[int], gap: int, thick: int) -> np.ndar
         count, labels, stats, centres = cv2.connectedComponentsWithStats(lines, None, 8)
         inked = np.bincount(labels[clean > 0], minlength=count)
         for i in range(1, count):
-            if stats[i, cv2.CC_STAT_WIDTH] > 2 * thick + 3:
+            if stats[i, cv2.CC_STAT_WIDTH] > 2 * thick + 3 or not _spans(
+                clean, stats[i], across, inner, bridge, thick
+            ):
                 continue
             if not dashed:
                 if _joined(clean, stats[i], inner, thick):
@@ -439,6 +444,30 @@ def _alone(clean: np.ndarray, stat: np.ndarray) -> tuple[bool, bool]:
         left.size == 0 or left.mean() < PRINTED.alone,
         right.size == 0 or right.mean() < PRINTED.alone,
     )
+
+
+def _spans(
+    clean: np.ndarray,
+    stat: np.ndarray,
+    across: np.ndarray,
+    inner: list[int],
+    reach: int,
+    thick: int,
+) -> bool:
+    """Whether upright line `stat` (its box) is inked from the top rule's ink to the bottom's
+    where it stands, with no break longer than `reach` (a line leaning by up to `thick` px).
+    `inner`, the rows between the rules in every column, is all a side must span where no rule
+    is; a box turned a little narrows it by the rules' slope, and a 1 written tall in a cell
+    spans that much."""
+    x, w = stat[0], stat[2]
+    columns = slice(max(0, x - thick), x + w + thick)
+    middle = (inner[0] + inner[1]) // 2
+    rows = np.flatnonzero(across[:, columns].any(axis=1))
+    above, below = rows[rows < middle], rows[rows >= middle]
+    top = int(above.max()) + 1 if len(above) else inner[0]
+    bottom = int(below.min()) if len(below) else inner[1]
+    first, last = _true_runs(~clean[top:bottom, columns].any(axis=1))
+    return not len(first) or int((last - first).max()) <= reach
 
 
 def _joined(clean: np.ndarray, stat: np.ndarray, inner: list[int], thick: int) -> bool:
