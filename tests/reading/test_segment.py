@@ -601,6 +601,23 @@ def test_a_tall_one_in_a_turned_comb_is_no_divider(degrees: float) -> None:
     assert len(found.marks) == 5 and not found.left_out and not found.unread
 
 
+@pytest.mark.parametrize("glyphs", ["010", "717"])
+def test_a_one_standing_on_the_line_halfway_across_a_box_is_read(glyphs: str) -> None:
+    """The middle of three digits, a 1 standing on the box's bottom line, is where the one
+    tick of a comb of two cells would be; a tick alone between the sides reaches across half
+    the box at most, the 1 across most of it. It is read, not taken out as a tick."""
+    ink = np.zeros((160, 420), np.float32)
+    for k, glyph in enumerate(glyphs):
+        middle = round(20 + (k + 0.5) * 380 / 3)
+        if glyph == "1":
+            cv2.line(ink, (middle, 62), (middle, 120), 1.0, 3, cv2.LINE_AA)
+        else:
+            draw(ink, glyph, middle - 18, y=58, thickness=3)
+    cv2.rectangle(ink, (20, 30), (400, 121), 1.0, 2)
+    found = segment(scan(ink))
+    assert len(found.marks) == 3 and not found.left_out
+
+
 def test_ones_beside_a_box_side_are_no_comb() -> None:
     """Two 1s standing on a box's line, evenly spaced from its left side, are no comb's
     ticks, nor is one stroke between the sides: a comb's lattice runs through both sides and

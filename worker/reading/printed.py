@@ -46,6 +46,7 @@ class PrintedConfig:
     inked: float = 0.4  # a printed line's dashes or dots cover at least this share of its length
     alone: float = 0.2  # beside a printed line, at most this share of the paper is inked
     tick: float = 0.1  # a tick is at least this share of the writing's height long
+    lone_tick: float = 0.55  # one alone between a box's sides spans at most this share of it
     tick_reach: int = 3  # px: a tick ends this near its rule's ink (which is taken out first)
     heavy: float = 1.5  # a rule with this many times its usual ink in a column has writing on it
     sliver: float = 0.75  # a stroke left thinner than this share of the field's beside a line: cut
@@ -461,13 +462,18 @@ def _spans(
     spans that much."""
     x, w = stat[0], stat[2]
     columns = slice(max(0, x - thick), x + w + thick)
-    middle = (inner[0] + inner[1]) // 2
-    rows = np.flatnonzero(across[:, columns].any(axis=1))
-    above, below = rows[rows < middle], rows[rows >= middle]
-    top = int(above.max()) + 1 if len(above) else inner[0]
-    bottom = int(below.min()) if len(below) else inner[1]
+    top, bottom = _rules_at(across, columns, (inner[0] + inner[1]) // 2)
+    top, bottom = inner[0] if top is None else top, inner[1] if bottom is None else bottom
     first, last = _true_runs(~clean[top:bottom, columns].any(axis=1))
     return not len(first) or int((last - first).max()) <= reach
+
+
+def _rules_at(across: np.ndarray, columns: slice, middle: int) -> tuple[int | None, int | None]:
+    """The first row below the rule above row `middle`, and the bottom rule's first row, in
+    `columns` (None where there is no rule)."""
+    rows = np.flatnonzero(across[:, columns].any(axis=1))
+    above, below = rows[rows < middle], rows[rows >= middle]
+    return (int(above.max()) + 1 if len(above) else None, int(below.min()) if len(below) else None)
 
 
 def _joined(clean: np.ndarray, stat: np.ndarray, inner: list[int], thick: int) -> bool:
@@ -550,8 +556,21 @@ def _ticks(
     candidates = candidates[: PRINTED.most_ticks]
     xs = [float(centres[i, 0]) for i in candidates]
     on = _lattice(xs, anchors, narrowest)
+
+    def short(ticks: list[int], stubs: int = 0) -> list[int]:
+        """`ticks`, less the one between the anchors if it is alone there (no other tick nor
+        stub) and reaches across most of the box: a comb of two cells, or a 1 standing on the
+        line halfway."""
+        between = [k for k in ticks if all(abs(xs[k] - x) > narrow for x in anchors)]
+        if len(between) + stubs != 1 or not between:
+            return ticks
+        x, y, w, h, _ = stats[candidates[between[0]]]
+        top, bottom = _rules_at(across, slice(x, x + w), y + h // 2)
+        tall = top is not None and bottom is not None and h > PRINTED.lone_tick * (bottom - top)
+        return [k for k in ticks if k != between[0]] if tall else ticks
+
     if len(on) < 3:
-        return np.isin(labels, [candidates[k] for k in on])
+        return np.isin(labels, [candidates[k] for k in short(on)])
     # stubs from the rules the ticks found stand on or hang from (dividers: both)
     rules = 2 * np.array([ends[candidates[k]] for k in on]).sum(axis=0) >= len(on)
     stubs = [
@@ -573,10 +592,10 @@ def _ticks(
     ]
     # the stubs may add places to the ticks' lattice, not lose it ticks nor outnumber them
     if len(free) < max(len(on), len(touched)):
-        return np.isin(labels, [candidates[k] for k in on])
-    free = [candidates[k] for k in free]
+        return np.isin(labels, [candidates[k] for k in short(on)])
+    free = [candidates[k] for k in short(free, len(touched))]
     found = np.isin(labels, free)
-    length = int(stats[free, cv2.CC_STAT_HEIGHT].max()) + 1
+    length = int(max(stats[free, cv2.CC_STAT_HEIGHT], default=0)) + 1
     for i, a, b, rising in touched:
         y, h = stats[i, cv2.CC_STAT_TOP], stats[i, cv2.CC_STAT_HEIGHT]
         rows = slice(max(0, y + h - length), y + h) if rising else slice(y, y + length)
