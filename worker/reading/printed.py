@@ -310,13 +310,12 @@ def _sides(
 ) -> np.ndarray:
     """The box's sides and comb dividers: upright lines from one rule to the other (`across`)
     where they stand, no wider than a printed line. A solid line meets both rules and may touch
-    the writing; a dashed one
-    (breaks up to `dashes` of the box's inner height bridged) must be dashes, mostly inked along
-    its length, with blank paper beside it, as a digit's strokes, bridged so, have more of the
-    digit beside them: outside the box for a side (the writing may touch it inside), either
-    way for a divider. Between the outermost two, either kind stands on the comb's lattice with
-    them: a 4's stem or an 8 written tall, bridged so, looks like a side, but in the middle of
-    a cell."""
+    the writing; a dashed one (breaks up to `dashes` of the box's inner height bridged) must be
+    dashes, mostly inked along its length, with blank paper beside it, as a digit's strokes,
+    bridged so, have more of the digit beside them: outside the box for a side (the writing
+    may touch it inside), either way for a divider. Between the outermost two, either kind
+    stands on the comb's lattice with them: a 4's stem or an 8 written tall, bridged so, looks
+    like a side, but in the middle of a cell."""
     span = inner[1] - inner[0]
     # (labels, index, centre, blank paper left and right) of each line found, by either pass
     candidates = []
