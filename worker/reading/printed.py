@@ -594,7 +594,7 @@ def _ticks(
         return np.isin(labels, [candidates[k] for k in short(on)])
     free = [candidates[k] for k in short(free, len(touched))]
     found = np.isin(labels, free)
-    length = int(max(stats[free, cv2.CC_STAT_HEIGHT], default=0)) + 1
+    length = int(stats[free, cv2.CC_STAT_HEIGHT].max()) + 1
     for i, a, b, rising in touched:
         y, h = stats[i, cv2.CC_STAT_TOP], stats[i, cv2.CC_STAT_HEIGHT]
         rows = slice(max(0, y + h - length), y + h) if rising else slice(y, y + length)
