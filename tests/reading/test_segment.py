@@ -271,6 +271,18 @@ def test_grainy_paper_leaves_nothing_unread(seed: int) -> None:
     assert len(found.marks) == 4 and not found.unread and not found.left_out
 
 
+@pytest.mark.parametrize("glyphs", ["707", "77"])
+def test_shaded_cells_leave_nothing_unread(glyphs: str) -> None:
+    """Light grey cells, one digit in each, paper between them: the shade's edges are no ink."""
+    ink = np.zeros((160, 40 + 80 * len(glyphs)), np.float32)
+    shade = np.zeros_like(ink)
+    for n, glyph in enumerate(glyphs):
+        shade[25:135, 15 + 80 * n : 85 + 80 * n] = 0.12
+        draw(ink, glyph, 32 + 80 * n)
+    found = segment(scan(ink) - shade)
+    assert len(found.marks) == len(glyphs) and not found.unread and not found.left_out
+
+
 def test_ink_that_was_all_print_has_no_light_writing_beside_it() -> None:
     """Once a field's print is taken out, nothing may be left: no light writing, no error."""
     blank = np.random.default_rng(0).uniform(0.0, 0.05, (60, 200)).astype(np.float32)

@@ -28,6 +28,9 @@ class PreprocessConfig:
     # so normalised scans come out with MNIST's own stroke widths
     target_stroke: float = 2.5
     min_contrast: float = 0.12  # flattened ink weaker than this (of full scale) is a blank page
+    # the background rising more than this (of full scale) within the blur of its estimate is a
+    # shaded cell's edge, not the light's gradual fall: the shade is taken out up to its edge
+    shade_edge: float = 0.03
     noise: float = 6.0  # flattened ink this many robust deviations above the paper's is a mark
     faintest: float = 0.025  # ...and never less than this (of full scale)
     faint_window: int = 3  # px: faint marks are sought in ink averaged this wide (after a blur)
@@ -403,7 +406,8 @@ def _flatten(ink: np.ndarray) -> np.ndarray:
     """Subtract the background (a morphological opening wider than any stroke), so shadows,
     gradients and paper tint drop out while strokes keep their grey levels. The paper is
     continued past the edges (a point reflection), so a gradient does not leave its bright end
-    behind at the border."""
+    behind at the border; a shaded cell is taken out up to its edge, which the estimate's blur
+    would leave as a light rim inside it."""
     h, w = ink.shape
     factor = min(1.0, 64 / min(h, w))
     small = cv2.resize(
@@ -416,6 +420,9 @@ def _flatten(ink: np.ndarray) -> np.ndarray:
     opened = cv2.morphologyEx(padded, cv2.MORPH_OPEN, kernel)
     background = opened[pad : pad + small.shape[0], pad : pad + small.shape[1]]
     background = cv2.resize(cv2.blur(background, (3, 3)), (w, h), interpolation=cv2.INTER_LINEAR)
+    reach = 2 * math.ceil(2 / factor) + 1  # the blur and the upscaling: 2 small pixels each way
+    near = cv2.dilate(background, np.ones((reach, reach), np.uint8))
+    background = np.where(near - background > PREPROCESS.shade_edge, near, background)
     return np.clip(ink - background, 0.0, 1.0)
 
 
