@@ -278,6 +278,23 @@ def write_ink(
             layer[y + top : y + bottom, x + left : x + right] *= 1 - part * absorb
 
 
+def field(
+    digits: np.ndarray,
+    labels: np.ndarray,
+    seed: int,
+    i: int,
+    lengths: tuple[int, int] = (3, 8),
+) -> tuple[str, bytes, str, dict]:
+    """Field `i` of `seed`, as `write_fields` writes it: its file extension and bytes, the
+    digits written and its meta."""
+    allowed = pool(len(digits), seed)
+    rng = np.random.default_rng([seed, i])
+    picks = rng.integers(allowed.start, allowed.stop, int(rng.integers(lengths[0], lengths[1] + 1)))
+    image, info = render_field([digits[j] for j in picks], rng)
+    kind, data = encode(image, rng)
+    return kind, data, "".join(str(int(labels[j])) for j in picks), info
+
+
 def render_field(
     digits: Sequence[np.ndarray],
     rng: np.random.Generator,
@@ -383,20 +400,14 @@ def write_fields(
     string, as `scandigits evaluate --scans` reads it) and meta.json (file name → style,
     spacing, faint digit, colour, H, for error analysis); returns the labels. Field i depends on
     the seed and i only."""
-    allowed = pool(len(digits), seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     truth: dict[str, str] = {}
     meta: dict[str, dict] = {}
     for i in range(count):
-        rng = np.random.default_rng([seed, i])
-        picks = rng.integers(
-            allowed.start, allowed.stop, int(rng.integers(lengths[0], lengths[1] + 1))
-        )
-        image, info = render_field([digits[j] for j in picks], rng)
-        kind, data = encode(image, rng)
+        kind, data, text, info = field(digits, labels, seed, i, lengths)
         name = f"field-{i:05d}{kind}"
         (out_dir / name).write_bytes(data)
-        truth[name] = "".join(str(int(labels[j])) for j in picks)
+        truth[name] = text
         meta[name] = info
     (out_dir / "labels.json").write_text(json.dumps(truth, indent=1) + "\n")
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
