@@ -7,6 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
+from trainer import specimens
+from worker.reading.decode import decode_colour, writing
 from worker.reading.pieces import Run
 from worker.reading.preprocess import beside
 from worker.reading.printed import _lattice, _sides
@@ -659,3 +661,16 @@ def test_a_one_from_rule_to_rule_in_a_comb_cell_is_read() -> None:
     found = segment(scan(ink))
     assert len(found.marks) == 5 and not found.left_out and not found.unread
     assert found.marks[2].box[3] >= 100  # the 1, whole
+
+
+@pytest.mark.parametrize(
+    "index", [88, 275], ids=["faint writing in a drop-out comb", "a small comb on grain"]
+)
+def test_fields_on_grainy_paper_keep_every_digit_and_no_grain(digits, index: int) -> None:
+    """Fields of the independent generator (development seed 1003) whose paper's grain, denser
+    along the crop's rim, once made rules there: the sides found between them cut a faint
+    digit's stem out silently, or the grain along them was named as marks off the line."""
+    _, data, text, _ = specimens.field(digits.x_test, digits.y_test, 1003, index)
+    gray, colour, reduced = decode_colour(data)
+    found = segment(writing(gray, colour), reduced)
+    assert len(found.marks) == len(text) and not found.left_out and not found.unread

@@ -45,6 +45,7 @@ class PrintedConfig:
     dash_period: float = 0.25  # a dashed line's dashes start at one period, give or take this
     inked: float = 0.4  # a printed line's dashes or dots cover at least this share of its length
     alone: float = 0.2  # beside a printed line, at most this share of the paper is inked
+    denser: float = 2.0  # a rule is inked at least this many times as densely as the paper beside
     tick: float = 0.1  # a tick is at least this share of the writing's height long
     lone_tick: float = 0.55  # one alone between a box's sides spans at most this share of it
     tick_reach: int = 3  # px: a tick ends this near its rule's ink (which is taken out first)
@@ -242,7 +243,8 @@ def _lines(
 ) -> tuple[np.ndarray, np.ndarray, list[int], np.ndarray]:
     """The horizontal lines in a binary image of the ink, its breaks up to `gap` bridged:
     their labels and stats, the labels of those long, thin and inked enough for a printed
-    line, and the horizontal runs at least `step` long they are made of."""
+    line, and denser than the paper beside them (a band of the paper's grain is not), and the
+    horizontal runs at least `step` long they are made of."""
     bridged = cv2.morphologyEx(faint, cv2.MORPH_CLOSE, np.ones((1, gap), np.uint8))
     runs = cv2.morphologyEx(bridged, cv2.MORPH_OPEN, np.ones((1, step), np.uint8))
     # join the steps of a slightly rotated line, then judge whole lines
@@ -255,8 +257,19 @@ def _lines(
         if stats[i, cv2.CC_STAT_WIDTH] >= PRINTED.rule * faint.shape[1]
         and stats[i, cv2.CC_STAT_HEIGHT] <= 0.05 * stats[i, cv2.CC_STAT_WIDTH] + 6
         and inked[i] >= PRINTED.inked * stats[i, cv2.CC_STAT_AREA]
+        and inked[i] >= PRINTED.denser * _beside(faint, stats[i]) * stats[i, cv2.CC_STAT_AREA]
     ]
     return labels, stats, lines, runs
+
+
+def _beside(faint: np.ndarray, stat: np.ndarray) -> float:
+    """The share of the paper inked along a horizontal line (its box `stat`), above and below
+    it beyond its blur."""
+    x, y, w, h = stat[:4]
+    above = faint[max(0, y - h - 2) : max(0, y - 2), x : x + w]
+    below = faint[y + h + 2 : y + 2 * h + 2, x : x + w]
+    both = np.concatenate([above.ravel(), below.ravel()])
+    return float(both.mean()) if both.size else 0.0
 
 
 def _dashed(faint: np.ndarray, stat: np.ndarray, longest: float) -> bool:
