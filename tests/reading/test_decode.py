@@ -75,6 +75,18 @@ def test_drop_out_boxes_vanish_from_the_plane_read(ext: str, box: tuple[int, int
     assert plane[60, 189] < paper - 0.5, "where the writing stays dark"
 
 
+@pytest.mark.parametrize("ext", [".png", ".jpg"])
+def test_a_drop_out_box_on_unevenly_lit_paper_vanishes_into_the_paper_beside_it(ext: str) -> None:
+    """The light falls off across the page: where the box was, the plane read is the paper
+    beside it, not the page's typical paper (a faint line of the box left, lighter or darker)."""
+    lit = boxed((170, 170, 250), (40, 40, 40)) * np.linspace(1.0, 0.8, 480)[None, :, None]
+    gray, colour, _ = decode_colour(encode(lit.astype(np.uint8), ext))
+    plane = writing(gray, colour)
+    for x in (30, 240, 450):
+        beside = float(np.median(plane[20:30, x - 5 : x + 5]))
+        assert abs(float(plane[14:17, x - 5 : x + 5].mean()) - beside) < 0.02
+
+
 def test_coloured_writing_without_coloured_print_is_read_from_the_gray() -> None:
     gray, colour, _ = decode_colour(encode(boxed((40, 40, 40), (150, 60, 20)), ".png"))
     assert writing(gray, colour) is gray  # blue ballpoint in a black box

@@ -57,6 +57,7 @@ LIGHT, SATURATED, RULE = 0.8, 0.08, 0.4
 HUE = 0.97  # cosine between a pixel's shade and the print's for the pixel to be print
 TILT = 9  # px: a rule's rows may drift this much along it (a field scanned turned a little)
 ALONG = 7  # px: colours are averaged along rows over this many, against the scanner's noise
+PAPER = 21  # px: print left in the channel is filled with the mean of the clear paper this near
 _FULL = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}  # full scale of integer pixels
 # PDFium is not thread-safe, not even across documents: one call into it at a time.
 _pdfium = threading.Lock()
@@ -116,7 +117,13 @@ def writing(gray: np.ndarray, colour: np.ndarray | None) -> np.ndarray:
     strength = np.sqrt((shade * shade).sum(axis=2))
     hue = shade @ print_colour / np.maximum(strength * np.linalg.norm(print_colour), 1e-6)
     faded = (hue >= HUE) & (strength <= 2 * np.linalg.norm(print_colour))
-    plane[faded & (balanced[:, :, channel] >= LIGHT - 0.2)] = paper[channel]
+    # ...and is filled with the clear paper around it, as lit there (the page's typical paper
+    # is darker or lighter than a lit or shaded part of it: the print would show as a ghost)
+    fill = faded & (balanced[:, :, channel] >= LIGHT - 0.2)
+    clear = ((dark == 0) & ~fill).astype(np.float32)
+    weight = cv2.blur(clear, (PAPER, PAPER))
+    around = cv2.blur(plane * clear, (PAPER, PAPER)) / np.maximum(weight, 1e-6)
+    plane[fill] = np.where(weight > 0.05, around, paper[channel])[fill]
     return plane
 
 
