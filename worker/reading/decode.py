@@ -123,6 +123,7 @@ def writing(gray: np.ndarray, colour: np.ndarray | None) -> np.ndarray:
     clear = ((dark == 0) & ~fill).astype(np.float32)
     weight = cv2.blur(clear, (PAPER, PAPER))
     around = cv2.blur(plane * clear, (PAPER, PAPER)) / np.maximum(weight, 1e-6)
+    # (the page's own where hardly any clear paper is near: a tangle of writing)
     plane[fill] = np.where(weight > 0.05, around, paper[channel])[fill]
     return plane
 

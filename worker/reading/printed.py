@@ -242,8 +242,8 @@ def _lines(
     faint: np.ndarray, gap: int, step: int
 ) -> tuple[np.ndarray, np.ndarray, list[int], np.ndarray]:
     """The horizontal lines in a binary image of the ink, its breaks up to `gap` bridged:
-    their labels and stats, the labels of those long, thin and inked enough for a printed
-    line, and denser than the paper beside them (a band of the paper's grain is not), and the
+    their labels and stats; the labels of those long, thin, inked enough for a printed line
+    and denser than the paper beside them (a band of the paper's grain is not); and the
     horizontal runs at least `step` long they are made of."""
     bridged = cv2.morphologyEx(faint, cv2.MORPH_CLOSE, np.ones((1, gap), np.uint8))
     runs = cv2.morphologyEx(bridged, cv2.MORPH_OPEN, np.ones((1, step), np.uint8))
