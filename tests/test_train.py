@@ -57,16 +57,16 @@ def test_architectures_take_28x28_and_give_softmax(digits) -> None:
         assert probs.shape == (4, models.RECIPES[name].classes)
         assert abs(float(probs.sum(axis=1).mean()) - 1) < 1e-4
     model, meta = train.train(
-        "cnn", digits, epochs=1, limit=1500, log=lambda _: None, scanned=lines.scanned
+        "cnn", digits, epochs=1, limit=500, log=lambda _: None, scanned=lines.scanned
     )
     assert meta["hyperparameters"]["schedule"] == "warmup+cosine"
     assert meta["hyperparameters"]["stroke_jitter"] is True
-    assert meta["hyperparameters"]["nondigit_images"] == 150  # 10% more: the 11th class
-    assert meta["hyperparameters"]["train_images"] == 1650 and meta["test_loss"] > 0
+    assert meta["hyperparameters"]["nondigit_images"] == 50  # 10% more: the 11th class
+    assert meta["hyperparameters"]["train_images"] == 550 and meta["test_loss"] > 0
     # the CNN comes with a string reader in the same model file, trained on two lines per
     # digit, half of them rendered as scans and framed by the worker's segmentation
-    assert meta["reader"]["scanned_lines"] > 1400 and meta["reader"]["epochs"] == 1
-    assert meta["reader"]["lines"] == 1500 + meta["reader"]["scanned_lines"]
+    assert meta["reader"]["scanned_lines"] > 450 and meta["reader"]["epochs"] == 1
+    assert meta["reader"]["lines"] == 500 + meta["reader"]["scanned_lines"]
     classifier, reader = models.parts(model)
     assert classifier.output_shape == (None, 11) and reader.output_shape[-1] == 11
 
