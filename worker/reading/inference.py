@@ -1,7 +1,8 @@
 """Batched inference: one compiled forward pass per chunk, the model cached per process.
 
-The forward pass is traced once per batch shape, all when the model loads: inputs are cut into
-batches of 256 and the last one is padded up to the next traced size, so nothing is retraced.
+The forward pass is traced once per batch shape, the first time that shape is needed: inputs
+are cut into batches of 256 and the last one is padded up to the next power of two, so nothing
+is retraced.
 """
 
 from __future__ import annotations
@@ -94,8 +95,8 @@ class Classifier:
         digits, reader = models.parts(model)
         # an output past the ten digits, "not one digit", lets the model tell a wrong cut
         self.judges_cuts = digits.output_shape[-1] > NOT_A_DIGIT
-        self._digits = _traced(digits, (28, 28))
-        self._reader = _traced(reader, (strings.HEIGHT, strings.WIDTH)) if reader else None
+        self._digits = _Forward(digits, (28, 28))
+        self._reader = _Forward(reader, (strings.HEIGHT, strings.WIDTH)) if reader else None
 
     @property
     def reads_lines(self) -> bool:
@@ -111,42 +112,49 @@ class Classifier:
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """Softmax outputs (N, classes) for a non-empty batch of normalised digits."""
-        return _run(self._digits, np.asarray(images, np.float32))
+        return self._digits(np.asarray(images, np.float32))
 
     def read_lines(self, lines: np.ndarray) -> np.ndarray:
         """The string reader's logits (N, steps, 11) for a batch of framed lines."""
         if self._reader is None:
             raise ValueError("this model has no string reader")
-        return _run(self._reader, np.asarray(lines, np.float32))
+        return self._reader(np.asarray(lines, np.float32))
 
 
-def _traced(model: Any, shape: tuple[int, int]) -> dict[int, Any]:
-    """`model`'s forward pass traced for each batch size in SHAPES, and run once."""
-    import tensorflow as tf
+class _Forward:
+    """A model's forward pass over (N, *shape) float32 inputs, SHAPES[-1] at a time, the last
+    batch padded with blanks up to a size in SHAPES. Each size is traced the first time it is
+    needed (all nine take seconds at every start, and a run needs two or three); the smallest
+    is traced and run at once, so a model that cannot run fails as it loads."""
 
-    if tuple(model.input_shape[1:]) != shape:
-        raise ValueError(f"it takes inputs of shape {model.input_shape[1:]}, not {shape}")
-    forward = tf.function(lambda x: model(x, training=False))
-    traced = {
-        size: forward.get_concrete_function(tf.TensorSpec([size, *shape], tf.float32))
-        for size in SHAPES
-    }
-    for size, function in traced.items():
-        function(np.zeros((size, *shape), np.float32))
-    return traced
+    def __init__(self, model: Any, shape: tuple[int, int]) -> None:
+        import tensorflow as tf
 
+        if tuple(model.input_shape[1:]) != shape:
+            raise ValueError(f"it takes inputs of shape {model.input_shape[1:]}, not {shape}")
+        self._shape = shape
+        self._forward = tf.function(lambda x: model(x, training=False))
+        self._traced: dict[int, Any] = {}
+        self(np.zeros((1, *shape), np.float32))
 
-def _run(traced: dict[int, Any], inputs: np.ndarray) -> np.ndarray:
-    """Outputs of a traced model, SHAPES[-1] inputs at a time, the last batch padded with
-    blanks up to a traced size."""
-    outputs = []
-    for at in range(0, len(inputs), SHAPES[-1]):
-        batch = inputs[at : at + SHAPES[-1]]
-        size = next(s for s in SHAPES if s >= len(batch))
-        padded = np.zeros((size, *batch.shape[1:]), np.float32)
-        padded[: len(batch)] = batch
-        outputs.append(traced[size](padded).numpy()[: len(batch)])
-    return np.concatenate(outputs)
+    def __call__(self, inputs: np.ndarray) -> np.ndarray:
+        outputs = []
+        for at in range(0, len(inputs), SHAPES[-1]):
+            batch = inputs[at : at + SHAPES[-1]]
+            size = next(s for s in SHAPES if s >= len(batch))
+            padded = np.zeros((size, *self._shape), np.float32)
+            padded[: len(batch)] = batch
+            outputs.append(self._at(size)(padded).numpy()[: len(batch)])
+        return np.concatenate(outputs)
+
+    def _at(self, size: int) -> Any:
+        """The forward pass traced for batches of `size`."""
+        if size not in self._traced:
+            import tensorflow as tf
+
+            spec = tf.TensorSpec([size, *self._shape], tf.float32)
+            self._traced[size] = self._forward.get_concrete_function(spec)
+        return self._traced[size]
 
 
 def classifier(store: Store, version: int | str | None = None) -> Classifier:
