@@ -73,6 +73,7 @@ def _serve(
     """One process: load the model and every file, say ready, then read chunks until none left."""
     inference.configure_threads(processes)
     classifier = inference.classifier(open_store(store_url))
+    classifier.warm()
     data = {file: file.read_bytes() for chunk in chunks for file in chunk}
     out.put("ready")
     start.wait()

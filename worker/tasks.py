@@ -46,11 +46,13 @@ def store() -> Store:
 
 @signals.worker_process_init.connect
 def _warm(**_: Any) -> None:
-    """Size thread pools for this process and load the current model before the first task."""
+    """Size thread pools for this process and load the current model, traced for every batch
+    size, before the first task."""
     inference.configure_threads(app.conf.worker_concurrency or 1)
     try:
-        version = inference.classifier(store()).version
-        log.info("worker process %s ready with model %s", os.getpid(), version)
+        classifier = inference.classifier(store())
+        classifier.warm()
+        log.info("worker process %s ready with model %s", os.getpid(), classifier.version)
     except UserError as exc:
         log.warning("no model loaded at start: %s", exc)
 

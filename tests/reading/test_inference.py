@@ -1,4 +1,5 @@
-"""Thread pools are sized from the container's CPU limit (its cgroup), not the node's cores."""
+"""Thread pools are sized from the container's CPU limit (its cgroup), not the node's cores;
+the forward pass is traced per batch size, when first needed or all at once on `warm`."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from tests.conftest import publish
+from trainer import registry
+from trainer.storage import Store
 from worker.reading import inference
 
 CPUS = len(os.sched_getaffinity(0))
@@ -57,3 +62,20 @@ def test_tensorflow_threads_follow_the_cgroup_limit(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-1] == "1"
+
+
+def test_batches_of_any_size_read_alike_traced_when_needed_or_warm(
+    trained: tuple[Path, dict], file_store: Store
+) -> None:
+    """A model loads traced for one batch size; a batch of any length reads as its digits one
+    by one do, whether its sizes are traced as it needs them or all beforehand by `warm`."""
+    metadata = registry.resolve(file_store, publish(file_store, trained))
+    classifier = inference.Classifier(registry.load(file_store, metadata), metadata["version"])
+    assert len(classifier._digits._traced) == 1  # the rest on first use
+    images = np.random.default_rng(0).random((300, 28, 28), np.float32)
+    alone = np.concatenate([classifier.probabilities(images[i : i + 1]) for i in range(7)])
+    lazily = classifier.probabilities(images)
+    classifier.warm()
+    assert len(classifier._digits._traced) == len(inference.SHAPES)
+    np.testing.assert_allclose(lazily[:7], alone, atol=1e-5)
+    np.testing.assert_allclose(classifier.probabilities(images), lazily, atol=1e-6)

@@ -1,8 +1,8 @@
 """Batched inference: one compiled forward pass per chunk, the model cached per process.
 
-The forward pass is traced once per batch shape, the first time that shape is needed: inputs
-are cut into batches of 256 and the last one is padded up to the next power of two, so nothing
-is retraced.
+The forward pass is traced once per batch shape: all of them before a worker takes its first
+task, or each the first time it is needed in a one-off read. Inputs are cut into batches of 256
+and the last one is padded up to the next power of two, so nothing is retraced.
 """
 
 from __future__ import annotations
@@ -98,6 +98,13 @@ class Classifier:
         self._digits = _Forward(digits, (28, 28))
         self._reader = _Forward(reader, (strings.HEIGHT, strings.WIDTH)) if reader else None
 
+    def warm(self) -> None:
+        """Trace every batch size now: a worker does before its first task, so that no chunk
+        pays for it (a one-off read traces only the sizes it uses)."""
+        for forward in (self._digits, self._reader):
+            if forward is not None:
+                forward.warm()
+
     @property
     def reads_lines(self) -> bool:
         return self._reader is not None
@@ -124,8 +131,8 @@ class Classifier:
 class _Forward:
     """A model's forward pass over (N, *shape) float32 inputs, SHAPES[-1] at a time, the last
     batch padded with blanks up to a size in SHAPES. Each size is traced the first time it is
-    needed (all nine take seconds at every start, and a run needs two or three); the smallest
-    is traced and run at once, so a model that cannot run fails as it loads."""
+    needed (all nine take seconds, and a one-off read needs two or three) or on `warm`; the
+    smallest is traced and run at once, so a model that cannot run fails as it loads."""
 
     def __init__(self, model: Any, shape: tuple[int, int]) -> None:
         import tensorflow as tf
@@ -146,6 +153,11 @@ class _Forward:
             padded[: len(batch)] = batch
             outputs.append(self._at(size)(padded).numpy()[: len(batch)])
         return np.concatenate(outputs)
+
+    def warm(self) -> None:
+        """Trace and run every size in SHAPES."""
+        for size in SHAPES:
+            self._at(size)(np.zeros((size, *self._shape), np.float32))
 
     def _at(self, size: int) -> Any:
         """The forward pass traced for batches of `size`."""
