@@ -47,6 +47,7 @@ class PreprocessConfig:
     broader: float = 2.0  # a faint mark's strokes are at most this many times as broad as strong
     solid: float = 0.6  # a faint mark covering more of its box than this is shading, not strokes
     flat: float = 3.0  # a mark this many times wider than tall is no digit (a dash, an underline)
+    sides: float = 0.9  # a mark inked along this share of each side of its box is a printed box
     # a faint mark spans at most this many heights of the plain writing: larger is shading the
     # flattening left (beside a box line, at a crop's edge), not a light digit
     writing_size: float = 3.0
@@ -357,21 +358,46 @@ def field_writing(binary: np.ndarray, height: float | None = None) -> float:
 
 def writing_height(binary: np.ndarray) -> float:
     """Median height of the larger marks of a binary image: about the height of the writing.
-    Marks `flat` times wider than tall (a dash of a printed line, an underline) are not writing
-    and are left out, unless every mark is."""
-    return _writing(cv2.connectedComponentsWithStats(binary, None, 8)[2])
+    Marks `flat` times wider than tall (a dash of a printed line, an underline) and printed
+    boxes (`boxes`: a cell around one digit) are not writing and are left out, unless every
+    mark is."""
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(binary, None, 8)
+    return _writing(stats, boxes(labels, stats))
 
 
-def _writing(stats: np.ndarray) -> float:
-    """`writing_height` from the connected components' stats (the background's first)."""
+def _writing(stats: np.ndarray, skip: np.ndarray | None = None) -> float:
+    """`writing_height` from the connected components' stats (the background's first), less
+    the marks `skip` names."""
     if len(stats) < 2:
         return 0.0
-    stats = stats[1:]
-    upright = stats[:, cv2.CC_STAT_WIDTH] < PREPROCESS.flat * stats[:, cv2.CC_STAT_HEIGHT]
-    if upright.any():
-        stats = stats[upright]
+    upright = stats[1:, cv2.CC_STAT_WIDTH] < PREPROCESS.flat * stats[1:, cv2.CC_STAT_HEIGHT]
+    if skip is not None:
+        upright &= ~skip[1:]
+    stats = stats[1:][upright] if upright.any() else stats[1:]
     areas = stats[:, cv2.CC_STAT_AREA]
     return float(np.median(stats[:, cv2.CC_STAT_HEIGHT][areas >= 0.2 * areas.max()]))
+
+
+def boxes(labels: np.ndarray, stats: np.ndarray) -> np.ndarray:
+    """Which marks are printed boxes: inked along `sides` of each of their bounding box's four
+    sides and hollow within. A written 0 curves away from its box's corners; a box is straight
+    to them, whatever digit is written in it or on it."""
+    found = np.zeros(len(stats), bool)
+    for i in range(1, len(stats)):
+        x, y, w, h = stats[i, :4]
+        if min(w, h) < 12:
+            continue
+        mark = labels[y : y + h, x : x + w] == i
+        band = max(2, round(0.1 * min(w, h)))
+        sides = (
+            mark[:band].any(axis=0).mean(),
+            mark[-band:].any(axis=0).mean(),
+            mark[:, :band].any(axis=1).mean(),
+            mark[:, -band:].any(axis=1).mean(),
+        )
+        inside = mark[2 * band : -2 * band, 2 * band : -2 * band]
+        found[i] = min(sides) >= PREPROCESS.sides and inside.mean() <= 0.5
+    return found
 
 
 def to_mnist(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:

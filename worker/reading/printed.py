@@ -20,6 +20,7 @@ import numpy as np
 
 from worker.reading.preprocess import (
     beside,
+    boxes,
     extended,
     field_writing,
     locate,
@@ -38,7 +39,9 @@ class PrintedConfig:
 
     rule: float = 0.4  # a rule spans at least this share of the field's width...
     rule_writing: float = 2.0  # ...and this many heights of writing: no digit stroke is that long
+    rule_alone: float = 1.25  # ...or this many, touching no other ink: no digit is a lone bar
     parallel: float = 0.9  # ...or one of two sharing this much length: a box's top and bottom
+    box_edge: float = 0.2  # a box as a mark of its own: its print lies this share of it from edges
     dash_gap: float = 0.12  # gaps in a dashed or dotted line up to this share of the writing height
     dashes: float = 0.25  # a dashed side's breaks are at most this share of the box's inner height
     dash: float = 0.5  # ...and its dashes too (a digit's stroke is longer)
@@ -74,7 +77,8 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     (`preprocess.visible`, `preprocess.traced`), for the reading to account for."""
     smooth = cv2.blur(ink, (3, 3))
     level = 0.5 * strong_level(ink, smooth)  # printed lines are often lighter than writing
-    found = _found((ink >= level).astype(np.uint8), (smooth >= level).astype(np.uint8), mask)
+    strong = (ink >= level).astype(np.uint8)
+    found = _found(strong, (smooth >= level).astype(np.uint8), mask) or _boxed_print(strong)
     if found is None:
         seen = visible(ink)
         keep = extended(mask | beside(ink), ink, seen)
@@ -131,7 +135,7 @@ def _heavier(
         near = cv2.dilate(own, np.ones((3, 1), np.uint8)) > 0
         mass = (ink[top:bottom] * (near & ~aside[top:bottom])).sum(axis=0, dtype=np.float32)
         mass = cv2.blur(mass[None, :], (2 * thick + 1, 1))[0]
-        inked = own.any(axis=0)
+        inked = ((own > 0) & ~aside[top:bottom]).any(axis=0)  # the upright print's is not
         heavy = inked & (mass >= PRINTED.heavy * np.median(mass[inked]))
         by = cv2.dilate(own, np.ones((2 * reach + 1, 1), np.uint8)) > 0
         for a, b in zip(*_true_runs(heavy), strict=True):
@@ -172,7 +176,8 @@ def _found(
     the ink as it was; `step`: the writing's height, as found the first time)."""
     step = step or max(8, round(field_writing(mask.astype(np.uint8))))
     gap = max(2, round(PRINTED.dash_gap * step))
-    labels, stats, lines, runs = _lines(faint, gap, step)
+    # a box around one digit may be narrower than the digit is tall (a 1): its rules are runs
+    labels, stats, lines, runs = _lines(faint, gap, min(step, _narrowest_box(faint)))
     writing = writing_height((mask & (runs == 0)).astype(np.uint8))
     # longer than a digit's stroke, or a box's top and bottom (where the writing touches the
     # box, the marks are the box's height, and the writing seems as tall)
@@ -180,7 +185,9 @@ def _found(
     rules = [
         i
         for i in lines
-        if stats[i, cv2.CC_STAT_WIDTH] >= PRINTED.rule_writing * writing or i in pairs
+        if stats[i, cv2.CC_STAT_WIDTH] >= PRINTED.rule_writing * writing
+        or i in pairs
+        or (stats[i, cv2.CC_STAT_WIDTH] >= PRINTED.rule_alone * writing and _apart(faint, stats[i]))
     ]
     if thin is not None:  # thickened, specks and the tops of close digits make lines too
         rules = [i for i in rules if _thin_rule(labels == i, thin)]
@@ -218,9 +225,57 @@ def _found(
     down |= _ticks(faint & ~across, across, _columns(down), thick, writing)
     if box:
         down |= _thin_sides(faint, across, down, inner, thick)
-    # the pen: the rules' ink over their runs down the columns (a turned rule's rows are more)
+    return across, down, _pen(across)
+
+
+def _pen(across: np.ndarray) -> int:
+    """The rules' pen: their ink over their runs down the columns (a turned rule's rows are
+    more)."""
     starts = across[0].sum() + (across[1:] & ~across[:-1]).sum()
-    return across, down, int(np.ceil(across.sum() / max(starts, 1)))
+    return int(np.ceil(across.sum() / max(starts, 1)))
+
+
+def _boxed_print(faint: np.ndarray) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """The print of the boxes that are marks of their own (`preprocess.boxes`), as `_found`
+    gives it, where the search for rules found none (a box's top too short or too thick to be
+    a rule): in each, its rows and columns near its edges inked along most of the box. None
+    without such a box."""
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(faint, None, 8)
+    found = boxes(labels, stats)
+    if not found.any():
+        return None
+    across, down = np.zeros(faint.shape, bool), np.zeros(faint.shape, bool)
+    for i in np.flatnonzero(found):
+        x, y, w, h = stats[i, :4]
+        mark = labels[y : y + h, x : x + w] == i
+        edge = max(2, round(PRINTED.box_edge * min(w, h)))
+        rows, columns = mark.mean(axis=1) >= 0.5, mark.mean(axis=0) >= 0.5
+        rows[edge:-edge], columns[edge:-edge] = False, False
+        across[y : y + h, x : x + w] |= mark & rows[:, None]
+        down[y : y + h, x : x + w] |= mark & columns[None, :]
+    inked = faint > 0
+    across = _morph(across, cv2.MORPH_DILATE, 3) & inked
+    return across, _morph(down, cv2.MORPH_DILATE, 3) & inked, _pen(across)
+
+
+def _narrowest_box(faint: np.ndarray) -> int:
+    """The width of the narrowest printed box among the marks (`preprocess.boxes`), less a
+    turned scan's slack; a large number where there is none."""
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(faint, None, 8)
+    widths = stats[boxes(labels, stats), cv2.CC_STAT_WIDTH]
+    return int(0.9 * widths.min()) if len(widths) else faint.shape[1]
+
+
+def _apart(faint: np.ndarray, stat: np.ndarray) -> bool:
+    """Whether the ink of a horizontal line (its box `stat`) is marks of its own, none reaching
+    beyond the line's rows: an underline the writing does not touch."""
+    x, y, w, h = stat[:4]
+    top, bottom = max(0, y - 2), min(faint.shape[0], y + h + 2)
+    labels = cv2.connectedComponents(faint, None, 8)[1]
+    own = np.unique(labels[y : y + h, x : x + w])
+    outside = np.ones(faint.shape, bool)
+    outside[top:bottom] = False
+    return not np.isin(labels[outside], own[own > 0]).any()
 
 
 def _thin_rule(line: np.ndarray, thin: np.ndarray) -> bool:
