@@ -619,6 +619,19 @@ def test_thin_light_sides_of_a_turned_box_are_not_read(light: float, blur: float
     assert len(found.marks) == 4 and not found.left_out and not found.unread
 
 
+def test_the_light_sides_of_a_turned_box_around_one_digit_are_not_read() -> None:
+    """A narrow box, light and turned under a degree: its sides, blurred, are broader than its
+    rules' pen, and where they lean out of the columns held from rule to rule they were left
+    as a 1 either side of the digit."""
+    ink = field("7", size=(200, 160))
+    turn = cv2.getRotationMatrix2D((80.0, 90.0), 0.8, 1.0)
+    corners = np.float32([[40, 20], [120, 20], [120, 170], [40, 170]])
+    turned = corners @ turn[:, :2].T + turn[:, 2]
+    cv2.polylines(ink, [np.int32(np.round(turned))], True, 0.4, 2, cv2.LINE_AA)
+    found = segment(scan(cv2.GaussianBlur(ink, (0, 0), 1.0)))
+    assert len(found.marks) == 1 and not found.left_out and not found.unread
+
+
 @pytest.mark.parametrize("degrees", [1.5, 2.5])
 def test_a_tall_one_in_a_turned_comb_is_no_divider(degrees: float) -> None:
     """A 1 hanging from the top of a turned comb, four fifths of its height, clear of the

@@ -491,7 +491,8 @@ def _followed(clean: np.ndarray, band: np.ndarray, thick: int) -> np.ndarray:
     width = float(np.median(widths))
     plain = widths <= width + 1
     # writing the lattice took for print (it is mended across later): leave it as it was
-    if width > thick or plain.mean() < PRINTED.plain:
+    # (`clean` is blurred 3×3: its lines are 2 px broader than the pen `thick`)
+    if width > thick + 2 or plain.mean() < PRINTED.plain:
         return band
     slope, offset = np.polyfit(rows[plain], centres[plain], 1)
     if abs(slope) > PRINTED.lean:
