@@ -379,16 +379,21 @@ def _writing(stats: np.ndarray, skip: np.ndarray | None = None) -> float:
 
 
 def boxes(labels: np.ndarray, stats: np.ndarray) -> np.ndarray:
-    """Which marks are printed boxes: inked along `sides` of each of their bounding box's four
-    sides and hollow within. A written 0 curves away from its box's corners; a box is straight
-    to them, whatever digit is written in it or on it."""
+    """Which marks are printed boxes: inked in all four corners of their bounding box, along
+    `sides` of each side and hollow within. A written 0 curves away from its box's corners; a
+    box is straight to them, whatever digit is written in it or on it."""
     found = np.zeros(len(stats), bool)
-    for i in range(1, len(stats)):
+    large = stats[:, cv2.CC_STAT_WIDTH : cv2.CC_STAT_AREA].min(axis=1) >= 12
+    large[0] = False
+    for i in np.flatnonzero(large):
         x, y, w, h = stats[i, :4]
-        if min(w, h) < 12:
+        band = max(2, round(0.1 * min(w, h)))
+        corners = [
+            labels[r : r + band, c : c + band] for r in (y, y + h - band) for c in (x, x + w - band)
+        ]
+        if not all((corner == i).any() for corner in corners):  # most marks, cheaply
             continue
         mark = labels[y : y + h, x : x + w] == i
-        band = max(2, round(0.1 * min(w, h)))
         sides = (
             mark[:band].any(axis=0).mean(),
             mark[-band:].any(axis=0).mean(),
