@@ -272,23 +272,24 @@ def test_a_watcher_killed_midway_is_taken_over(death, store, broker, monkeypatch
     alone while its lease lasts, then one finishes the job: every scan is in exactly one
     batch, every chunk queued once."""
     op, pattern, after = DEATHS[death]
+    lease = 2.0  # long enough for the heir's first step to fall within it on a slow machine
     drop(store, "a.png", "b.png", "c.png")
     if op == "enqueue":
         monkeypatch.setattr(queue, "enqueue", _killed)
-        victim = watcher(store, broker, chunk_size=2)
+        victim = watcher(store, broker, chunk_size=2, lease=lease)
     else:
-        victim = watcher(Crashing(store, op, pattern, after), broker, chunk_size=2)
+        victim = watcher(Crashing(store, op, pattern, after), broker, chunk_size=2, lease=lease)
     with pytest.raises(Killed):
         victim.step()
     monkeypatch.undo()
-    heir = watcher(store, broker, chunk_size=2)
+    heir = watcher(store, broker, chunk_size=2, lease=lease)
     before = batched(store)
     heir.step()
     if death == "while claiming":  # what it did not claim is free for another group
         assert sorted(batched(store)) == ["inbox/b.png", "inbox/c.png"]
     else:
         assert batched(store) == before, "the lease still holds"
-    time.sleep(0.35)  # the victim's lease expires
+    time.sleep(lease + 0.05)  # the victim's lease expires
     heir.step()
     held = batched(store)
     assert sorted(held) == ["inbox/a.png", "inbox/b.png", "inbox/c.png"]
