@@ -366,6 +366,19 @@ def test_a_digits_part_broken_off_above_it_is_part_of_it() -> None:
     assert found.marks[2].box[1] <= 84 and found.left_out[0][1] < 40
 
 
+def test_a_lone_digit_broken_into_upper_and_lower_halves_is_one_mark() -> None:
+    """A 3 broken where its two bowls meet, the field's only digit: each half is as tall as
+    the other, so neither is a part short of the digit, but they lie a pen's width apart, one
+    over the other: one digit (the lower half was left out, the upper read as a 2)."""
+    ink = np.zeros((200, 160), np.float32)
+    cv2.ellipse(ink, (78, 64), (24, 22), 0, -160, 90, 1.0, 6)
+    cv2.ellipse(ink, (78, 120), (26, 24), 0, -90, 160, 1.0, 6)
+    found = segment(scan(ink))
+    assert len(found.marks) == 1 and not found.left_out
+    _, y, _, h = found.marks[0].box
+    assert y <= 42 and h >= 100
+
+
 def comb(cells: int, ticks: str, glyphs: str, thick: int = 2) -> np.ndarray:
     """A comb box of `cells` cells 80 px wide, divided by `ticks` ("up": short ticks rising
     from the bottom line, "down": hanging from the top, "full": full-height dividers), with a

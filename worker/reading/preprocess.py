@@ -473,12 +473,17 @@ def _match_stroke(crop: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return thicken(crop, radius) if radius else crop
 
 
+def pen_width(mask: np.ndarray) -> float:
+    """The mean width of the strokes of `mask`, in pixels: twice its area over its outline."""
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    perimeter = sum(cv2.arcLength(c, True) for c in contours)
+    return 2.0 * float(mask.sum()) / max(perimeter, 1.0)
+
+
 def stroke_radius(mask: np.ndarray, scale: float) -> int:
     """The dilation radius that makes the pen strokes of `mask` as wide as MNIST's once scaled
     by `scale`; 0 when they are wide enough."""
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
-    perimeter = sum(cv2.arcLength(c, True) for c in contours)
-    width = 2.0 * mask.sum() / max(perimeter, 1.0)
+    width = pen_width(mask)
     radius = round((PREPROCESS.target_stroke / scale - width) / 2)
     return 0 if width * scale >= 0.75 * PREPROCESS.target_stroke or radius < 1 else radius
 

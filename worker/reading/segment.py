@@ -29,6 +29,7 @@ from worker.reading.preprocess import (
     levels,
     locate,
     off_rim,
+    pen_width,
     prepare,
     stroke_radius,
     thicken,
@@ -50,6 +51,7 @@ class SegmentConfig:
     band: float = 0.3  # a mark on the line of writing reaches within this of the line's middle
     near: float = 0.25  # a mark this near a digit may be part of it (a stroke, a bar, an arm)
     part: float = 0.75  # ...and one over or under it, this share of the tallest digit or less, too
+    broken: float = 2.0  # pen widths: a mark this close over or under a lone digit is part of it
     slope: float = 0.2  # the line of writing rises or falls at most this much per unit width (11°)
     aspect: float = 0.8  # MNIST's median width / height: a typical digit's width from its height
 
@@ -99,7 +101,7 @@ def segment(
     back = cv2.invertAffineTransform(shear) * (reduced / scale)
     # a scan decoded at 1/r holds between (n - 1)·r + 1 and n·r pixels: boxes stay within the least
     limit = (np.array(gray.shape[::-1]) - 1) * reduced + 1
-    groups, off, slope = _line_of_writing(stats[1:count])
+    groups, off, slope = _line_of_writing(stats[1:count], pen_width(mask))
     boxes = [_bounds(stats[[i + 1 for i in members]]) for members in groups]
     # a typical digit: the field's median height, and MNIST's median aspect for its width
     height = float(np.median([h for *_, h in boxes]))
@@ -277,10 +279,12 @@ def _unslanted(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return sheared_ink, sheared_mask > 0, shear
 
 
-def _line_of_writing(stats: np.ndarray) -> tuple[list[list[int]], list[list[int]], float]:
+def _line_of_writing(
+    stats: np.ndarray, pen: float
+) -> tuple[list[list[int]], list[list[int]], float]:
     """The marks making up each digit (or run of touching digits) on the line of writing, left
     to right; the marks of a digit's size off that line (a label, a signature above), each on
-    its own; and the line's slope. Indices are into `stats`."""
+    its own; and the line's slope. Indices are into `stats`; `pen`: the strokes' width."""
     if len(stats) == 0:
         raise NoInkError("no ink found (blank or near-blank image)")
     x, y, w, h, area = (stats[:, k].astype(float) for k in range(5))
@@ -340,12 +344,18 @@ def _line_of_writing(stats: np.ndarray) -> tuple[list[list[int]], list[list[int]
         return gap(group, i) <= SEGMENT.near * height and shared >= 0.5 * h[i]
 
     def stacked(group: list[int], i: int, tallest: float) -> bool:
-        """Whether mark `i`, well short of the `tallest` digit, lies near the group, above or
-        below it, over half the columns of the narrower or more: a digit's part, not a note
-        over a digit."""
-        gx0, _, gx1, _ = extent(group)
-        near = gap(group, i) <= SEGMENT.near * height
-        return near and h[i] < SEGMENT.part * tallest and over((gx0, gx1), (x[i], x[i] + w[i]))
+        """Whether mark `i` lies above or below the group, over half the columns of the
+        narrower or more, and is near and well short of the `tallest` digit or, the field's
+        only digit, as close to it as a break in a stroke (a digit broken into an upper and a
+        lower half, each as tall as the writing then seems): a digit's part, not a note over
+        a digit."""
+        gx0, gy0, gx1, gy1 = extent(group)
+        if not over((gx0, gx1), (x[i], x[i] + w[i])):
+            return False
+        rows = max(gy0 - (y[i] + h[i]), y[i] - gy1, 0.0)
+        if len(groups) == 1 and rows <= SEGMENT.broken * pen:
+            return True
+        return gap(group, i) <= SEGMENT.near * height and h[i] < SEGMENT.part * tallest
 
     # smaller marks join the digit they sit over or beside; the others are specks, unless
     # together they make up a mark of a digit's size (a light digit broken into pieces)
