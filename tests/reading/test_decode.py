@@ -94,6 +94,16 @@ def test_coloured_writing_without_coloured_print_is_read_from_the_gray() -> None
     assert writing(gray, colour) is gray
 
 
+def test_a_lone_light_coloured_digit_is_read_from_the_gray() -> None:
+    """A light blue 7, a field's only writing: its bar is as long a light coloured line as a
+    drop-out box's rule would be, but in the plane where it would vanish no ink is left, so the
+    gray is read, where the 7 is."""
+    field = np.full((120, 110, 3), (225, 240, 245), np.uint8)
+    cv2.polylines(field, [np.int32([[25, 25], [85, 25], [45, 100]])], False, (235, 170, 120), 6)
+    gray, colour, _ = decode_colour(encode(field, ".png"))
+    assert writing(gray, colour) is gray
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [

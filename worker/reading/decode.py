@@ -52,8 +52,9 @@ _REDUCED = (
 # Drop-out print: against the paper's own colour, a light colour (brightest channel at least
 # LIGHT, the channels at least SATURATED apart) away from dark ink, in a straight line across
 # RULE of a field's width: a box's rule. A faint blue digit is as light a colour, but none of
-# its strokes is that long (unless it is the field's only digit).
-LIGHT, SATURATED, RULE = 0.8, 0.08, 0.4
+# its strokes is that long, unless it is the field's only digit: then no ink is left where the
+# print would vanish (the channel's ink under KEPT of the gray's), and the gray is read.
+LIGHT, SATURATED, RULE, KEPT = 0.8, 0.08, 0.4, 0.33
 HUE = 0.97  # cosine between a pixel's shade and the print's for the pixel to be print
 TILT = 9  # px: a rule's rows may drift this much along it (a field scanned turned a little)
 ALONG = 7  # px: colours are averaged along rows over this many, against the scanner's noise
@@ -125,7 +126,12 @@ def writing(gray: np.ndarray, colour: np.ndarray | None) -> np.ndarray:
     around = cv2.blur(plane * clear, (PAPER, PAPER)) / np.maximum(weight, 1e-6)
     # (the page's own where hardly any clear paper is near: a tangle of writing)
     plane[fill] = np.where(weight > 0.05, around, paper[channel])[fill]
-    return plane
+    return plane if _contrast(plane) >= KEPT * _contrast(gray) else gray
+
+
+def _contrast(plane: np.ndarray) -> float:
+    """How much darker than the paper (the median) a plane's darkest ink is, over 3×3 pixels."""
+    return float(np.median(plane[::2, ::2])) - float(cv2.blur(plane, (3, 3)).min())
 
 
 def _extremes(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
