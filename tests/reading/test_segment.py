@@ -379,6 +379,19 @@ def test_a_lone_digit_broken_into_upper_and_lower_halves_is_one_mark() -> None:
     assert y <= 42 and h >= 100
 
 
+def test_a_light_one_alone_in_a_dark_box_is_found() -> None:
+    """A 1 in pencil, the field's only writing, in a dark box: once the box is gone no ink
+    passes for plain writing (it was "no ink found"); the light stroke is the digit, solid as
+    a bar is, not shading."""
+    ink = np.zeros((170, 150), np.float32)
+    cv2.rectangle(ink, (45, 30), (105, 130), 1.0, 3)
+    cv2.line(ink, (75, 52), (75, 110), 0.1, 7)
+    grain = np.random.default_rng(0).normal(0.0, 0.005, ink.shape)
+    found = segment(np.clip(scan(ink) + grain, 0, 1).astype(np.float32))
+    ((mark,),) = [found.marks]
+    assert abs(mark.box[0] - 72) <= 6 and mark.box[3] >= 50
+
+
 def comb(cells: int, ticks: str, glyphs: str, thick: int = 2) -> np.ndarray:
     """A comb box of `cells` cells 80 px wide, divided by `ticks` ("up": short ticks rising
     from the bottom line, "down": hanging from the top, "full": full-height dividers), with a

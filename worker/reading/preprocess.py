@@ -45,7 +45,8 @@ class PreprocessConfig:
     tallest: float = 1.5  # ...and one at most this many times of it
     lightest: float = 0.4  # ...its darkest ink at least this share of the strong ink's (a smudge)
     broader: float = 2.0  # a faint mark's strokes are at most this many times as broad as strong
-    solid: float = 0.6  # a faint mark covering more of its box than this is shading, not strokes
+    solid: float = 0.6  # a faint mark covering more of its box than this is shading, not strokes...
+    bar: float = 0.25  # ...unless it is a field's only writing this narrow for its length (a 1)
     flat: float = 3.0  # a mark this many times wider than tall is no digit (a dash, an underline)
     sides: float = 0.9  # a mark inked along this share of each side of its box is a printed box
     # a faint mark spans at most this many heights of the plain writing: larger is shading the
@@ -176,7 +177,10 @@ def recovered(ink: np.ndarray, marks: np.ndarray, seen: np.ndarray) -> np.ndarra
     at its own Otsu level (its own paper, a cell's shading, and its own pen), and what is
     strokes of a digit's height there is a mark."""
     _, labels, stats, _ = cv2.connectedComponentsWithStats(marks.astype(np.uint8), None, 8)
-    writing = _writing(stats)
+    # with no mark at all (the field's only writing lighter than its print), the visible
+    # ink's own marks say how tall the writing is
+    alone = len(stats) < 2
+    writing = writing_height(seen.astype(np.uint8)) if alone else _writing(stats)
     if writing <= 0:
         return marks
     tall = stats[:, cv2.CC_STAT_HEIGHT] >= PREPROCESS.shortest * writing
@@ -216,7 +220,7 @@ def recovered(ink: np.ndarray, marks: np.ndarray, seen: np.ndarray) -> np.ndarra
         if (
             h >= PREPROCESS.shortest * writing
             and h <= PREPROCESS.tallest * writing
-            and mark.sum() <= PREPROCESS.solid * w * h
+            and (mark.sum() <= PREPROCESS.solid * w * h or (alone and w <= PREPROCESS.bar * h))
         ):
             out[y0:y1, x0:x1] |= mark
     return out

@@ -12,12 +12,14 @@ stands between them.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from trainer.errors import NoInkError
 from worker.reading.preprocess import (
     beside,
     boxes,
@@ -89,7 +91,9 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     lines = across | down
     near = _morph(lines, cv2.MORPH_DILATE, 3)
     unprinted = _without(ink, lines, 7)  # the print and its blur taken out
-    mask = mask | locate(_without(ink, lines, 3)) | beside(unprinted)
+    with contextlib.suppress(NoInkError):  # the writing, if any, lighter than a blank page's
+        mask = mask | locate(_without(ink, lines, 3))
+    mask = mask | beside(unprinted)
     rest = mask & ~near
     # a stroke across a rule is mended up and down, one across a divider or tick sideways
     removed = np.zeros_like(near)
