@@ -143,6 +143,24 @@ def test_a_short_underline_under_one_digit_is_not_read(glyph: str) -> None:
     assert found.marks[0].box[3] < 70
 
 
+@pytest.mark.parametrize(("thick", "blur"), [(7, 2.5), (11, 2.0), (13, 1.5)])
+@pytest.mark.parametrize("glyph", ["0", "1", "7"])
+def test_a_bold_dark_underline_under_one_light_digit_is_not_read(
+    glyph: str, thick: int, blur: float
+) -> None:
+    """A light digit over a short, bold, blurred underline far darker than it: the line is a
+    printed line however thick for its length (one was at most 6 px more than a twentieth of
+    its length), its blurred edges are its own, not writing touching it, and its ink to half
+    its pen above and below goes with it. It was the field's only mark, read as a 2, and the
+    digit, too light for the line's level, went unnamed."""
+    ink = 0.3 * field(glyph, size=(150, 160))
+    cv2.line(ink, (15, 116), (105, 116), 1.0, thick)
+    found = segment(scan(cv2.GaussianBlur(ink, (0, 0), blur)))
+    assert len(found.marks) == 1 and not found.left_out
+    _, y, _, h = found.marks[0].box
+    assert abs(y - 40) <= 6 and 100 <= y + h <= 108  # the digit and its blur, none of the line
+
+
 def test_noise_specks_are_ignored() -> None:
     rng = np.random.default_rng(0)
     ink = field("70")

@@ -43,6 +43,7 @@ class PrintedConfig:
     rule_writing: float = 2.0  # ...and this many heights of writing: no digit stroke is that long
     rule_alone: float = 1.25  # ...or this many, touching no other ink: no digit is a lone bar
     parallel: float = 0.9  # ...or one of two sharing this much length: a box's top and bottom
+    bold: float = 6.0  # a printed line is this many times longer than thick, or more
     box_edge: float = 0.2  # a box as a mark of its own: its print lies this share of it from edges
     dash_gap: float = 0.12  # gaps in a dashed or dotted line up to this share of the writing height
     dashes: float = 0.25  # a dashed side's breaks are at most this share of the box's inner height
@@ -181,22 +182,31 @@ def _found(
     step = step or max(8, round(field_writing(mask.astype(np.uint8))))
     gap = max(2, round(PRINTED.dash_gap * step))
     # a box around one digit may be narrower than the digit is tall (a 1): its rules are runs
-    labels, stats, lines, runs = _lines(faint, gap, min(step, _narrowest_box(faint)))
+    labels, stats, lines, runs = _lines(faint, gap, min(step, _narrowest_box(faint)), bold=True)
     writing = writing_height((mask & (runs == 0)).astype(np.uint8))
     # longer than a digit's stroke, or a box's top and bottom (where the writing touches the
-    # box, the marks are the box's height, and the writing seems as tall)
-    pairs = _paired(stats, lines)
-    rules = [
-        i
-        for i in lines
-        if stats[i, cv2.CC_STAT_WIDTH] >= PRINTED.rule_writing * writing
-        or i in pairs
-        or (stats[i, cv2.CC_STAT_WIDTH] >= PRINTED.rule_alone * writing and _apart(faint, stats[i]))
-    ]
+    # box, the marks are the box's height, and the writing seems as tall); a bold line only
+    # apart from the writing (an underline): a box's rules are thin
+    slim = [i for i in lines if _thin(stats[i])]
+    pairs = _paired(stats, slim)
+    rules, alone = [], {}
+    for i in lines:
+        long = stats[i, cv2.CC_STAT_WIDTH] >= PRINTED.rule_writing * writing
+        if i in slim and (long or i in pairs):
+            rules.append(i)
+        elif stats[i, cv2.CC_STAT_WIDTH] >= PRINTED.rule_alone * writing:
+            own = _apart(faint, stats[i])
+            if own is not None:
+                rules.append(i)
+                alone[i] = own
     if thin is not None:  # thickened, specks and the tops of close digits make lines too
         rules = [i for i in rules if _thin_rule(labels == i, thin)]
     rules = _boxed(stats, rules)
     across = np.isin(labels, rules)
+    # a line apart from the writing is all its own ink: the blurred edges of a bold one too,
+    # whose runs are too short to be found
+    for i in set(rules) & set(alone):
+        across |= alone[i]
     # a dashed or dotted line with breaks as long as its dashes, bridged wider: print if made
     # of dashes no longer than a digit is tall as a box's top and bottom, or than half that
     # with no writing below it (dashes are found unthickened: thickened, the paper's specks
@@ -270,16 +280,16 @@ def _narrowest_box(faint: np.ndarray) -> int:
     return int(0.9 * widths.min()) if len(widths) else faint.shape[1]
 
 
-def _apart(faint: np.ndarray, stat: np.ndarray) -> bool:
-    """Whether the ink of a horizontal line (its box `stat`) is marks of its own, none reaching
-    beyond the line's rows: an underline the writing does not touch."""
+def _apart(faint: np.ndarray, stat: np.ndarray) -> np.ndarray | None:
+    """The ink of a horizontal line (its box `stat`) if it is marks of its own, none reaching
+    beyond the line's rows by more than its thickness (its own blurred edge): an underline the
+    writing does not touch; else None."""
     x, y, w, h = stat[:4]
-    top, bottom = max(0, y - 2), min(faint.shape[0], y + h + 2)
+    top, bottom = max(0, y - h - 2), min(faint.shape[0], y + 2 * h + 2)
     labels = cv2.connectedComponents(faint, None, 8)[1]
-    own = np.unique(labels[y : y + h, x : x + w])
-    outside = np.ones(faint.shape, bool)
-    outside[top:bottom] = False
-    return not np.isin(labels[outside], own[own > 0]).any()
+    ids = np.unique(labels[y : y + h, x : x + w])
+    own = np.isin(labels, ids[ids > 0])
+    return None if own[:top].any() or own[bottom:].any() else own
 
 
 def _thin_rule(line: np.ndarray, thin: np.ndarray) -> bool:
@@ -298,7 +308,7 @@ def _thin_rule(line: np.ndarray, thin: np.ndarray) -> bool:
 
 
 def _lines(
-    faint: np.ndarray, gap: int, step: int
+    faint: np.ndarray, gap: int, step: int, bold: bool = False
 ) -> tuple[np.ndarray, np.ndarray, list[int], np.ndarray]:
     """The horizontal lines in a binary image of the ink, its breaks up to `gap` bridged:
     their labels and stats; the labels of those long, thin, inked enough for a printed line
@@ -314,11 +324,20 @@ def _lines(
         i
         for i in range(1, count)
         if stats[i, cv2.CC_STAT_WIDTH] >= PRINTED.rule * faint.shape[1]
-        and stats[i, cv2.CC_STAT_HEIGHT] <= 0.05 * stats[i, cv2.CC_STAT_WIDTH] + 6
+        and (
+            _thin(stats[i])
+            or (bold and stats[i, cv2.CC_STAT_HEIGHT] * PRINTED.bold <= stats[i, cv2.CC_STAT_WIDTH])
+        )
         and inked[i] >= PRINTED.inked * stats[i, cv2.CC_STAT_AREA]
         and inked[i] >= PRINTED.denser * _beside(faint, stats[i]) * stats[i, cv2.CC_STAT_AREA]
     ]
     return labels, stats, lines, runs
+
+
+def _thin(stat: np.ndarray) -> bool:
+    """Whether a horizontal line (its box `stat`) is as thin as a box's rule: at most 6 px
+    more than a twentieth of its length."""
+    return bool(stat[cv2.CC_STAT_HEIGHT] <= 0.05 * stat[cv2.CC_STAT_WIDTH] + 6)
 
 
 def _beside(faint: np.ndarray, stat: np.ndarray) -> float:
