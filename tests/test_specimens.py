@@ -15,6 +15,7 @@ import pypdfium2
 import pytest
 from PIL import Image
 
+from tests.conftest import cli
 from trainer import mnist, specimen_forms, specimens
 from worker.forms import templates
 
@@ -208,3 +209,25 @@ def test_forms_same_seed_same_bytes(tmp_path: Path, seed: int) -> None:
     for name in ("a", "b"):
         specimen_forms.write_forms(tmp_path / name, images, labels, 1, seed=seed)
     assert folder_bytes(tmp_path / "a") == folder_bytes(tmp_path / "b")
+
+
+def test_single_digits_from_the_samples_command_are_fields_of_one_digit(
+    mnist_dir: Path, tmp_path: Path
+) -> None:
+    made = cli(
+        "samples",
+        str(tmp_path),
+        "--generator",
+        "specimens",
+        "--count",
+        "6",
+        "--seed",
+        "1000",
+        "--data",
+        str(mnist_dir),
+    )
+    assert made.returncode == 0, made.stderr
+    labels = json.loads((tmp_path / "labels.json").read_text())
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert len(labels) == 6 and all(len(text) == 1 for text in labels.values())
+    assert all(meta[name]["style"] in specimens.STYLES for name in labels)

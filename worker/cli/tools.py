@@ -4,6 +4,7 @@ templates against pages, and run the whole path on one machine (demo)."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -102,9 +103,8 @@ def samples(
         say(f"wrote {len(truth)} form pages, form.yaml and truth.json to {out}/")
         return
     if generator == "specimens":
-        if not fields:
-            raise UserError("--generator specimens renders --fields or --forms")
-        write = specimens.write_fields
+        # single digits are fields of one digit, in the same print styles
+        write = partial(specimens.write_fields, lengths=(3, 8) if fields else (1, 1))
     else:
         write = own.write_fields if fields else own.write_scans
     written = write(out, images, labels, count, seed=seed)
