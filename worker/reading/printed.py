@@ -43,7 +43,7 @@ class PrintedConfig:
     rule_writing: float = 2.0  # ...and this many heights of writing: no digit stroke is that long
     rule_alone: float = 1.25  # ...or this many, touching no other ink: no digit is a lone bar
     parallel: float = 0.9  # ...or one of two sharing this much length: a box's top and bottom
-    bold: float = 6.0  # a printed line is this many times longer than thick, or more
+    bold: float = 6.0  # a line apart from the writing may be bold: as thick as 1/this of its length
     box_edge: float = 0.2  # a box as a mark of its own: its print lies this share of it from edges
     dash_gap: float = 0.12  # gaps in a dashed or dotted line up to this share of the writing height
     dashes: float = 0.25  # a dashed side's breaks are at most this share of the box's inner height
