@@ -71,6 +71,9 @@ class PrintedConfig:
 
 PRINTED = PrintedConfig()
 
+# a binary image's marks (labels and stats) and which of them are printed boxes
+Cells = tuple[np.ndarray, np.ndarray, np.ndarray]
+
 
 def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The ink and its mask without the print, the mask with the light writing beside the
@@ -81,7 +84,9 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     smooth = cv2.blur(ink, (3, 3))
     level = 0.5 * strong_level(ink, smooth)  # printed lines are often lighter than writing
     strong = (ink >= level).astype(np.uint8)
-    found = _found(strong, (smooth >= level).astype(np.uint8), mask) or _boxed_print(strong)
+    clean = (smooth >= level).astype(np.uint8)
+    cells = _cells(strong)
+    found = _found(strong, clean, mask, cells) or _boxed_print(strong, cells)
     if found is None:
         seen = visible(ink)
         keep = extended(mask | beside(ink), ink, seen)
@@ -170,19 +175,22 @@ def _found(
     faint: np.ndarray,
     clean: np.ndarray,
     mask: np.ndarray,
+    cells: Cells,
     thin: np.ndarray | None = None,
     step: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, int] | None:
-    """The print in a binary image of the ink (`faint`; `clean`: without the scanner's specks)
-    of the field whose writing is `mask`: its rules, its upright lines (sides, dividers and
-    ticks), and the thickness of the rules' pen (however turned); None without rules. A thin
-    line turned a little is a staircase of runs shorter than a digit: where no rule is found,
-    the ink is looked at again a pixel thicker all round, the steps then overlapping (`thin`:
-    the ink as it was; `step`: the writing's height, as found the first time)."""
+    """The print in a binary image of the ink (`faint`; `clean`: without the scanner's specks;
+    `cells`: its marks and which are printed boxes) of the field whose writing is `mask`: its
+    rules, its upright lines (sides, dividers and ticks), and the thickness of the rules' pen
+    (however turned); None without rules. A thin line turned a little is a staircase of runs
+    shorter than a digit: where no rule is found, the ink is looked at again a pixel thicker
+    all round, the steps then overlapping (`thin`: the ink as it was; `step`: the writing's
+    height, as found the first time)."""
     step = step or max(8, round(field_writing(mask.astype(np.uint8))))
     gap = max(2, round(PRINTED.dash_gap * step))
     # a box around one digit may be narrower than the digit is tall (a 1): its rules are runs
-    labels, stats, lines, runs = _lines(faint, gap, min(step, _narrowest_box(faint)), bold=True)
+    narrowest = _narrowest_box(cells, faint.shape[1])
+    labels, stats, lines, runs = _lines(faint, gap, min(step, narrowest), bold=True)
     writing = writing_height((mask & (runs == 0)).astype(np.uint8))
     # longer than a digit's stroke, or a box's top and bottom (where the writing touches the
     # box, the marks are the box's height, and the writing seems as tall); a bold line only
@@ -226,7 +234,8 @@ def _found(
         if thin is not None:
             return None
         kernel = np.ones((3, 3), np.uint8)
-        return _found(cv2.dilate(faint, kernel), cv2.dilate(clean, kernel), mask, faint, step)
+        thickened = cv2.dilate(faint, kernel)
+        return _found(thickened, cv2.dilate(clean, kernel), mask, _cells(thickened), faint, step)
     across = (across | np.isin(labels, dashed)) & (faint > 0)
     found = np.concatenate([stats[rules], wider[dashed]])
     thick = int(found[:, cv2.CC_STAT_HEIGHT].max())  # more than the pen when rotated
@@ -249,13 +258,12 @@ def _pen(across: np.ndarray) -> int:
     return int(np.ceil(across.sum() / max(starts, 1)))
 
 
-def _boxed_print(faint: np.ndarray) -> tuple[np.ndarray, np.ndarray, int] | None:
-    """The print of the boxes that are marks of their own (`preprocess.boxes`), as `_found`
-    gives it, where the search for rules found none (a box's top too short or too thick to be
-    a rule): in each, its rows and columns near its edges inked along most of the box. None
-    without such a box."""
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(faint, None, 8)
-    found = boxes(labels, stats)
+def _boxed_print(faint: np.ndarray, cells: Cells) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """The print of the boxes that are marks of their own (`cells`), as `_found` gives it,
+    where the search for rules found none (a box's top too short or too thick to be a rule):
+    in each, its rows and columns near its edges inked along most of the box. None without
+    such a box."""
+    labels, stats, found = cells
     if not found.any():
         return None
     across, down = np.zeros(faint.shape, bool), np.zeros(faint.shape, bool)
@@ -272,12 +280,19 @@ def _boxed_print(faint: np.ndarray) -> tuple[np.ndarray, np.ndarray, int] | None
     return across, _morph(down, cv2.MORPH_DILATE, 3) & inked, _pen(across)
 
 
-def _narrowest_box(faint: np.ndarray) -> int:
-    """The width of the narrowest printed box among the marks (`preprocess.boxes`), less a
-    turned scan's slack; a large number where there is none."""
+def _cells(faint: np.ndarray) -> Cells:
+    """The marks of a binary image and which of them are printed boxes (`preprocess.boxes`):
+    labelled once for the rules' search and for the boxes that are marks of their own."""
     _, labels, stats, _ = cv2.connectedComponentsWithStats(faint, None, 8)
-    widths = stats[boxes(labels, stats), cv2.CC_STAT_WIDTH]
-    return int(0.9 * widths.min()) if len(widths) else faint.shape[1]
+    return labels, stats, boxes(labels, stats)
+
+
+def _narrowest_box(cells: Cells, width: int) -> int:
+    """The width of the narrowest printed box among the marks, less a turned scan's slack;
+    the image's `width` where there is none."""
+    _, stats, found = cells
+    widths = stats[found, cv2.CC_STAT_WIDTH]
+    return int(0.9 * widths.min()) if len(widths) else width
 
 
 def _apart(faint: np.ndarray, stat: np.ndarray) -> np.ndarray | None:
