@@ -203,7 +203,7 @@ def _found(
         if i in slim and (long or i in pairs):
             rules.append(i)
         elif stats[i, cv2.CC_STAT_WIDTH] >= PRINTED.rule_alone * writing:
-            own = _apart(faint, stats[i])
+            own = _apart(cells[0], stats[i])
             if own is not None:
                 rules.append(i)
                 alone[i] = own
@@ -295,13 +295,12 @@ def _narrowest_box(cells: Cells, width: int) -> int:
     return int(0.9 * widths.min()) if len(widths) else width
 
 
-def _apart(faint: np.ndarray, stat: np.ndarray) -> np.ndarray | None:
-    """The ink of a horizontal line (its box `stat`) if it is marks of its own, none reaching
-    beyond the line's rows by more than its thickness (its own blurred edge): an underline the
-    writing does not touch; else None."""
+def _apart(labels: np.ndarray, stat: np.ndarray) -> np.ndarray | None:
+    """The ink of a horizontal line (its box `stat`) if it is marks of its own (`labels`: the
+    ink's marks), none reaching beyond the line's rows by more than its thickness (its own
+    blurred edge): an underline the writing does not touch; else None."""
     x, y, w, h = stat[:4]
-    top, bottom = max(0, y - h - 2), min(faint.shape[0], y + 2 * h + 2)
-    labels = cv2.connectedComponents(faint, None, 8)[1]
+    top, bottom = max(0, y - h - 2), min(labels.shape[0], y + 2 * h + 2)
     ids = np.unique(labels[y : y + h, x : x + w])
     own = np.isin(labels, ids[ids > 0])
     return None if own[:top].any() or own[bottom:].any() else own

@@ -101,7 +101,7 @@ def segment(
     back = cv2.invertAffineTransform(shear) * (reduced / scale)
     # a scan decoded at 1/r holds between (n - 1)·r + 1 and n·r pixels: boxes stay within the least
     limit = (np.array(gray.shape[::-1]) - 1) * reduced + 1
-    groups, off, slope = _line_of_writing(stats[1:count], pen_width(mask))
+    groups, off, slope = _line_of_writing(stats[1:count], mask)
     boxes = [_bounds(stats[[i + 1 for i in members]]) for members in groups]
     # a typical digit: the field's median height, and MNIST's median aspect for its width
     height = float(np.median([h for *_, h in boxes]))
@@ -280,11 +280,11 @@ def _unslanted(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def _line_of_writing(
-    stats: np.ndarray, pen: float
+    stats: np.ndarray, mask: np.ndarray
 ) -> tuple[list[list[int]], list[list[int]], float]:
     """The marks making up each digit (or run of touching digits) on the line of writing, left
     to right; the marks of a digit's size off that line (a label, a signature above), each on
-    its own; and the line's slope. Indices are into `stats`; `pen`: the strokes' width."""
+    its own; and the line's slope. Indices are into `stats`, the marks of `mask`."""
     if len(stats) == 0:
         raise NoInkError("no ink found (blank or near-blank image)")
     x, y, w, h, area = (stats[:, k].astype(float) for k in range(5))
@@ -343,6 +343,11 @@ def _line_of_writing(
         shared = min(gy1, y[i] + h[i]) - max(gy0, y[i])
         return gap(group, i) <= SEGMENT.near * height and shared >= 0.5 * h[i]
 
+    @cache
+    def pen() -> float:
+        """The strokes' width, measured only for a lone digit with a mark over or under it."""
+        return pen_width(mask)
+
     def stacked(group: list[int], i: int, tallest: float) -> bool:
         """Whether mark `i` lies above or below the group, over half the columns of the
         narrower or more, and is near and well short of the `tallest` digit or, the field's
@@ -353,7 +358,7 @@ def _line_of_writing(
         if not over((gx0, gx1), (x[i], x[i] + w[i])):
             return False
         rows = max(gy0 - (y[i] + h[i]), y[i] - gy1, 0.0)
-        if len(groups) == 1 and rows <= SEGMENT.broken * pen:
+        if len(groups) == 1 and rows <= SEGMENT.broken * pen():
             return True
         return gap(group, i) <= SEGMENT.near * height and h[i] < SEGMENT.part * tallest
 
