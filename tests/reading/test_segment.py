@@ -132,6 +132,22 @@ def test_a_box_around_one_digit_is_not_read(glyph: str, thick: int) -> None:
     assert mark.box[3] < 70 and mark.box[2] < 50
 
 
+@pytest.mark.parametrize(("glyph", "x", "y"), [("0", 20, 50), ("7", 30, 50), ("0", 58, 95)])
+def test_a_box_around_one_digit_written_out_of_it_is_not_read(glyph: str, x: int, y: int) -> None:
+    """A digit written over its box's side or bottom and out of it: the box and the digit are
+    one mark no longer inked in its outer corners, and the box is still print (it was read with
+    the digit: a 2 as 9); the digit's marks hold none of it."""
+    ink = np.zeros((190, 150), np.float32)
+    cv2.rectangle(ink, (45, 30), (105, 130), 1.0, 3)
+    width = draw(ink, glyph, x, y=y)
+    found = segment(scan(ink))
+    assert found.marks and not found.left_out and not found.unread
+    boxes = np.array([mark.box for mark in found.marks])
+    lefts, tops = boxes[:, :2].min(axis=0)
+    rights, bottoms = (boxes[:, :2] + boxes[:, 2:]).max(axis=0)
+    assert rights - lefts <= width + 8 and bottoms - tops <= HEIGHT + 8  # the digit's pieces
+
+
 @pytest.mark.parametrize("glyph", ["0", "1", "7"])
 def test_a_short_underline_under_one_digit_is_not_read(glyph: str) -> None:
     """A line under one digit, half again as wide as the digit is tall: it touches no ink, and

@@ -8,6 +8,7 @@ in 28×28. Finding the digits between the two steps is `worker.reading.segment`'
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -366,7 +367,7 @@ def writing_height(binary: np.ndarray) -> float:
     boxes (`boxes`: a cell around one digit) are not writing and are left out, unless every
     mark is."""
     _, labels, stats, _ = cv2.connectedComponentsWithStats(binary, None, 8)
-    return _writing(stats, boxes(labels, stats))
+    return _writing(stats, boxes(labels, stats)[:, 2] > 0)
 
 
 def _writing(stats: np.ndarray, skip: np.ndarray | None = None) -> float:
@@ -382,11 +383,14 @@ def _writing(stats: np.ndarray, skip: np.ndarray | None = None) -> float:
     return float(np.median(stats[:, cv2.CC_STAT_HEIGHT][areas >= 0.2 * areas.max()]))
 
 
-def boxes(labels: np.ndarray, stats: np.ndarray) -> np.ndarray:
-    """Which marks are printed boxes: inked in all four corners of their bounding box, along
-    `sides` of each side and hollow within. A written 0 curves away from its box's corners; a
-    box is straight to them, whatever digit is written in it or on it."""
-    found = np.zeros(len(stats), bool)
+def boxes(labels: np.ndarray, stats: np.ndarray, overrun: bool = False) -> np.ndarray:
+    """Where each mark's printed box is (x, y, width, height; a width of 0 where it has none):
+    its bounding box; with `overrun`, also where a digit written over its line runs out of it,
+    the largest rectangle its long straight runs make (`_framed`: the search for print needs
+    those; the writing's height, measured often, does without). A box is inked in all four
+    corners, along `sides` of each side and hollow within. A written 0 curves away from its
+    box's corners; a box is straight to them, whatever digit is written in it or on it."""
+    frames = np.zeros((len(stats), 4), np.int32)
     large = stats[:, cv2.CC_STAT_WIDTH : cv2.CC_STAT_AREA].min(axis=1) >= 12
     large[0] = False
     for i in np.flatnonzero(large):
@@ -395,18 +399,64 @@ def boxes(labels: np.ndarray, stats: np.ndarray) -> np.ndarray:
         corners = [
             labels[r : r + band, c : c + band] for r in (y, y + h - band) for c in (x, x + w - band)
         ]
-        if not all((corner == i).any() for corner in corners):  # most marks, cheaply
+        inked = sum((corner == i).any() for corner in corners)
+        if inked < (1 if overrun else 4):  # most marks, cheaply
             continue
         mark = labels[y : y + h, x : x + w] == i
-        sides = (
-            mark[:band].any(axis=0).mean(),
-            mark[-band:].any(axis=0).mean(),
-            mark[:, :band].any(axis=1).mean(),
-            mark[:, -band:].any(axis=1).mean(),
-        )
-        inside = mark[2 * band : -2 * band, 2 * band : -2 * band]
-        found[i] = min(sides) >= PREPROCESS.sides and inside.mean() <= 0.5
-    return found
+        frame = (0, 0, w, h) if _box(mark) else _framed(mark) if overrun else None
+        if frame is not None:
+            frames[i] = x + frame[0], y + frame[1], frame[2], frame[3]
+    return frames
+
+
+def _box(mark: np.ndarray, sides: np.ndarray | None = None) -> bool:
+    """Whether a mark (cropped to the box it may be) is a printed box: inked in all four
+    corners, along `sides` of each side (its ink, or the `sides` given: its straight runs)
+    and hollow within."""
+    edges = mark if sides is None else sides
+    h, w = mark.shape
+    band = max(2, round(0.1 * min(w, h)))
+    corners = [edges[r : r + band, c : c + band] for r in (0, h - band) for c in (0, w - band)]
+    if not all(corner.any() for corner in corners):  # most marks, cheaply
+        return False
+    inked = (
+        edges[:band].any(axis=0).mean(),
+        edges[-band:].any(axis=0).mean(),
+        edges[:, :band].any(axis=1).mean(),
+        edges[:, -band:].any(axis=1).mean(),
+    )
+    inside = mark[2 * band : -2 * band, 2 * band : -2 * band]
+    return bool(min(inked) >= PREPROCESS.sides and inside.mean() <= 0.5)
+
+
+def _framed(mark: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The largest printed box (x, y, width, height) a mark's straight runs make, those a
+    quarter of its width or height long: a box with a digit written out of it over its side,
+    the box at least half the mark's width and height (the digit's own straight strokes are
+    tried as sides too, and fail); None without one."""
+    h, w = mark.shape
+    binary = mark.astype(np.uint8)
+    across = cv2.morphologyEx(binary, cv2.MORPH_OPEN, np.ones((1, max(8, w // 4)), np.uint8))
+    down = cv2.morphologyEx(binary, cv2.MORPH_OPEN, np.ones((max(8, h // 4), 1), np.uint8))
+    straight = (across | down) > 0
+    rows = list(zip(*true_runs(across.any(axis=1)), strict=True))
+    columns = list(zip(*true_runs(down.any(axis=0)), strict=True))
+    found = [
+        (left, top, right - left, bottom - top)
+        for (top, _), (_, bottom) in itertools.combinations(rows, 2)
+        for (left, _), (_, right) in itertools.combinations(columns, 2)
+        if min(right - left, bottom - top) >= max(12, min(w, h) // 2)
+        and 2 * (right - left) >= w
+        and 2 * (bottom - top) >= h
+        and _box(mark[top:bottom, left:right], straight[top:bottom, left:right])
+    ]
+    return max(found, key=lambda box: box[2] * box[3], default=None)
+
+
+def true_runs(inked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each run of True in a 1-D array starts, and where it stops (one past its end)."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], inked.astype(np.int8), [0]])))
+    return edges[::2], edges[1::2]
 
 
 def to_mnist(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -30,6 +30,7 @@ from worker.reading.preprocess import (
     stroke_width,
     strong_level,
     traced,
+    true_runs,
     visible,
     writing_height,
 )
@@ -71,7 +72,7 @@ class PrintedConfig:
 
 PRINTED = PrintedConfig()
 
-# a binary image's marks (labels and stats) and which of them are printed boxes
+# a binary image's marks (labels and stats) and where their printed boxes are (`boxes`)
 Cells = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
@@ -138,7 +139,7 @@ def _heavier(
     either way."""
     kept = np.zeros_like(rules)
     reach = thick + 2  # rows either side of a rule where writing lies by it
-    for first, last in zip(*_true_runs(rules.any(axis=1)), strict=True):
+    for first, last in zip(*true_runs(rules.any(axis=1)), strict=True):
         top, bottom = max(first - reach, 0), min(last + reach, len(rules))
         own = np.zeros((bottom - top, rules.shape[1]), np.uint8)
         own[first - top : last - top] = rules[first:last]
@@ -148,7 +149,7 @@ def _heavier(
         inked = ((own > 0) & ~aside[top:bottom]).any(axis=0)  # the upright print's is not
         heavy = inked & (mass >= PRINTED.heavy * np.median(mass[inked]))
         by = cv2.dilate(own, np.ones((2 * reach + 1, 1), np.uint8)) > 0
-        for a, b in zip(*_true_runs(heavy), strict=True):
+        for a, b in zip(*true_runs(heavy), strict=True):
             if (by[:, a:b] & writing[top:bottom, a:b]).any():
                 kept[top:bottom, a:b] |= near[:, a:b]
     return kept
@@ -263,12 +264,12 @@ def _boxed_print(faint: np.ndarray, cells: Cells) -> tuple[np.ndarray, np.ndarra
     where the search for rules found none (a box's top too short or too thick to be a rule):
     in each, its rows and columns near its edges inked along most of the box. None without
     such a box."""
-    labels, stats, found = cells
-    if not found.any():
+    labels, _, frames = cells
+    if not frames[:, 2].any():
         return None
     across, down = np.zeros(faint.shape, bool), np.zeros(faint.shape, bool)
-    for i in np.flatnonzero(found):
-        x, y, w, h = stats[i, :4]
+    for i in np.flatnonzero(frames[:, 2]):
+        x, y, w, h = frames[i]
         mark = labels[y : y + h, x : x + w] == i
         edge = max(2, round(PRINTED.box_edge * min(w, h)))
         rows, columns = mark.mean(axis=1) >= 0.5, mark.mean(axis=0) >= 0.5
@@ -284,14 +285,14 @@ def _cells(faint: np.ndarray) -> Cells:
     """The marks of a binary image and which of them are printed boxes (`preprocess.boxes`):
     labelled once for the rules' search and for the boxes that are marks of their own."""
     _, labels, stats, _ = cv2.connectedComponentsWithStats(faint, None, 8)
-    return labels, stats, boxes(labels, stats)
+    return labels, stats, boxes(labels, stats, overrun=True)
 
 
 def _narrowest_box(cells: Cells, width: int) -> int:
     """The width of the narrowest printed box among the marks, less a turned scan's slack;
     the image's `width` where there is none."""
-    _, stats, found = cells
-    widths = stats[found, cv2.CC_STAT_WIDTH]
+    frames = cells[2]
+    widths = frames[frames[:, 2] > 0, 2]
     return int(0.9 * widths.min()) if len(widths) else width
 
 
@@ -369,7 +370,7 @@ def _dashed(faint: np.ndarray, stat: np.ndarray, longest: float) -> bool:
     most of them no longer than `longest` and most at one period: the strokes of a row of
     digits, run together, are as long as a digit is wide, or uneven."""
     x, y, w, h = stat[:4]
-    first, last = _true_runs(faint[y : y + h, x : x + w].any(axis=0))
+    first, last = true_runs(faint[y : y + h, x : x + w].any(axis=0))
     if len(first) < 4 or np.median(last - first) > longest:
         return False
     low, middle, high = np.percentile(np.diff(first), [25, 50, 75])
@@ -569,7 +570,7 @@ def _spans(
     columns = slice(max(0, x - thick), x + w + thick)
     top, bottom = _rules_at(across, columns, (inner[0] + inner[1]) // 2)
     top, bottom = inner[0] if top is None else top, inner[1] if bottom is None else bottom
-    first, last = _true_runs(~clean[top:bottom, columns].any(axis=1))
+    first, last = true_runs(~clean[top:bottom, columns].any(axis=1))
     return not len(first) or int((last - first).max()) <= reach
 
 
@@ -597,7 +598,7 @@ def _dashes(clean: np.ndarray, stat: np.ndarray, inner: list[int]) -> bool:
     dashes, none longer than `dash` of the box's inner height: a 1 written close to both rules
     bridges to them as a dashed side would, but is one long stroke."""
     x, w = stat[0], stat[2]
-    first, last = _true_runs(clean[inner[0] : inner[1], x : x + w].any(axis=1))
+    first, last = true_runs(clean[inner[0] : inner[1], x : x + w].any(axis=1))
     longest = int((last - first).max()) if len(first) else 0
     return longest <= PRINTED.dash * (inner[1] - inner[0])
 
@@ -605,14 +606,8 @@ def _dashes(clean: np.ndarray, stat: np.ndarray, inner: list[int]) -> bool:
 def _columns(down: np.ndarray) -> list[float]:
     """The centres of the upright lines found (a box's sides, comb dividers): one per run of
     columns they take, however broken each line is."""
-    first, last = _true_runs(down.any(axis=0))
+    first, last = true_runs(down.any(axis=0))
     return [(a + b - 1) / 2 for a, b in zip(first.tolist(), last.tolist(), strict=True)]
-
-
-def _true_runs(inked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Where each run of True in a 1-D array starts, and where it stops (one past its end)."""
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], inked.astype(np.int8), [0]])))
-    return edges[::2], edges[1::2]
 
 
 def _ticks(
@@ -716,7 +711,7 @@ def _stubs(
     first column, one past the last, rising)."""
     x, y, w, h, _ = stat
     rows = slice(y + h - shortest, y + h) if rising else slice(y, y + shortest)
-    first, last = _true_runs((labels[rows, x : x + w] == i).any(axis=0))
+    first, last = true_runs((labels[rows, x : x + w] == i).any(axis=0))
     return [(i, x + a, x + b, rising) for a, b in zip(first, last, strict=True) if b - a <= narrow]
 
 
