@@ -148,6 +148,22 @@ def test_a_box_around_one_digit_written_out_of_it_is_not_read(glyph: str, x: int
     assert rights - lefts <= width + 8 and bottoms - tops <= HEIGHT + 8  # the digit's pieces
 
 
+@pytest.mark.parametrize("glyphs", ["07", "70"])
+def test_a_box_side_broken_along_a_third_of_it_is_not_read(glyphs: str) -> None:
+    """A box's side printed faintly, its lower third gone from the scan (a drop-out box's ghost
+    in the plane read): what is left of it stands where the rules end, straight, and is print
+    (it was read as a 1 beside the digits)."""
+    ink = np.zeros((170, 260), np.float32)
+    cv2.rectangle(ink, (30, 30), (230, 130), 1.0, 2)
+    ink[97:129, 29:33] = 0
+    x = 60
+    for glyph in glyphs:
+        x += draw(ink, glyph, x, y=50) + 40
+    found = segment(scan(ink))
+    assert len(found.marks) == 2 and not found.left_out and not found.unread
+    assert all(mark.box[0] > 50 for mark in found.marks)
+
+
 @pytest.mark.parametrize("glyph", ["0", "1", "7"])
 def test_a_short_underline_under_one_digit_is_not_read(glyph: str) -> None:
     """A line under one digit, half again as wide as the digit is tall: it touches no ink, and

@@ -59,11 +59,12 @@ class PrintedConfig:
     heavy: float = 1.5  # a rule with this many times its usual ink in a column has writing on it
     sliver: float = 0.75  # a stroke left thinner than this share of the field's beside a line: cut
     on_lattice: float = 0.08  # share of the comb's step a tick may stand off its lattice place
-    unbroken: float = 0.9  # a thin rule found thickened, or side, is inked in this share of it...
+    unbroken: float = 0.9  # a thin rule found thickened is inked in this share of it...
     thickest: int = 3  # ...at most this many px thick in most of them...
     straight: float = 1.5  # ...its pixels this many px about a straight line at most
     plain: float = 0.75  # an upright line's rows mostly hold one run of ink, of one width...
     lean: float = 0.05  # ...and it leans no more than a rotated scan's (3 degrees)
+    side: float = 0.6  # a side where the rules end is inked along this share of the box at least
     narrowest: float = 0.5  # comb cells are at least this many writing heights wide
     full: float = 0.75  # share of a comb's places between its sides holding a tick or a divider
     most_ticks: int = 48  # the tallest upright strokes on a rule tried as ticks: 2 per cell of 24
@@ -467,8 +468,8 @@ def _thin_sides(
 ) -> np.ndarray:
     """A box's sides too thin or light for `_sides` (gone from the blurred ink, and a staircase
     when turned): at each end of the rules where no side, divider or tick was found, the
-    straight line, upright within `lean`, that the ink holds in `unbroken` of the rows between
-    the rules (a digit is shorter than the box)."""
+    straight line, upright within `lean`, that the ink holds in `side` of the rows between the
+    rules (a faint side breaks; a digit standing just there is shorter than the box)."""
     sides = np.zeros(faint.shape, bool)
     columns = np.flatnonzero(across.any(axis=0))
     top, bottom = inner
@@ -493,7 +494,7 @@ def _thin_sides(
             counts = (inside & window[rows[:, None], np.clip(at, 0, width - 1)]).sum(axis=0)
             if counts.max() > best:
                 best, line = int(counts.max()), lo + at[:, int(counts.argmax())]
-        if line is None or best < PRINTED.unbroken * span:
+        if line is None or best < PRINTED.side * span:
             continue
         # its ink, on through the rules, a pixel either way
         ys = np.arange(max(0, top - thick), min(faint.shape[0], bottom + thick))
