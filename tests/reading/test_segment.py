@@ -695,6 +695,20 @@ def test_thin_light_sides_of_a_turned_box_are_not_read(light: float, blur: float
     assert len(found.marks) == 4 and not found.left_out and not found.unread
 
 
+def test_thin_light_dividers_of_a_turned_comb_are_not_read() -> None:
+    """A comb drawn a pixel thin and lighter than the writing (a drop-out comb's ghost in the
+    plane read), turned a degree: its dividers fade from the blurred ink as its sides do, and
+    were read as 1s between the digits. They are found as the sides are, where they stand on
+    the comb's lattice."""
+    ink = 0.6 * comb(4, "full", "", thick=1)
+    for n, glyph in enumerate("7070"):
+        draw(ink, glyph, 20 + 80 * n + 22, y=50)
+    turn = cv2.getRotationMatrix2D((180.0, 85.0), 1.0, 1.0)
+    ink = cv2.warpAffine(ink, turn, ink.shape[::-1])
+    found = segment(scan(ink))
+    assert len(found.marks) == 4 and not found.left_out and not found.unread
+
+
 def test_the_light_sides_of_a_turned_box_around_one_digit_are_not_read() -> None:
     """A narrow box, light and turned under a degree: its sides, blurred, are broader than its
     rules' pen, and where they lean out of the columns held from rule to rule they were left

@@ -466,10 +466,13 @@ def _sides(
 def _thin_sides(
     faint: np.ndarray, across: np.ndarray, down: np.ndarray, inner: list[int], thick: int
 ) -> np.ndarray:
-    """A box's sides too thin or light for `_sides` (gone from the blurred ink, and a staircase
-    when turned): at each end of the rules where no side, divider or tick was found, the
-    straight line, upright within `lean`, that the ink holds in `side` of the rows between the
-    rules (a faint side breaks; a digit standing just there is shorter than the box)."""
+    """A box's sides and comb dividers too thin or light for `_sides` (gone from the blurred
+    ink, and a staircase when turned): straight lines, upright within `lean`, that the ink
+    holds between the rules. At each end of the rules where no side, divider or tick was
+    found, one inked along `side` of the rows between them (a faint side breaks; a digit
+    standing just there is shorter than the box); between the ends, those inked along
+    `unbroken` of them, no broader than the print, that stand on the comb's lattice with the
+    sides and dividers found (a 1 written tall stands in a cell, between them)."""
     sides = np.zeros(faint.shape, bool)
     columns = np.flatnonzero(across.any(axis=0))
     top, bottom = inner
@@ -477,32 +480,68 @@ def _thin_sides(
     if not len(columns):
         return sides
     found = _columns(down)
-    rows = np.arange(span)
     drift = max(1, round(PRINTED.lean * span))
-    for end in (int(columns[0]), int(columns[-1])):
-        if any(abs(x - end) <= 2 * thick + 3 for x in found):
+    scores, leans = _straight(faint[top:bottom], drift)
+    inked = scores // (span + 1)  # the rows each holds
+    reach = 2 * thick + 3
+
+    def near(x: float, others: Sequence[float]) -> bool:
+        return any(abs(x - other) <= reach for other in others)
+
+    ends, lines = [int(columns[0]), int(columns[-1])], []
+    for end in ends:
+        if near(end, found):
             continue
-        lo = max(0, end - thick - drift)
-        hi = min(faint.shape[1], end + thick + drift + 1)
-        # a pixel either way of the line counts: a turned line's steps
-        window = cv2.dilate(faint[top:bottom, lo:hi], np.ones((1, 3), np.uint8)) > 0
-        width = hi - lo
-        best, line = 0, None
-        for lean in range(-drift, drift + 1):
-            at = np.arange(width)[None, :] + np.round(lean * rows / span).astype(int)[:, None]
-            inside = (at >= 0) & (at < width)
-            counts = (inside & window[rows[:, None], np.clip(at, 0, width - 1)]).sum(axis=0)
-            if counts.max() > best:
-                best, line = int(counts.max()), lo + at[:, int(counts.argmax())]
-        if line is None or best < PRINTED.side * span:
-            continue
-        # its ink, on through the rules, a pixel either way
-        ys = np.arange(max(0, top - thick), min(faint.shape[0], bottom + thick))
-        centre = np.round(line[0] + (line[-1] - line[0]) * (ys - top) / span).astype(int)
+        lo, hi = max(0, end - thick - drift), min(faint.shape[1], end + thick + drift + 1)
+        x = _middle(scores, lo, hi)
+        if inked[x] >= PRINTED.side * span:
+            lines.append(x)
+    full = inked >= PRINTED.unbroken * span
+    full[: ends[0] + reach + 1], full[ends[1] - reach :] = False, False
+    dividers = [
+        _middle(scores, a, b)
+        for a, b in zip(*true_runs(full), strict=True)
+        if b - a <= thick + 2 * drift + 3
+    ]
+    dividers = [x for x in dividers if not near(x, found)]
+    on = _lattice(dividers, [*found, *ends], span / 4)
+    # their ink, on through the rules, a pixel either way, and as the ink there leans
+    ys = np.arange(max(0, top - thick), min(faint.shape[0], bottom + thick))
+    for x0 in lines + [dividers[k] for k in on]:
+        band = np.zeros_like(sides)
+        centre = x0 + np.round(leans[x0] * (ys - top) / span).astype(int)
         for x in (centre - 1, centre, centre + 1):
             x = np.clip(x, 0, faint.shape[1] - 1)
-            sides[ys, x] |= faint[ys, x] > 0
+            band[ys, x] = faint[ys, x] > 0
+        if band.any():
+            sides |= _followed(faint, band, thick) & (faint > 0)
     return sides
+
+
+def _middle(scores: np.ndarray, lo: int, hi: int) -> int:
+    """The middle of the columns from `lo` to `hi` scoring the most (`_straight`)."""
+    most = np.flatnonzero(scores[lo:hi] == scores[lo:hi].max())
+    return lo + int(most[len(most) // 2])
+
+
+def _straight(band: np.ndarray, drift: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each column of a band of binary ink, how well a straight line from its top row
+    there, leaning up to `drift` px either way over the band, lies on the ink: the rows it
+    holds, a pixel either way counting (a turned line's steps), times one more than the
+    band's height, plus those it holds exactly (of two lines holding as many rows, the one on
+    the line's middle); and the lean of the best."""
+    span, width = band.shape
+    near = cv2.dilate(band, np.ones((1, 3), np.uint8)) > 0
+    rows = np.arange(span)
+    scores = np.zeros((2 * drift + 1, width), np.int32)
+    for k, lean in enumerate(range(-drift, drift + 1)):
+        at = np.arange(width)[None, :] + np.round(lean * rows / span).astype(int)[:, None]
+        inside = (at >= 0) & (at < width)
+        at = np.clip(at, 0, width - 1)
+        held = (inside & near[rows[:, None], at]).sum(axis=0)
+        scores[k] = held * (span + 1) + (inside & (band[rows[:, None], at] > 0)).sum(axis=0)
+    best = np.argmax(scores, axis=0)
+    return scores.max(axis=0), best - drift
 
 
 def _followed(clean: np.ndarray, band: np.ndarray, thick: int) -> np.ndarray:
