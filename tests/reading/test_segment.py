@@ -695,15 +695,17 @@ def test_thin_light_sides_of_a_turned_box_are_not_read(light: float, blur: float
     assert len(found.marks) == 4 and not found.left_out and not found.unread
 
 
-def test_thin_light_dividers_of_a_turned_comb_are_not_read() -> None:
+@pytest.mark.parametrize("degrees", [0.75, 1.0])
+def test_thin_light_dividers_of_a_turned_comb_are_not_read(degrees: float) -> None:
     """A comb drawn a pixel thin and lighter than the writing (a drop-out comb's ghost in the
-    plane read), turned a degree: its dividers fade from the blurred ink as its sides do, and
-    were read as 1s between the digits. They are found as the sides are, where they stand on
-    the comb's lattice."""
+    plane read), turned under a degree: its dividers fade from the blurred ink as its sides
+    do, and were read as 1s between the digits; its rules step a row every 70 px or so, and
+    their ends, shorter than a digit, were lost with the sides there. The rules run on along
+    their line; the dividers are found as the sides are, on the comb's lattice."""
     ink = 0.6 * comb(4, "full", "", thick=1)
     for n, glyph in enumerate("7070"):
         draw(ink, glyph, 20 + 80 * n + 22, y=50)
-    turn = cv2.getRotationMatrix2D((180.0, 85.0), 1.0, 1.0)
+    turn = cv2.getRotationMatrix2D((180.0, 85.0), degrees, 1.0)
     ink = cv2.warpAffine(ink, turn, ink.shape[::-1])
     found = segment(scan(ink))
     assert len(found.marks) == 4 and not found.left_out and not found.unread

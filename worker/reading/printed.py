@@ -213,6 +213,8 @@ def _found(
         rules = [i for i in rules if _thin_rule(labels == i, thin)]
     rules = _boxed(stats, rules)
     across = np.isin(labels, rules)
+    for i in set(rules) - set(alone):
+        across |= _run_on(faint, labels == i, gap)
     # a line apart from the writing is all its own ink: the blurred edges of a bold one too,
     # whose runs are too short to be found
     for i in set(rules) & set(alone):
@@ -251,6 +253,34 @@ def _found(
     if box:
         down |= _thin_sides(faint, across, down, inner, thick)
     return across, down, _pen(across)
+
+
+def _run_on(faint: np.ndarray, rule: np.ndarray, gap: int) -> np.ndarray:
+    """A rule's ink on along its straight line past the runs it was found by, across breaks up
+    to `gap` columns: a thin rule turned a little steps a row every so often, and its steps
+    at the ends may be shorter than a digit, and lost with them (then read as 1s or as part
+    of the digits there)."""
+    ys, xs = np.nonzero(rule)
+    first, last = int(xs.min()), int(xs.max())
+    if last - first < 2:
+        return rule
+    slope, offset = np.polyfit(xs, ys, 1)
+    counts = np.bincount(xs - first)  # its rows in each column
+    reach = float(np.median(counts[counts > 0])) / 2 + 1
+    columns = np.arange(faint.shape[1])
+    rows = np.arange(faint.shape[0])[:, None]
+    off = np.abs(rows - (slope * columns + offset)[None, :])
+    band = (off <= reach) & (faint > 0)
+    # ink just beside the line is a stroke on it or along it (a 7's bar): the line ends there
+    inked = band.any(axis=0) & ~((off > reach) & (off <= reach + 3) & (faint > 0)).any(axis=0)
+    kept = np.zeros(faint.shape[1], bool)  # the columns it runs on into
+    for step, x in ((-1, first - 1), (1, last + 1)):
+        blank = 0
+        while 0 <= x < faint.shape[1] and blank <= gap:
+            blank = 0 if inked[x] else blank + 1
+            kept[x] = blank == 0
+            x += step
+    return rule | (band & kept[None, :])
 
 
 def _pen(across: np.ndarray) -> int:
