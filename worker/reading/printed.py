@@ -73,8 +73,8 @@ class PrintedConfig:
 
 PRINTED = PrintedConfig()
 
-# a binary image's marks (labels and stats) and where their printed boxes are (`boxes`)
-Cells = tuple[np.ndarray, np.ndarray, np.ndarray]
+# a binary image's marks (labels) and where their printed boxes are (`preprocess.boxes`)
+Cells = tuple[np.ndarray, np.ndarray]
 
 
 def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -182,7 +182,7 @@ def _found(
     step: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, int] | None:
     """The print in a binary image of the ink (`faint`; `clean`: without the scanner's specks;
-    `cells`: its marks and which are printed boxes) of the field whose writing is `mask`: its
+    `cells`: its marks and where their printed boxes are) of the field whose writing is `mask`: its
     rules, its upright lines (sides, dividers and ticks), and the thickness of the rules' pen
     (however turned); None without rules. A thin line turned a little is a staircase of runs
     shorter than a digit: where no rule is found, the ink is looked at again a pixel thicker
@@ -267,12 +267,15 @@ def _run_on(faint: np.ndarray, rule: np.ndarray, gap: int) -> np.ndarray:
     slope, offset = np.polyfit(xs, ys, 1)
     counts = np.bincount(xs - first)  # its rows in each column
     reach = float(np.median(counts[counts > 0])) / 2 + 1
-    columns = np.arange(faint.shape[1])
-    rows = np.arange(faint.shape[0])[:, None]
-    off = np.abs(rows - (slope * columns + offset)[None, :])
-    band = (off <= reach) & (faint > 0)
+    line = slope * np.arange(faint.shape[1]) + offset
+    # only the rows within reach of the line, and the three beyond, need looking at
+    top = max(0, int(np.floor(line.min() - reach - 3)))
+    bottom = min(faint.shape[0], int(np.ceil(line.max() + reach + 3)) + 1)
+    off = np.abs(np.arange(top, bottom)[:, None] - line[None, :])
+    ink = faint[top:bottom] > 0
+    near = (off <= reach) & ink
     # ink just beside the line is a stroke on it or along it (a 7's bar): the line ends there
-    inked = band.any(axis=0) & ~((off > reach) & (off <= reach + 3) & (faint > 0)).any(axis=0)
+    inked = near.any(axis=0) & ~((off > reach) & (off <= reach + 3) & ink).any(axis=0)
     kept = np.zeros(faint.shape[1], bool)  # the columns it runs on into
     for step, x in ((-1, first - 1), (1, last + 1)):
         blank = 0
@@ -280,7 +283,9 @@ def _run_on(faint: np.ndarray, rule: np.ndarray, gap: int) -> np.ndarray:
             blank = 0 if inked[x] else blank + 1
             kept[x] = blank == 0
             x += step
-    return rule | (band & kept[None, :])
+    grown = rule.copy()
+    grown[top:bottom] |= near & kept[None, :]
+    return grown
 
 
 def _pen(across: np.ndarray) -> int:
@@ -295,7 +300,7 @@ def _boxed_print(faint: np.ndarray, cells: Cells) -> tuple[np.ndarray, np.ndarra
     where the search for rules found none (a box's top too short or too thick to be a rule):
     in each, its rows and columns near its edges inked along most of the box. None without
     such a box."""
-    labels, _, frames = cells
+    labels, frames = cells
     if not frames[:, 2].any():
         return None
     across, down = np.zeros(faint.shape, bool), np.zeros(faint.shape, bool)
@@ -313,16 +318,16 @@ def _boxed_print(faint: np.ndarray, cells: Cells) -> tuple[np.ndarray, np.ndarra
 
 
 def _cells(faint: np.ndarray) -> Cells:
-    """The marks of a binary image and which of them are printed boxes (`preprocess.boxes`):
+    """The marks of a binary image and where their printed boxes are (`preprocess.boxes`):
     labelled once for the rules' search and for the boxes that are marks of their own."""
     _, labels, stats, _ = cv2.connectedComponentsWithStats(faint, None, 8)
-    return labels, stats, boxes(labels, stats, overrun=True)
+    return labels, boxes(labels, stats, overrun=True)
 
 
 def _narrowest_box(cells: Cells, width: int) -> int:
     """The width of the narrowest printed box among the marks, less a turned scan's slack;
     the image's `width` where there is none."""
-    frames = cells[2]
+    frames = cells[1]
     widths = frames[frames[:, 2] > 0, 2]
     return int(0.9 * widths.min()) if len(widths) else width
 
