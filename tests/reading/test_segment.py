@@ -480,6 +480,21 @@ def test_a_tick_a_digit_touches_is_not_read(ticks: str) -> None:
         assert mark.box[3] < 70 and mark.box[2] < 45
 
 
+def test_ones_against_a_rule_halfway_between_dividers_are_not_ticks() -> None:
+    """1s written up against a comb's top rule, halfway between its dividers, hang from it as
+    ticks would, and stand on a lattice of half the dividers' step; but a comb's ticks take
+    most of the places its dividers leave empty, and these take four of six: they are read
+    (they were taken out as print, and nothing was left out to tell)."""
+    ink = np.zeros((170, 700), np.float32)
+    cv2.rectangle(ink, (20, 25), (680, 135), 1.0, 5)
+    for n, glyph in enumerate("171011"):
+        if n:
+            cv2.line(ink, (20 + 110 * n, 25), (20 + 110 * n, 135), 1.0, 5)
+        draw(ink, glyph, 20 + 110 * n + (53 if glyph == "1" else 37), y=26 if glyph == "1" else 50)
+    found = segment(scan(ink))
+    assert len(found.marks) == 6 and not found.left_out
+
+
 @pytest.mark.parametrize("offset", [0, 2])
 def test_a_stroke_along_a_divider_is_kept(offset: int) -> None:
     """A 1 written over a comb's divider: where the ink is broader than the divider alone, it

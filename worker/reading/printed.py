@@ -66,7 +66,7 @@ class PrintedConfig:
     lean: float = 0.05  # ...and it leans no more than a rotated scan's (3 degrees)
     side: float = 0.6  # a side where the rules end is inked along this share of the box at least
     narrowest: float = 0.5  # comb cells are at least this many writing heights wide
-    full: float = 0.75  # share of a comb's places between its sides holding a tick or a divider
+    full: float = 0.75  # share of the places a comb's sides and dividers leave that hold a tick
     most_ticks: int = 48  # the tallest upright strokes on a rule tried as ticks: 2 per cell of 24
     lattice_block: int = 1 << 20  # lattice×point cells scored at once (8 MB a float array)
 
@@ -794,9 +794,10 @@ def _lattice(xs: Sequence[float], anchors: Sequence[float], narrowest: float) ->
     """Which of `xs` stand on the most regular lattice through them and the `anchors`: the
     lattice with the most places taken less the places left empty between its ends, of at
     least three places taken (three ticks when there are no anchors). With anchors, a comb's
-    lattice holds the outermost two and has `full` of its places between them taken: a 1 or
-    two standing on the line between a box's sides do not make a comb; nor do strokes that
-    take no place the anchors leave empty, unless they make a better lattice. Every lattice
+    lattice holds the outermost two and has `full` of the places they leave empty taken: a 1
+    or two standing on the line between a box's sides do not make a comb, nor do a few
+    strokes halfway between its dividers; nor do strokes that take no place the anchors leave
+    empty, unless they make a better lattice. Every lattice
     through two of the points is scored at once, a block of lattices at a time (a field with
     many upright strokes has tens of thousands)."""
     values = np.array([*xs, *anchors])
@@ -826,9 +827,10 @@ def _lattice(xs: Sequence[float], anchors: Sequence[float], narrowest: float) ->
         low = placed.min(axis=1)
         high = np.where(on, place, -np.inf).max(axis=1)
         places = high - low + 1
-        # with anchors, a comb: its outermost sides on the lattice, and it mostly taken
+        # with anchors, a comb: its outermost sides on the lattice, and the places they leave
+        # empty mostly taken (strokes of writing near halfway between dividers are no ticks)
         comb = (
-            on[:, outer].all(axis=1) & (taken - 2 >= PRINTED.full * (places - 2))
+            on[:, outer].all(axis=1) & (taken - alone >= PRINTED.full * (places - alone))
             if anchors
             else ticks >= 3
         )
