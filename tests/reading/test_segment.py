@@ -595,10 +595,12 @@ def test_a_one_standing_on_an_underline_is_not_a_tick() -> None:
 
 @pytest.mark.parametrize("scale", [1.0, 0.35])
 @pytest.mark.parametrize(
-    "style", ["dotted", "dashed", "long dashes", "long breaks", "longer dashes"]
+    "style",
+    ["dotted", "dashed", "long dashes", "long breaks", "longer breaks", "longer dashes"],
 )
 def test_dotted_and_dashed_boxes_are_not_read(style: str, scale: float) -> None:
-    """Breaks as long as the dashes, or longer, are bridged too: the dashes' one period, and
+    """Breaks as long as the dashes, or longer (a third of the writing's height: bridged twice
+    as far when nothing is found at first), are bridged too: the dashes' one period, and
     their lengths, short beside a digit's strokes, tell them from writing; a box's top and
     bottom, two alike, may have dashes up to the writing's height. Small writing (21 px tall)
     is looked at larger first, where a pixel of blur or threshold is not a dot's worth."""
@@ -608,6 +610,7 @@ def test_dotted_and_dashed_boxes_are_not_read(style: str, scale: float) -> None:
         "dashed": (14, 9),
         "long dashes": (22, 14),
         "long breaks": (20, 8),
+        "longer breaks": (34, 14),  # breaks a third of the writing's height
         "longer dashes": (46, 36),  # over half the writing's height: print as a box's top
     }[style]
     for x in range(10, 400, period):

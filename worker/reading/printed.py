@@ -219,13 +219,14 @@ def _found(
     # whose runs are too short to be found
     for i in set(rules) & set(alone):
         across |= alone[i]
-    # a dashed or dotted line with breaks as long as its dashes, bridged wider: print if made
-    # of dashes no longer than a digit is tall as a box's top and bottom, or than half that
-    # with no writing below it (dashes are found unthickened: thickened, the paper's specks
-    # join into dashes too)
+    # a dashed or dotted line with breaks as long as its dashes, bridged wider (twice as wide
+    # again where nothing is found: a dashed box's sides are small marks, and the writing
+    # seems shorter than it is): print if made of dashes no longer than a digit is tall as a
+    # box's top and bottom, or than half that with no writing below it (dashes are found
+    # unthickened: thickened, the paper's specks join into dashes too)
     dashed, wider = [], stats[:0]
-    if thin is None:
-        labels, wider, lines, _ = _lines(faint, max(gap, round(PRINTED.dashes * step)), step)
+    for bridge in (PRINTED.dashes, 2 * PRINTED.dashes) if thin is None else ():
+        labels, wider, lines, _ = _lines(faint, max(gap, round(bridge * step)), step)
         paired = _paired(wider, lines)
         dashed = [
             i
@@ -234,6 +235,8 @@ def _found(
             and _dashed(faint, wider[i], step if i in paired else step / 2)
             and (i in paired or not _below(mask, wider[i]).any())
         ]
+        if dashed or rules:
+            break
     if not rules and not dashed:
         if thin is not None:
             return None
