@@ -288,6 +288,22 @@ def test_a_faint_digit_in_a_box_is_read_whole(light: float) -> None:
     assert abs(x - 340) <= 6 and abs(y - 40) <= 6 and abs(h - HEIGHT) <= 8
 
 
+@pytest.mark.parametrize("thick", [9, 10])
+def test_a_blurred_bold_box_leaves_no_part_of_itself(thick: int) -> None:
+    """A bold box blurred by the scan, around one light digit: the mask is broader than the
+    line found, either side of it all along; that blur is no stroke crossing the line, and the
+    line goes (its pieces stayed, as marks of a digit's size off the line)."""
+    ink = np.zeros((170, 160), np.float32)
+    cv2.rectangle(ink, (30, 20), (130, 150), 1.0, thick)
+    digit = np.zeros_like(ink)
+    draw(digit, "7", 62, y=55, thickness=3)
+    ink = cv2.GaussianBlur(np.maximum(ink, 0.25 * digit), (0, 0), 2.5)
+    grain = np.random.default_rng(0).normal(0, 0.02, ink.shape)
+    found = segment(np.clip(scan(ink) + grain, 0, 1).astype(np.float32))
+    assert len(found.marks) == 1 and not found.left_out and not found.unread
+    assert found.marks[0].box[3] < 75
+
+
 def test_a_digit_too_light_to_be_a_mark_is_named_unread() -> None:
     """A 0 that stands out of the paper, but too lightly to be a mark of the writing, is named
     with its box: it may be a digit the reading leaves out."""

@@ -109,7 +109,11 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     for printed, other, axis in ((across, down, 0), (down, across, 1)):
         wide = _across(thick + 4, axis)
         grown = _morph(printed, cv2.MORPH_DILATE, 3)
-        closed = _morph(rest, cv2.MORPH_CLOSE, wide)
+        # the print's blur, broader in the mask than the line found, runs along it either
+        # side: no stroke crosses there
+        halo = _morph(rest, cv2.MORPH_OPEN, _across(5 * stroke, 1 - axis))
+        halo &= _morph(printed, cv2.MORPH_DILATE, wide)
+        closed = _morph(rest & ~halo, cv2.MORPH_CLOSE, wide)
         # a stroke written along the line: the ink there, the other print aside, is broader
         # than the line, and beside it the line leaves a sliver of the stroke (a stroke that
         # only touches the line lies whole beside it); or the print found there is broader
