@@ -804,9 +804,9 @@ def _lattice(xs: Sequence[float], anchors: Sequence[float], narrowest: float) ->
     lattice holds the outermost two and has `full` of the places they leave empty taken: a 1
     or two standing on the line between a box's sides do not make a comb, nor do a few
     strokes halfway between its dividers; nor do strokes that take no place the anchors leave
-    empty, unless they make a better lattice. Every lattice
-    through two of the points is scored at once, a block of lattices at a time (a field with
-    many upright strokes has tens of thousands)."""
+    empty, unless they make a better lattice. Every lattice through two of the points is
+    scored at once, a block of lattices at a time (a field with many upright strokes has tens
+    of thousands)."""
     values = np.array([*xs, *anchors])
     points = np.sort(values)
     outer = (
