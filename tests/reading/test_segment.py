@@ -511,6 +511,26 @@ def test_ones_against_a_rule_halfway_between_dividers_are_not_ticks() -> None:
     assert len(found.marks) == 6 and not found.left_out
 
 
+def test_a_one_written_over_a_tick_is_read() -> None:
+    """A 1 standing on a comb's bottom rule right where a short tick rises is one upright stroke
+    with it, on the ticks' lattice and with a free tip; but printed ticks are as long as each
+    other, and this one is four times as long: it is read (it was taken out as a tick, and
+    nothing was left out to tell)."""
+    ink = np.zeros((170, 620), np.float32)
+    cv2.line(ink, (20, 131), (600, 131), 1.0, 3)
+    for n in range(7):
+        cv2.line(ink, (20 + 96 * n, 131), (20 + 96 * n, 116), 1.0, 3)
+    for n, glyph in enumerate("70107"):
+        if glyph == "1":
+            draw(ink, glyph, 20 + 96 * (n + 1) - 2, y=66)
+        else:
+            draw(ink, glyph, 20 + 96 * n + 30, y=62)
+    found = segment(scan(ink))
+    assert len(found.marks) == 5 and not found.left_out and not found.unread
+    _, _, w, h = found.marks[2].box
+    assert w < 12 and h > 40
+
+
 @pytest.mark.parametrize("offset", [0, 2])
 def test_a_stroke_along_a_divider_is_kept(offset: int) -> None:
     """A 1 written over a comb's divider: where the ink is broader than the divider alone, it

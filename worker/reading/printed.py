@@ -56,6 +56,7 @@ class PrintedConfig:
     tick: float = 0.1  # a tick is at least this share of the writing's height long
     lone_tick: float = 0.55  # one alone between a box's sides spans at most this share of it
     tick_reach: int = 3  # px: a tick ends this near its rule's ink (which is taken out first)
+    tick_length: float = 0.25  # a comb's ticks are as long as each other, give or take this
     heavy: float = 1.5  # a rule with this many times its usual ink in a column has writing on it
     sliver: float = 0.75  # a stroke left thinner than this share of the field's beside a line: cut
     on_lattice: float = 0.08  # share of the comb's step a tick may stand off its lattice place
@@ -738,6 +739,27 @@ def _ticks(
     candidates = candidates[: PRINTED.most_ticks]
     xs = [float(centres[i, 0]) for i in candidates]
     on = _lattice(xs, anchors, narrowest)
+    # printed ticks are as long as each other: a stroke between the lattice's ends, from one
+    # rule and longer than its ticks, is writing (a 1 written over a tick); the ends may be a
+    # box's sides
+    single = [k for k in on if not all(ends[candidates[k]])]
+    if single:
+        heights = stats[:, cv2.CC_STAT_HEIGHT]
+        length = _usual_length(
+            [xs[k] for k in single], heights[[candidates[k] for k in single]], narrow
+        )
+        lo, hi = min(xs[k] for k in on) + narrow, max(xs[k] for k in on) - narrow
+        longer = {
+            i
+            for i, x in zip(candidates, xs, strict=True)
+            if heights[i] > length + max(3, PRINTED.tick_length * length)
+            and lo < x < hi
+            and not all(ends[i])
+        }
+        if longer:
+            candidates = [i for i in candidates if i not in longer]
+            xs = [float(centres[i, 0]) for i in candidates]
+            on = _lattice(xs, anchors, narrowest)
 
     def short(ticks: list[int], stubs: int = 0) -> list[int]:
         """`ticks`, less the one between the anchors if it is alone there (no other tick nor
@@ -783,6 +805,19 @@ def _ticks(
         rows = slice(max(0, y + h - length), y + h) if rising else slice(y, y + length)
         found[rows, a:b] |= labels[rows, a:b] == i
     return found
+
+
+def _usual_length(xs: list[float], heights: np.ndarray, narrow: int) -> float:
+    """The length of a comb's ticks: the median over their places (`xs` within `narrow` of each
+    other are one) of the longest stroke at each; a tick the scan broke leaves pieces there."""
+    longest: list[int] = []
+    last = -np.inf
+    for x, height in sorted(zip(xs, heights.tolist(), strict=True)):
+        if x - last > narrow:
+            longest.append(height)
+        longest[-1] = max(longest[-1], height)
+        last = x
+    return float(np.median(longest))
 
 
 def _stubs(
