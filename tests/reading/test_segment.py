@@ -377,6 +377,20 @@ def test_shaded_cells_leave_nothing_unread(glyphs: str) -> None:
     assert len(found.marks) == len(glyphs) and not found.unread and not found.left_out
 
 
+@pytest.mark.parametrize("flip", [False, True])
+def test_shading_at_the_edge_of_a_scan_is_no_digit(flip: bool) -> None:
+    """Paper darkening over the last tenth of a boxed digit's scan (a scanner's shadow at the
+    edge): the flattening leaves a light band along the rim, which passed as a faint digit of
+    its own and was read as a 1 beside the digit; marks reaching the rim are not faint digits."""
+    ink = np.zeros((200, 200), np.float32)
+    draw(ink, "0", 80, y=70)
+    cv2.rectangle(ink, (40, 40), (160, 160), 1.0, 1)
+    shade = 0.1 * np.clip((np.linspace(0, 1, 200) - 0.9) / 0.1, 0, 1)
+    gray = (scan(ink) - (shade[::-1] if flip else shade)[None, :]).astype(np.float32)
+    found = segment(gray)
+    assert [mark.box[2:] for mark in found.marks] == [(40, 63)] and not found.unread
+
+
 def test_ink_that_was_all_print_has_no_light_writing_beside_it() -> None:
     """Once a field's print is taken out, nothing may be left: no light writing, no error."""
     blank = np.random.default_rng(0).uniform(0.0, 0.05, (60, 200)).astype(np.float32)

@@ -257,7 +257,8 @@ def _straight(labels: np.ndarray, count: int) -> np.ndarray:
 
 def _faint(smooth: np.ndarray, strong: np.ndarray) -> np.ndarray:
     """The marks that the strong threshold leaves mostly out (a light or thin-penned digit),
-    each thresholded at `faint` of its own peak, as a mask."""
+    each thresholded at `faint` of its own peak, as a mask; not those reaching the image's rim
+    (shading the flattening leaves at the edge)."""
     broad, low, count, labels, stats = _marks(smooth)
     if count < 2:
         return np.zeros_like(strong)
@@ -272,6 +273,7 @@ def _faint(smooth: np.ndarray, strong: np.ndarray) -> np.ndarray:
     held = np.bincount(labels[own & strong], minlength=count)
     inked = np.bincount(labels[own], minlength=count)
     faint = (held < 0.5 * inked) & (peaks >= 1.5 * low)
+    faint &= off_rim(*extents(own, labels, count), smooth.shape)  # shading left at the edge
     return own & _strokes(faint, inked, stats, strong)[labels]
 
 
