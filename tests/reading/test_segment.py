@@ -377,6 +377,21 @@ def test_shaded_cells_leave_nothing_unread(glyphs: str) -> None:
     assert len(found.marks) == len(glyphs) and not found.unread and not found.left_out
 
 
+@pytest.mark.parametrize("glyph", ["0", "7"])
+def test_a_box_lighter_than_the_digit_in_it_is_not_read(glyph: str) -> None:
+    """A thin box printed at a third of the digit's darkness, blurred and grainy: too light for
+    the print finding, it passed as a faint mark of its own and was read with the digit as one
+    mark the box's size; a mark framing writing apart from it is a box, not a digit."""
+    ink = np.zeros((200, 200), np.float32)
+    draw(ink, glyph, 80, y=70)
+    box = np.zeros_like(ink)
+    cv2.rectangle(box, (45, 45), (155, 155), 1.0, 1)
+    gray = cv2.GaussianBlur(scan(np.maximum(ink, 0.4 * box)), (0, 0), 1.0)
+    gray += np.random.default_rng(0).normal(0, 0.02, gray.shape).astype(np.float32)
+    found = segment(gray)
+    assert len(found.marks) == 1 and found.marks[0].box[3] < 70 and not found.unread
+
+
 @pytest.mark.parametrize("flip", [False, True])
 def test_shading_at_the_edge_of_a_scan_is_no_digit(flip: bool) -> None:
     """Paper darkening over the last tenth of a boxed digit's scan (a scanner's shadow at the

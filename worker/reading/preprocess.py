@@ -258,7 +258,7 @@ def _straight(labels: np.ndarray, count: int) -> np.ndarray:
 def _faint(smooth: np.ndarray, strong: np.ndarray) -> np.ndarray:
     """The marks that the strong threshold leaves mostly out (a light or thin-penned digit),
     each thresholded at `faint` of its own peak, as a mask; not those reaching the image's rim
-    (shading the flattening leaves at the edge)."""
+    (shading the flattening leaves at the edge), nor a box lighter than the writing it frames."""
     broad, low, count, labels, stats = _marks(smooth)
     if count < 2:
         return np.zeros_like(strong)
@@ -274,6 +274,7 @@ def _faint(smooth: np.ndarray, strong: np.ndarray) -> np.ndarray:
     inked = np.bincount(labels[own], minlength=count)
     faint = (held < 0.5 * inked) & (peaks >= 1.5 * low)
     faint &= off_rim(*extents(own, labels, count), smooth.shape)  # shading left at the edge
+    faint &= ~_framing(labels, stats, strong)  # a box printed lighter than the writing
     return own & _strokes(faint, inked, stats, strong)[labels]
 
 
@@ -317,6 +318,7 @@ def beside(ink: np.ndarray) -> np.ndarray:
     chosen = (height >= PREPROCESS.shortest * writing) & (height <= PREPROCESS.tallest * writing)
     chosen &= (peak >= 1.5 * low) & (peak >= PREPROCESS.lightest * level)
     chosen &= off_rim(first, last, ink.shape)  # shading the flattening leaves at the edge
+    chosen &= ~_framing(labels, stats, strong)  # a box printed lighter than the writing
     chosen[0] = False
     grown = cv2.dilate((away & chosen[labels]).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     light = chosen[labels] & grown & (broad >= PREPROCESS.faint * peak[labels])
@@ -324,6 +326,19 @@ def beside(ink: np.ndarray) -> np.ndarray:
     widths = 2 * area / np.maximum(np.bincount(labels[_edge(light)], minlength=count), 1)
     chosen &= widths <= PREPROCESS.broader * stroke_width(strong)
     return light & _strokes(chosen, area, stats, strong)[labels]
+
+
+def _framing(labels: np.ndarray, stats: np.ndarray, strong: np.ndarray) -> np.ndarray:
+    """Which marks (`labels`, `stats`) frame a mark of the `strong` ink apart from them, at
+    least `shortest` of their height: a digit is never written around another, a box is."""
+    count, inner, boxes, _ = cv2.connectedComponentsWithStats(strong.astype(np.uint8), None, 8)
+    owner = np.zeros(count, np.int64)  # the mark each strong mark's ink lies in
+    np.maximum.at(owner, inner[strong], labels[strong])
+    x, y, w, h = (boxes[1:count, k, None] for k in range(4))
+    x0, y0, width, height = (stats[:, k] for k in range(4))
+    inside = (x > x0) & (y > y0) & (x + w < x0 + width) & (y + h < y0 + height)
+    apart = owner[1:count, None] != np.arange(len(stats))
+    return (inside & apart & (h >= PREPROCESS.shortest * height)).any(axis=0)
 
 
 def extents(mask: np.ndarray, labels: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
