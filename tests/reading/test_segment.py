@@ -379,7 +379,7 @@ def test_shaded_cells_leave_nothing_unread(glyphs: str) -> None:
 
 @pytest.mark.parametrize("glyph", ["0", "7"])
 def test_a_box_lighter_than_the_digit_in_it_is_not_read(glyph: str) -> None:
-    """A thin box printed at a third of the digit's darkness, blurred and grainy: too light for
+    """A thin box printed at two fifths of the digit's darkness, blurred and grainy: too light for
     the print finding, it passed as a faint mark of its own and was read with the digit as one
     mark the box's size; a mark framing writing apart from it is a box, not a digit."""
     ink = np.zeros((200, 200), np.float32)
