@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -82,6 +83,11 @@ class _BoundedServer(ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self._done(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection the client dropped, or the reaper shut, is no error to print."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
 
     def _done(self, request: socket.socket) -> None:
         with self._lock:
