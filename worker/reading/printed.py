@@ -153,6 +153,8 @@ def _heavier(
         mass = (ink[top:bottom] * (near & ~aside[top:bottom])).sum(axis=0, dtype=np.float32)
         mass = cv2.blur(mass[None, :], (2 * thick + 1, 1))[0]
         inked = ((own > 0) & ~aside[top:bottom]).any(axis=0)  # the upright print's is not
+        if not inked.any():  # the rule lies all along upright print
+            continue
         heavy = inked & (mass >= PRINTED.heavy * np.median(mass[inked]))
         by = cv2.dilate(own, np.ones((2 * reach + 1, 1), np.uint8)) > 0
         for a, b in zip(*true_runs(heavy), strict=True):
