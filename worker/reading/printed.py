@@ -817,7 +817,8 @@ def _usual_length(xs: list[float], heights: np.ndarray, narrow: int) -> float:
     for x, height in sorted(zip(xs, heights.tolist(), strict=True)):
         if x - last > narrow:
             longest.append(height)
-        longest[-1] = max(longest[-1], height)
+        else:
+            longest[-1] = max(longest[-1], height)
         last = x
     return float(np.median(longest))
 
