@@ -304,6 +304,25 @@ def test_a_blurred_bold_box_leaves_no_part_of_itself(thick: int) -> None:
     assert found.marks[0].box[3] < 75
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_the_grain_left_once_a_dark_box_is_gone_is_no_digit(seed: int) -> None:
+    """A light 7 in a dark box on grainy paper lit less toward the scan's edges: with the box
+    taken out, the writing's own threshold falls into the paper's grain, which clumped into
+    marks of a digit's size where the paper is darker (read as 1s beside the 7)."""
+    ink = np.zeros((200, 200), np.float32)
+    cv2.rectangle(ink, (45, 45), (155, 160), 1.0, 3)
+    digit = np.zeros_like(ink)
+    draw(digit, "7", 80, y=70, thickness=4)
+    gray = cv2.GaussianBlur(scan(np.maximum(ink, 0.25 * digit)), (0, 0), 1.5)
+    y, x = np.mgrid[-1:1:200j, -1:1:200j]
+    gray = gray * (1 - 0.15 * (x * x + y * y))
+    gray += np.random.default_rng(seed).normal(0, 0.03, gray.shape)
+    found = segment(np.clip(gray, 0, 1).astype(np.float32))
+    assert len(found.marks) == 1 and not found.left_out and not found.unread
+    x, y, w, h = found.marks[0].box  # the 7, give or take a speck of grain by its strokes
+    assert 66 <= x <= 80 and 112 <= x + w <= 128 and abs(y - 70) <= 10 and abs(h - HEIGHT) <= 12
+
+
 def test_a_digit_too_light_to_be_a_mark_is_named_unread() -> None:
     """A 0 that stands out of the paper, but too lightly to be a mark of the writing, is named
     with its box: it may be a digit the reading leaves out."""

@@ -100,8 +100,15 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     lines = across | down
     near = _morph(lines, cv2.MORPH_DILATE, 3)
     unprinted = _without(ink, lines, 7)  # the print and its blur taken out
-    with contextlib.suppress(NoInkError):  # the writing, if any, lighter than a blank page's
-        mask = mask | locate(_without(ink, lines, 3))
+    # the writing at its own threshold, if it is not lighter than a blank page's, within two
+    # pixels of ink clear of the paper's grain: with the print gone, light writing's threshold
+    # may fall into the grain, which clumps into marks of a digit's size where the paper is
+    # darker (toward a scan's edges)
+    with contextlib.suppress(NoInkError):
+        bare = _without(ink, lines, 3)
+        clear = visible(bare)
+        clear |= traced(bare, clear)
+        mask = mask | (locate(bare) & _morph(clear, cv2.MORPH_DILATE, 5))
     mask = mask | beside(unprinted)
     rest = mask & ~near
     # a stroke across a rule is mended up and down, one across a divider or tick sideways
