@@ -87,6 +87,22 @@ def test_a_drop_out_box_on_unevenly_lit_paper_vanishes_into_the_paper_beside_it(
         assert abs(float(plane[14:17, x - 5 : x + 5].mean()) - beside) < 0.02
 
 
+@pytest.mark.parametrize("ext", [".png", ".jpg"])
+def test_writing_in_the_drop_out_colour_stays_in_the_plane_read(ext: str) -> None:
+    """A 0 written in a blue box's own blue, beside dark writing: in the channel where the box
+    vanishes the 0 vanished too, silently; a mark of the print's colour apart from the print,
+    and no line, is writing, read in the gray. The box still vanishes."""
+    blue = (250, 200, 160)
+    field = boxed(blue, (40, 40, 40))
+    cv2.ellipse(field, (430, 60), (14, 26), 0, 0, 360, blue, 4)
+    gray, colour, _ = decode_colour(encode(field, ext))
+    plane = writing(gray, colour)
+    paper = float(np.median(plane))
+    assert plane[60, 414:418].min() < paper - 0.1, "the blue 0 stays"
+    assert abs(plane[14:17, 20:400].mean() - paper) < 0.03, "the box does not"
+    assert plane[60, 189] < paper - 0.5
+
+
 def test_coloured_writing_without_coloured_print_is_read_from_the_gray() -> None:
     gray, colour, _ = decode_colour(encode(boxed((40, 40, 40), (150, 60, 20)), ".png"))
     assert writing(gray, colour) is gray  # blue ballpoint in a black box
