@@ -103,6 +103,19 @@ def test_writing_in_the_drop_out_colour_stays_in_the_plane_read(ext: str) -> Non
     assert plane[60, 189] < paper - 0.5
 
 
+@pytest.mark.parametrize("ext", [".png", ".jpg"])
+def test_writing_the_drop_out_channel_loses_stays_in_the_plane_read(ext: str) -> None:
+    """An orange 0 in a red box: no red ink, so it vanished in the red channel too, silently;
+    a mark the gray shows and the channel does not, apart from the print, is read in the gray."""
+    field = boxed((170, 170, 250), (40, 40, 40))
+    cv2.ellipse(field, (430, 60), (14, 26), 0, 0, 360, (60, 150, 250), 4)
+    gray, colour, _ = decode_colour(encode(field, ext))
+    plane = writing(gray, colour)
+    paper = float(np.median(plane))
+    assert plane[60, 414:418].min() < paper - 0.1, "the orange 0 stays"
+    assert abs(plane[14:17, 20:400].mean() - paper) < 0.03, "the box does not"
+
+
 def test_coloured_writing_without_coloured_print_is_read_from_the_gray() -> None:
     gray, colour, _ = decode_colour(encode(boxed((40, 40, 40), (150, 60, 20)), ".png"))
     assert writing(gray, colour) is gray  # blue ballpoint in a black box

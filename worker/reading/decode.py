@@ -60,7 +60,8 @@ TILT = 9  # px: a rule's rows may drift this much along it (a field scanned turn
 ALONG = 7  # px: colours are averaged along rows over this many, against the scanner's noise
 PAPER = 21  # px: print left in the channel is filled with the mean of the clear paper this near
 WRITTEN = 0.8  # share of a field's height a mark of writing spans at most
-MARK = 0.2  # a mark of the print's hue spread across it less than this along it is a line
+LOST = 0.1  # a pixel this much darker in the gray than in the channel (of the paper) lost ink
+MARK = 0.2  # a mark spread across it less than this of its spread along it is a line
 _FULL = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}  # full scale of integer pixels
 # PDFium is not thread-safe, not even across documents: one call into it at a time.
 _pdfium = threading.Lock()
@@ -128,30 +129,33 @@ def writing(gray: np.ndarray, colour: np.ndarray | None) -> np.ndarray:
     around = cv2.blur(plane * clear, (PAPER, PAPER)) / np.maximum(weight, 1e-6)
     # (the page's own where hardly any clear paper is near: a tangle of writing)
     plane[fill] = np.where(weight > 0.05, around, paper[channel])[fill]
-    # writing in the print's colour (a blue pen on a blue box) vanishes with it: a mark of
-    # the print's hue apart from the print, no line, is read in the gray
-    own = _apart(faded, lines)
-    plane[own] = gray[own] * np.float32(paper[channel] / max(np.median(gray[::2, ::2]), 1e-3))
+    # writing in the print's colour (a blue pen on a blue box), or light in that channel,
+    # vanishes with it: a mark of the print's hue, or one the gray shows and the channel does
+    # not, apart from the print and no line, is read in the gray
+    level = max(float(np.median(gray[::2, ::2])), 1e-3)
+    lost = (plane / paper[channel]) - (gray / level) >= LOST
+    own = _apart(faded, lines) | _apart(lost, lines)
+    plane[own] = gray[own] * np.float32(paper[channel] / level)
     return plane if _contrast(plane) >= KEPT * _contrast(gray) else gray
 
 
-def _apart(faded: np.ndarray, lines: np.ndarray) -> np.ndarray:
-    """The marks of `faded` (ink of the print's hue) that are writing: apart from the rules
-    found (`lines`; a pixel's break bridged) and within their ends with a margin (a box's
-    side is at their ends), an eighth of the image's short side tall or wide (not the
-    paper's specks of that hue) but no more than WRITTEN of its height (a piece of a comb),
-    and no line: their ink spread across them at least MARK of its spread along them."""
-    bridged = cv2.dilate(faded.astype(np.uint8), np.ones((3, 3), np.uint8))
+def _apart(ink: np.ndarray, lines: np.ndarray) -> np.ndarray:
+    """The marks of `ink` (of the print's hue, or lost in the channel) that are writing: apart
+    from the rules found (`lines`; a pixel's break bridged) and within their ends with a margin
+    (a box's side is at their ends), an eighth of the image's short side tall or wide (not the
+    paper's specks) but no more than WRITTEN of its height (a piece of a comb), and no line:
+    their ink spread across them at least MARK of its spread along them."""
+    bridged = cv2.dilate(ink.astype(np.uint8), np.ones((3, 3), np.uint8))
     _, parts, stats, _ = cv2.connectedComponentsWithStats(bridged, None, 8)
     x, w, h = (stats[:, k] for k in (cv2.CC_STAT_LEFT, cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT))
     columns = np.flatnonzero(lines.any(axis=0))
-    margin = max(3.0, 0.02 * faded.shape[1])
-    sized = (np.maximum(w, h) >= min(faded.shape) / 8) & (np.maximum(w, h) <= WRITTEN * len(faded))
+    margin = max(3.0, 0.02 * ink.shape[1])
+    sized = (np.maximum(w, h) >= min(ink.shape) / 8) & (np.maximum(w, h) <= WRITTEN * len(ink))
     within = (x >= columns[0] + margin) & (x + w <= columns[-1] + 1 - margin)
     candidates = set(np.flatnonzero(sized & within)) - set(parts[lines]) - {0}
-    own = np.zeros(faded.shape, bool)
+    own = np.zeros(ink.shape, bool)
     for label in candidates:
-        mark = (parts == label) & faded
+        mark = (parts == label) & ink
         ys, xs = np.nonzero(mark)
         if len(xs) < 3:
             continue
