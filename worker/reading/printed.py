@@ -69,6 +69,7 @@ class PrintedConfig:
     narrowest: float = 0.5  # comb cells are at least this many writing heights wide
     full: float = 0.75  # share of the places a comb's sides and dividers leave that hold a tick
     most_ticks: int = 48  # the tallest upright strokes on a rule tried as ticks: 2 per cell of 24
+    grain: float = 0.01  # a threshold passing more of the clear paper than this splits its grain
     lattice_block: int = 1 << 20  # lattice×point cells scored at once (8 MB a float array)
 
 
@@ -100,15 +101,9 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     lines = across | down
     near = _morph(lines, cv2.MORPH_DILATE, 3)
     unprinted = _without(ink, lines, 7)  # the print and its blur taken out
-    # the writing at its own threshold, if it is not lighter than a blank page's, within two
-    # pixels of ink clear of the paper's grain: with the print gone, light writing's threshold
-    # may fall into the grain, which clumps into marks of a digit's size where the paper is
-    # darker (toward a scan's edges)
+    # the writing at its own threshold, if it is not lighter than a blank page's
     with contextlib.suppress(NoInkError):
-        bare = _without(ink, lines, 3)
-        clear = visible(bare)
-        clear |= traced(bare, clear)
-        mask = mask | (locate(bare) & _morph(clear, cv2.MORPH_DILATE, 5))
+        mask = mask | _unprinted_writing(_without(ink, lines, 3))
     mask = mask | beside(unprinted)
     rest = mask & ~near
     # a stroke across a rule is mended up and down, one across a divider or tick sideways
@@ -140,6 +135,21 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     seen |= keep | traced(unprinted, keep)
     keep = recovered(unprinted, keep, seen)
     return np.where(keep, ink, 0.0).astype(np.float32), keep, seen
+
+
+def _unprinted_writing(bare: np.ndarray) -> np.ndarray:
+    """The writing in the ink with the print taken out (`bare`), at its own threshold. With the
+    print gone, light writing's threshold may fall into the paper's grain, which then clumps
+    into marks of a digit's size where the paper is darker (toward a scan's edges): where more
+    than `grain` of the paper well away from ink clear of the grain passes, only what lies within
+    two pixels of such ink is writing."""
+    found = locate(bare)
+    clear = visible(bare)
+    clear |= traced(bare, clear)
+    away = ~_morph(clear, cv2.MORPH_DILATE, 15)
+    if away.any() and found[away].mean() > PRINTED.grain:
+        found &= _morph(clear, cv2.MORPH_DILATE, 5)
+    return found
 
 
 def _heavier(
