@@ -29,6 +29,7 @@ from PIL import Image
 
 from trainer.errors import DecodeError
 from worker import settings
+from worker.reading.preprocess import spreads
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
@@ -152,17 +153,13 @@ def _apart(ink: np.ndarray, lines: np.ndarray) -> np.ndarray:
     margin = max(3.0, 0.02 * ink.shape[1])
     sized = (np.maximum(w, h) >= min(ink.shape) / 8) & (np.maximum(w, h) <= WRITTEN * len(ink))
     within = (x >= columns[0] + margin) & (x + w <= columns[-1] + 1 - margin)
-    candidates = set(np.flatnonzero(sized & within)) - set(parts[lines]) - {0}
-    own = np.zeros(ink.shape, bool)
-    for label in candidates:
-        mark = (parts == label) & ink
-        ys, xs = np.nonzero(mark)
-        if len(xs) < 3:
-            continue
-        spread = np.sqrt(np.linalg.eigvalsh(np.cov(np.stack([xs, ys]).astype(np.float64))))
-        if spread[0] >= MARK * spread[1]:
-            own |= mark
-    return own
+    candidate = sized & within
+    candidate[parts[lines]] = False
+    candidate[0] = False
+    marks = np.where(ink, parts, 0)
+    across, along = spreads(marks, len(stats))
+    pixels = np.bincount(marks.ravel(), minlength=len(stats))
+    return (candidate & (pixels >= 3) & (across >= MARK * along))[marks]
 
 
 def _contrast(plane: np.ndarray) -> float:

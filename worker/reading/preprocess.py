@@ -240,6 +240,13 @@ def gathered(ink: np.ndarray, height: float) -> tuple[np.ndarray, np.ndarray, np
 def _straight(labels: np.ndarray, count: int) -> np.ndarray:
     """Which labels' pixels lie along a thin straight line (a ruled line's piece): their
     spread across the line's direction at most `ruled` px, along it `long` times that."""
+    across, along = spreads(labels, count)
+    return (across <= PREPROCESS.ruled) & (along >= PREPROCESS.long * across)
+
+
+def spreads(labels: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each label's pixels' spread (standard deviation, px) across and along their main axis;
+    label 0 is the paper."""
     ys, xs = np.nonzero(labels)
     owners = labels[ys, xs]
     sizes = np.maximum(np.bincount(owners, minlength=count), 1)
@@ -251,8 +258,7 @@ def _straight(labels: np.ndarray, count: int) -> np.ndarray:
     mx, my = mean(x), mean(y)
     vxx, vyy, vxy = mean(x * x) - mx**2, mean(y * y) - my**2, mean(x * y) - mx * my
     half, root = (vxx + vyy) / 2, np.sqrt(((vxx - vyy) / 2) ** 2 + vxy**2)
-    across, along = np.sqrt(np.maximum(half - root, 0)), np.sqrt(half + root)
-    return (across <= PREPROCESS.ruled) & (along >= PREPROCESS.long * across)
+    return np.sqrt(np.maximum(half - root, 0)), np.sqrt(half + root)
 
 
 def _faint(smooth: np.ndarray, strong: np.ndarray) -> np.ndarray:
