@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 from trainer.errors import NoInkError
-from worker.reading.preprocess import extended, locate, prepare, to_mnist, visible
+from worker.reading.preprocess import (
+    _upper_quartile,
+    extended,
+    locate,
+    prepare,
+    to_mnist,
+    visible,
+)
 
 
 def scan(size=(400, 400), box=(150, 100, 100, 160), thickness=12, dark_on_light=True):
@@ -68,6 +75,22 @@ def test_aspect_ratio_kept() -> None:
     cv2.line(one, (150, 60), (150, 240), 0.1, 14)
     height, width = ink_box(normalise(one))
     assert height >= 19 and width <= 6
+
+
+@pytest.mark.parametrize("lean", [-60, 60])
+def test_a_slanted_stroke_is_framed_upright(lean: int) -> None:
+    """The writer's slant is sheared out: a 1 leaning either way reaches the classifier as
+    narrow as an upright one."""
+    one = np.ones((300, 300), np.float32)
+    cv2.line(one, (150 - lean, 60), (150 + lean, 240), 0.1, 14)
+    height, width = ink_box(normalise(one))
+    assert height >= 19 and width <= 6
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 5, 101, 1000])
+def test_the_upper_quartile_is_numpy_s(count: int) -> None:
+    values = np.random.default_rng(count).random(count).astype(np.float32)
+    assert _upper_quartile(values) == pytest.approx(float(np.percentile(values, 75)), abs=1e-6)
 
 
 def test_gradient_is_flattened() -> None:

@@ -537,11 +537,21 @@ def _flatten(ink: np.ndarray) -> np.ndarray:
 def levels(crop: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Stretch grey levels so stroke cores saturate like MNIST and faint background goes to 0."""
     values = crop[mask]
-    high = float(np.percentile(values, 75))
+    high = _upper_quartile(values)
     low = 0.3 * float(values.min())
     soft = np.clip((crop - low) / max(high - low, 1e-3), 0.0, 1.0)
     near = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     return np.where(near, soft, 0.0).astype(np.float32)
+
+
+def _upper_quartile(values: np.ndarray) -> float:
+    """np.percentile(values, 75), by a partial sort: it is taken for every piece framed, and
+    the general function's overhead is most of its cost on a piece's few hundred pixels."""
+    at = 0.75 * (len(values) - 1)
+    below = int(at)
+    above = min(below + 1, len(values) - 1)
+    part = np.partition(values, [below, above])
+    return float(part[below]) + (float(part[above]) - float(part[below])) * (at - below)
 
 
 def _match_stroke(crop: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -576,11 +586,11 @@ def _deskew(crop: np.ndarray) -> np.ndarray:
     """Shear the slant out (from second-order moments), so the digit reaches the classifier
     upright whatever the writer's slant, then crop to the ink again."""
     h, w = crop.shape
-    ys, xs = np.mgrid[0:h, 0:w]
-    total = float(crop.sum())
-    cx, cy = float((xs * crop).sum()) / total, float((ys * crop).sum()) / total
-    mu02 = float(((ys - cy) ** 2 * crop).sum())
-    slant = float(np.clip(((xs - cx) * (ys - cy) * crop).sum() / max(mu02, 1e-6), -1.0, 1.0))
+    rows, total = crop.sum(axis=1, dtype=np.float64), float(crop.sum(dtype=np.float64))
+    cy = float(rows @ np.arange(h)) / total
+    cx = float(crop.sum(axis=0, dtype=np.float64) @ np.arange(w)) / total
+    y, x = np.arange(h) - cy, np.arange(w) - cx
+    slant = float(np.clip((y @ crop @ x) / max(float(rows @ y**2), 1e-6), -1.0, 1.0))
     offset = max(slant * (h - 1 - cy), -slant * cy)
     width = int(np.ceil(w + abs(slant) * (h - 1)))
     shear = np.float32([[1, -slant, slant * cy + offset], [0, 1, 0]])
