@@ -597,11 +597,17 @@ def _straight(band: np.ndarray, drift: int) -> tuple[np.ndarray, np.ndarray]:
     rows = np.arange(span)
     scores = np.zeros((2 * drift + 1, width), np.int32)
     for k, lean in enumerate(range(-drift, drift + 1)):
-        at = np.arange(width)[None, :] + np.round(lean * rows / span).astype(int)[:, None]
-        inside = (at >= 0) & (at < width)
-        at = np.clip(at, 0, width - 1)
-        held = (inside & near[rows[:, None], at]).sum(axis=0)
-        scores[k] = held * (span + 1) + (inside & (band[rows[:, None], at] > 0)).sum(axis=0)
+        # the line from column x meets row r at x + shift: the rows sharing a shift at once
+        shifts = np.round(lean * rows / span).astype(int)
+        for shift in np.unique(shifts):
+            if abs(shift) >= width:
+                continue
+            chosen = shifts == shift
+            part = near[chosen].sum(axis=0) * (span + 1) + (band[chosen] > 0).sum(axis=0)
+            if shift >= 0:
+                scores[k, : width - shift] += part[shift:]
+            else:
+                scores[k, -shift:] += part[: width + shift]
     best = np.argmax(scores, axis=0)
     return scores.max(axis=0), best - drift
 
