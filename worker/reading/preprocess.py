@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -148,28 +149,33 @@ def visible(ink: np.ndarray) -> np.ndarray:
     return broad > low
 
 
-def traced(ink: np.ndarray, marks: np.ndarray) -> np.ndarray:
-    """Light pen strokes that `visible` misses, as a mask: the paper's level varies across a
-    scan more than its grain does, so a thin light stroke is sought above the paper around
-    it (a median `paper_window` wide taken away), where it stands `noise` robust deviations
-    of that rest above it, and `traced` deviations as it runs on. Not what spans more than
-    `writing_size` heights of the writing (`marks`) or is a thin straight line: what the
-    print finding left of a box or a divider. For the reading to account for, not to read:
-    such ink is as likely print as writing."""
+def tracer(ink: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """Light pen strokes that `visible` misses, as a mask, given the marks of the writing they
+    go with: the paper's level varies across a scan more than its grain does, so a thin light
+    stroke is sought above the paper around it (a median `paper_window` wide taken away), where
+    it stands `noise` robust deviations of that rest above it, and `traced` deviations as it
+    runs on. Not what spans more than `writing_size` heights of the writing (the marks') or is
+    a thin straight line: what the print finding left of a box or a divider. For the reading to
+    account for, not to read: such ink is as likely print as writing. The strokes are found
+    once; the returned function sizes them against any marks."""
     smooth = cv2.blur(ink, (3, 3))
     scaled = np.round(smooth.clip(0, 1) * 255).astype(np.uint8)
     rest = smooth - cv2.medianBlur(scaled, PREPROCESS.paper_window).astype(np.float32) / 255
     _, spread = _paper(rest)
     weak = rest > PREPROCESS.traced * spread
     count, labels = cv2.connectedComponents(weak.astype(np.uint8), None, 8)
-    chosen = np.zeros(count, bool)
-    chosen[labels[rest > max(PREPROCESS.faintest, PREPROCESS.noise * spread)]] = True
+    strokes = np.zeros(count, bool)
+    strokes[labels[rest > max(PREPROCESS.faintest, PREPROCESS.noise * spread)]] = True
+    strokes &= ~_straight(labels, count)
+    strokes[0] = False
     first, last = extents(weak, labels, count)
-    largest = PREPROCESS.writing_size * writing_height(marks.astype(np.uint8))
-    chosen &= (last - first + 1 <= largest).all(axis=0)
-    chosen &= ~_straight(labels, count)
-    chosen[0] = False
-    return chosen[labels]
+    spans = last - first + 1
+
+    def traced(marks: np.ndarray) -> np.ndarray:
+        largest = PREPROCESS.writing_size * writing_height(marks.astype(np.uint8))
+        return (strokes & (spans <= largest).all(axis=0))[labels]
+
+    return traced
 
 
 def recovered(ink: np.ndarray, marks: np.ndarray, seen: np.ndarray) -> np.ndarray:

@@ -29,7 +29,7 @@ from worker.reading.preprocess import (
     recovered,
     stroke_width,
     strong_level,
-    traced,
+    tracer,
     true_runs,
     visible,
     writing_height,
@@ -84,7 +84,7 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     strong that only shows once the print is gone (`preprocess.beside`), the light ink its
     marks run on into (`preprocess.extended`) and light digits of their own
     (`preprocess.recovered`); and all the ink above the paper's noise but the print's
-    (`preprocess.visible`, `preprocess.traced`), for the reading to account for."""
+    (`preprocess.visible`, `preprocess.tracer`), for the reading to account for."""
     smooth = cv2.blur(ink, (3, 3))
     level = 0.5 * strong_level(ink, smooth)  # printed lines are often lighter than writing
     strong = (ink >= level).astype(np.uint8)
@@ -94,16 +94,17 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     if found is None:
         seen = visible(ink)
         keep = extended(mask | beside(ink), ink, seen)
-        seen |= traced(ink, keep)
+        seen |= tracer(ink)(keep)
         return ink, recovered(ink, keep, seen), seen
     across, down, thick = found
     # print darker than the writing set the threshold: find the writing's own without it
     lines = across | down
     near = _morph(lines, cv2.MORPH_DILATE, 3)
     unprinted = _without(ink, lines, 7)  # the print and its blur taken out
+    seen, traced = visible(unprinted), tracer(unprinted)
     # the writing at its own threshold, if it is not lighter than a blank page's
     with contextlib.suppress(NoInkError):
-        mask = mask | _unprinted_writing(_without(ink, lines, 3))
+        mask = mask | _unprinted_writing(_without(ink, lines, 3), seen | traced(seen))
     mask = mask | beside(unprinted)
     rest = mask & ~near
     # a stroke across a rule is mended up and down, one across a divider or tick sideways
@@ -130,22 +131,19 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
         if axis == 0:
             written |= _heavier(ink, printed, aside, rest, thick)
         removed |= grown & ~closed & ~written
-    seen = visible(unprinted)
     keep = extended(mask & ~removed, unprinted, seen)
-    seen |= keep | traced(unprinted, keep)
+    seen |= keep | traced(keep)
     keep = recovered(unprinted, keep, seen)
     return np.where(keep, ink, 0.0).astype(np.float32), keep, seen
 
 
-def _unprinted_writing(bare: np.ndarray) -> np.ndarray:
+def _unprinted_writing(bare: np.ndarray, clear: np.ndarray) -> np.ndarray:
     """The writing in the ink with the print taken out (`bare`), at its own threshold. With the
     print gone, light writing's threshold may fall into the paper's grain, which then clumps
     into marks of a digit's size where the paper is darker (toward a scan's edges): where more
-    than `grain` of the paper well away from ink clear of the grain passes, only what lies within
-    two pixels of such ink is writing."""
+    than `grain` of the paper well away from the ink clear of the grain (`clear`) passes, only
+    what lies within two pixels of that ink is writing."""
     found = locate(bare)
-    clear = visible(bare)
-    clear |= traced(bare, clear)
     away = ~_morph(clear, cv2.MORPH_DILATE, 15)
     if away.any() and found[away].mean() > PRINTED.grain:
         found &= _morph(clear, cv2.MORPH_DILATE, 5)
