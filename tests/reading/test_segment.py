@@ -493,6 +493,20 @@ def test_a_lone_digit_broken_into_upper_and_lower_halves_is_one_mark() -> None:
     assert y <= 42 and h >= 100
 
 
+def test_a_digit_broken_apart_off_the_line_is_one_mark() -> None:
+    """A 2 whose light stroke broke where its hook meets its slant: the hook lies above the
+    heavier base, off its line and over too few of its columns to be stacked on it, but a
+    break's width from it, and the two are no wider than one digit (the hook was left out)."""
+    ink = np.zeros((160, 240), np.float32)
+    hook = np.int32([[143, 46], [160, 50], [163, 62], [152, 76]])
+    base = np.int32([[148, 84], [112, 108], [142, 108]])
+    cv2.polylines(ink, [hook, base], False, 1.0, 6, cv2.LINE_AA)
+    found = segment(scan(ink))
+    assert len(found.marks) == 1 and not found.left_out
+    x, y, w, h = found.marks[0].box
+    assert y <= 46 and y + h >= 108 and x + w >= 160
+
+
 def test_a_light_one_alone_in_a_dark_box_is_found() -> None:
     """A 1 in pencil, the field's only writing, in a dark box: once the box is gone no ink
     passes for plain writing (it was "no ink found"); the light stroke is the digit, solid as

@@ -345,7 +345,7 @@ def _line_of_writing(
 
     @cache
     def pen() -> float:
-        """The strokes' width, measured only for a lone digit with a mark over or under it."""
+        """The strokes' width, measured only where a mark off the line may be a digit's part."""
         return pen_width(mask)
 
     def stacked(group: list[int], i: int, tallest: float) -> bool:
@@ -386,8 +386,28 @@ def _line_of_writing(
             group.append(int(i))
         else:
             off.append([int(i)])
+    # a light digit whose strong ink broke apart: the marks off the line in a chain of breaks
+    # from a digit on it are its pieces, if together no wider than one digit
+    for group in groups:
+        chain = _chained(group, [i for (i,) in off], lambda g, i: gap(g, i) <= pen())
+        x0, y0, x1, y1 = extent(group + chain)
+        if chain and x1 - x0 <= PIECES.broad * SEGMENT.aspect * (y1 - y0):
+            group += chain
+            off = [[i] for (i,) in off if i not in chain]
     broken = [g for g in loose if extent(g)[3] - extent(g)[1] >= SEGMENT.main * height]
     return sorted(groups + broken, key=lambda g: extent(g)[0]), off, slope
+
+
+def _chained(
+    group: list[int], marks: list[int], near: Callable[[list[int], int], bool]
+) -> list[int]:
+    """The `marks` in a chain from the group: each `near` it or a mark found before it."""
+    found: list[int] = []
+    while more := [
+        i for i in marks if i not in found and (near(group, i) or any(near([j], i) for j in found))
+    ]:
+        found += more
+    return found
 
 
 def _baseline(
