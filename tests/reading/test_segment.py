@@ -921,3 +921,14 @@ def test_fields_on_grainy_paper_keep_every_digit_and_no_grain(digits, index: int
     gray, colour, reduced = decode_colour(data)
     found = segment(writing(gray, colour), reduced)
     assert len(found.marks) == len(text) and not found.left_out and not found.unread
+
+
+@pytest.mark.parametrize("index", [611, 902], ids=["a light 1 in a bold box", "a 2 in a bold comb"])
+def test_a_light_digit_in_a_box_on_noisy_paper_is_found(digits, index: int) -> None:
+    """Single digits of the independent generator (development seed 1015) lighter than their
+    box: once the box is blanked out, the paper's level and grain were taken over the blank
+    too, which put the threshold for ink above the digit ("no ink found")."""
+    _, data, _, _ = specimens.field(digits.x_test, digits.y_test, 1015, index, (1, 1))
+    gray, colour, reduced = decode_colour(data)
+    found = segment(writing(gray, colour), reduced)
+    assert len(found.marks) == 1 and not found.left_out

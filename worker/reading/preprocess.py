@@ -126,26 +126,34 @@ def _marks(smooth: np.ndarray) -> tuple[np.ndarray, float, int, np.ndarray, np.n
     return broad, low, count, labels, stats
 
 
-def _above_paper(smooth: np.ndarray) -> tuple[np.ndarray, float]:
+def _above_paper(smooth: np.ndarray, blanked: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """The ink averaged over a `faint_window` (a stroke stands out of the paper's grain more,
     averaged over its width) and the level `noise` robust deviations above the paper's, at least
-    `faintest`."""
-    broad = cv2.blur(smooth, (PREPROCESS.faint_window, PREPROCESS.faint_window))
-    paper, spread = _paper(broad)
+    `faintest`; the paper is not sought where print was `blanked` nor where the window reaches
+    into it (its zeros are no paper's grain)."""
+    window = PREPROCESS.faint_window
+    broad = cv2.blur(smooth, (window, window))
+    if blanked is not None:
+        blanked = cv2.dilate(blanked.astype(np.uint8), np.ones((window + 2,) * 2, np.uint8)) > 0
+    paper, spread = _paper(broad, blanked)
     return broad, max(PREPROCESS.faintest, paper + PREPROCESS.noise * spread)
 
 
-def _paper(image: np.ndarray) -> tuple[float, float]:
-    """The paper's level in an image of ink (the median of every other pixel each way: ink
-    covers far less than half of it) and the robust deviation of its grain around it."""
+def _paper(image: np.ndarray, blanked: np.ndarray | None = None) -> tuple[float, float]:
+    """The paper's level in an image of ink (the median of every other pixel each way, but
+    those `blanked`: ink covers far less than half of it) and the robust deviation of its
+    grain around it."""
     sample = image[::2, ::2]
+    if blanked is not None and not blanked[::2, ::2].all():
+        sample = sample[~blanked[::2, ::2]]
     level = float(np.median(sample))
     return level, 1.4826 * float(np.median(np.abs(sample - level)))
 
 
-def visible(ink: np.ndarray) -> np.ndarray:
-    """All the ink clearly above the paper's noise, however light, as a mask."""
-    broad, low = _above_paper(cv2.blur(ink, (3, 3)))
+def visible(ink: np.ndarray, blanked: np.ndarray | None = None) -> np.ndarray:
+    """All the ink clearly above the paper's noise, however light, as a mask; `blanked`: where
+    print was taken out of the ink, no paper."""
+    broad, low = _above_paper(cv2.blur(ink, (3, 3)), blanked)
     return broad > low
 
 

@@ -100,8 +100,9 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     # print darker than the writing set the threshold: find the writing's own without it
     lines = across | down
     near = _morph(lines, cv2.MORPH_DILATE, 3)
-    unprinted = _without(ink, lines, 7)  # the print and its blur taken out
-    seen, traced = visible(unprinted), tracer(unprinted)
+    blanked = _morph(lines, cv2.MORPH_DILATE, 7)  # the print and its blur
+    unprinted = np.where(blanked, 0.0, ink).astype(np.float32)
+    seen, traced = visible(unprinted, blanked), tracer(unprinted)
     # the writing at its own threshold, if it is not lighter than a blank page's
     with contextlib.suppress(NoInkError):
         mask = mask | _unprinted_writing(_without(ink, lines, 3), seen | traced(seen))
