@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from trainer import specimens
+from trainer.errors import NoInkError
 from worker.reading.decode import decode_colour, writing
 from worker.reading.pieces import Run
 from worker.reading.preprocess import beside
@@ -85,7 +86,6 @@ def test_narrow_digit_touching_a_neighbour_is_offered_cut_off() -> None:
 
 def test_broken_digit_is_one_group() -> None:
     ink = field("7")
-    ink[:, 30:80][ink[:, 30:80] > 0] = 0  # erase nothing yet
     cv2.line(ink, (48, 60), (62, 60), 0.0, 9)  # break the stem of the 7 across
     ink[40:48, 40:50] = 0  # and a gap in its bar
     groups = segment(scan(ink)).runs
@@ -203,6 +203,24 @@ def test_noise_specks_are_ignored() -> None:
     digits = whole(segment(np.clip(gray, 0, 1)).runs)
     assert len(digits) == 2
     assert [piece.box[2] > 25 for (piece,) in digits] == [True, True]
+
+
+@pytest.mark.parametrize("print_", ["none", "underline", "box"])
+def test_a_blank_field_with_dust_has_no_ink(print_: str) -> None:
+    """A field left blank: its dust, its grain and what its print leaves are no digit (they
+    were read as 8s, 2s and 5s)."""
+    rng = np.random.default_rng(1)
+    ink = np.zeros((140, 420), np.float32)
+    if print_ == "underline":
+        cv2.line(ink, (40, 110), (380, 110), 1.0, 2)
+    elif print_ == "box":
+        cv2.rectangle(ink, (30, 20), (390, 120), 1.0, 2)
+    for _ in range(12):
+        y, x = rng.integers(3, 137), rng.integers(3, 417)
+        cv2.circle(ink, (int(x), int(y)), 1, 0.6, -1)
+    gray = scan(ink) + rng.normal(0, 0.02, ink.shape).astype(np.float32)
+    with pytest.raises(NoInkError):
+        segment(np.clip(gray, 0, 1))
 
 
 def test_broken_zero_is_offered_whole() -> None:

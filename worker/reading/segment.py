@@ -295,8 +295,11 @@ def _line_of_writing(
     main = np.flatnonzero(kept & (h >= SEGMENT.main * height))
     if len(main) > SEGMENT.max_marks:
         raise NoInkError(f"no digit field found ({len(main)} separate marks)")
-    if not len(main):
-        raise NoInkError("no ink found (only specks)")
+    # a digit, or most of one, is no speck nor thin line beside the crop, which a field's
+    # writing takes a good share of the height of: a blank field's dust, grain and what its
+    # print leaves are no writing
+    if not len(main) or h[main].max() < SEGMENT.main * PREPROCESS.least_writing * mask.shape[0]:
+        raise NoInkError("no ink found (only specks and lines)")
     slope, level = _baseline(x[main] + w[main] / 2, y[main] + h[main] / 2, area[main], height)
     middle = level + slope * (x + w / 2)
     on = (y < middle + SEGMENT.band * height) & (y + h > middle - SEGMENT.band * height)
