@@ -950,3 +950,22 @@ def test_a_light_digit_in_a_box_on_noisy_paper_is_found(digits, index: int) -> N
     gray, colour, reduced = decode_colour(data)
     found = segment(writing(gray, colour), reduced)
     assert len(found.marks) == 1 and not found.left_out
+
+
+@pytest.mark.parametrize(
+    "index",
+    [32, 76, 107, 176],
+    ids=["an underline", "a comb's ticks", "dust on plain paper", "a box's sliver"],
+)
+def test_blank_fields_of_the_independent_generator_have_no_ink(
+    digits, monkeypatch: pytest.MonkeyPatch, index: int
+) -> None:
+    """Fields of the independent generator (development seed 1031) with nothing written:
+    their print, paper and scanner alone were read as 2s, 1s and 8s. The ticks of a comb whose
+    bottom line runs a little turned take in its rows where they stand on it."""
+    monkeypatch.setattr(specimens, "CONTRAST", (0.0, 0.0))
+    monkeypatch.setattr(specimens, "FAINT", (0.0, 0.0))
+    _, data, _, _ = specimens.field(digits.x_test, digits.y_test, 1031, index, (1, 4))
+    gray, colour, reduced = decode_colour(data)
+    with pytest.raises(NoInkError):
+        segment(writing(gray, colour), reduced)

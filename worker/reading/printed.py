@@ -741,8 +741,10 @@ def _ticks(
     ends = [(False, False)] * count
     for i in range(1, count):
         x, y, w, h, _ = stats[i]
-        rising = across[y + h : y + h + PRINTED.tick_reach, x : x + w].any()
-        hanging = across[max(0, y - PRINTED.tick_reach) : y, x : x + w].any()
+        # the stroke's run down its columns may take in the rule's rows it ends on
+        reach = PRINTED.tick_reach
+        rising = across[max(0, y + h - reach) : y + h + reach, x : x + w].any()
+        hanging = across[max(0, y - reach) : y + reach, x : x + w].any()
         ends[i] = (bool(rising), bool(hanging))
 
     def tick(i: int) -> bool:
