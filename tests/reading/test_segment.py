@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from trainer import specimens
+from trainer import samples, specimens
 from trainer.errors import NoInkError
 from worker.reading.decode import decode_colour, writing
 from worker.reading.pieces import Run
@@ -969,3 +969,31 @@ def test_blank_fields_of_the_independent_generator_have_no_ink(
     gray, colour, reduced = decode_colour(data)
     with pytest.raises(NoInkError):
         segment(writing(gray, colour), reduced)
+
+
+@pytest.mark.parametrize(
+    ("seed", "index", "lengths"),
+    [(1015, 836, (1, 1)), (1017, 164, (2, 2))],
+    ids=["a 0 in a light dashed box", "55 in a light comb"],
+)
+def test_light_print_on_noisy_paper_is_not_read(
+    digits, seed: int, index: int, lengths: tuple[int, int]
+) -> None:
+    """Fields of the independent generator (development seeds) whose print is light and the
+    scan noisy: the level print is sought at lay in the paper's grain, whose specks bridged
+    the lines' breaks and hid them, and the box's sides were read as 1s (101, 1511)."""
+    _, data, text, _ = specimens.field(digits.x_test, digits.y_test, seed, index, lengths)
+    gray, colour, reduced = decode_colour(data)
+    found = segment(writing(gray, colour), reduced)
+    assert len(found.marks) == len(text) and not found.left_out
+
+
+def test_a_crop_mostly_ink_keeps_its_digits(digits, tmp_path) -> None:
+    """A field of the own generator (development seed 21) whose bold box and large digits
+    cover much of the crop: the paper's grain is measured off the ink, or the print is sought
+    above a level its lines do not reach, and the box is read (7426 as 633)."""
+    labels = samples.write_fields(tmp_path, digits.x_test, digits.y_test, 50, seed=21)
+    name = next(name for name in labels if name.startswith("field-00049"))
+    gray, colour, reduced = decode_colour((tmp_path / name).read_bytes())
+    found = segment(writing(gray, colour), reduced)
+    assert len(found.marks) >= 3 and not found.left_out and not found.unread

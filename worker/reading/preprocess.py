@@ -150,6 +150,14 @@ def _paper(image: np.ndarray, blanked: np.ndarray | None = None) -> tuple[float,
     return level, 1.4826 * float(np.median(np.abs(sample - level)))
 
 
+def above_grain(smooth: np.ndarray, deviations: float, inked: np.ndarray) -> np.ndarray:
+    """Where blurred ink stands `deviations` robust deviations of the paper's grain above the
+    paper's level, as a mask; the paper is sought off the ink known (`inked`), which in a crop
+    of bold print and large digits may cover half of it."""
+    level, spread = _paper(smooth, inked)
+    return smooth >= level + deviations * spread
+
+
 def visible(ink: np.ndarray, blanked: np.ndarray | None = None) -> np.ndarray:
     """All the ink clearly above the paper's noise, however light, as a mask; `blanked`: where
     print was taken out of the ink, no paper."""

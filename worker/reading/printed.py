@@ -21,6 +21,7 @@ import numpy as np
 
 from trainer.errors import NoInkError
 from worker.reading.preprocess import (
+    above_grain,
     beside,
     boxes,
     extended,
@@ -70,6 +71,7 @@ class PrintedConfig:
     full: float = 0.75  # share of the places a comb's sides and dividers leave that hold a tick
     most_ticks: int = 48  # the tallest upright strokes on a rule tried as ticks: 2 per cell of 24
     grain: float = 0.01  # a threshold passing more of the clear paper than this splits its grain
+    grain_deviations: float = 3.0  # print is sought where the ink stands this far above the grain
     lattice_block: int = 1 << 20  # lattice×point cells scored at once (8 MB a float array)
 
 
@@ -87,8 +89,11 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     (`preprocess.visible`, `preprocess.tracer`), for the reading to account for."""
     smooth = cv2.blur(ink, (3, 3))
     level = 0.5 * strong_level(ink, smooth)  # printed lines are often lighter than writing
-    strong = (ink >= level).astype(np.uint8)
-    clean = (smooth >= level).astype(np.uint8)
+    # on a noisy scan of light print, that level lies in the paper's grain, whose specks then
+    # bridge every line's breaks and run on beside it: the print is sought clear of the grain
+    clear = above_grain(smooth, PRINTED.grain_deviations, smooth >= 2 * level)
+    strong = ((ink >= level) & clear).astype(np.uint8)
+    clean = ((smooth >= level) & clear).astype(np.uint8)
     cells = _cells(strong)
     found = _found(strong, clean, mask, cells) or _boxed_print(strong, cells)
     if found is None:
