@@ -106,11 +106,11 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     lines = across | down
     near = _morph(lines, cv2.MORPH_DILATE, 3)
     blanked = _morph(lines, cv2.MORPH_DILATE, 7)  # the print and its blur
-    unprinted = np.where(blanked, 0.0, ink).astype(np.float32)
+    unprinted = _without(ink, blanked)
     seen, traced = visible(unprinted, blanked), tracer(unprinted)
     # the writing at its own threshold, if it is not lighter than a blank page's
     with contextlib.suppress(NoInkError):
-        mask = mask | _unprinted_writing(_without(ink, lines, 3), seen | traced(seen))
+        mask = mask | _unprinted_writing(_without(ink, near), seen | traced(seen))
     mask = mask | beside(unprinted)
     rest = mask & ~near
     # a stroke across a rule is mended up and down, one across a divider or tick sideways
@@ -195,10 +195,9 @@ def _morph(image: np.ndarray, operation: int, kernel: np.ndarray | int) -> np.nd
     return cv2.morphologyEx(image.astype(np.uint8), operation, square) > 0
 
 
-def _without(ink: np.ndarray, lines: np.ndarray, reach: int) -> np.ndarray:
-    """The ink with the `lines` and all within `reach` // 2 pixels of them (their blur) blank."""
-    near = cv2.dilate(lines.astype(np.uint8), np.ones((reach, reach), np.uint8)) > 0
-    return np.where(near, 0.0, ink).astype(np.float32)
+def _without(ink: np.ndarray, blank: np.ndarray) -> np.ndarray:
+    """The ink with the pixels of a mask (print and its blur) blank."""
+    return np.where(blank, 0.0, ink).astype(np.float32)
 
 
 def _found(
