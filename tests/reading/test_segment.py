@@ -223,6 +223,15 @@ def test_a_blank_field_with_dust_has_no_ink(print_: str) -> None:
         segment(np.clip(gray, 0, 1))
 
 
+def test_a_small_digit_on_a_large_scan_is_read() -> None:
+    """A single digit's scan may have broad margins: a 7 a fifteenth of the scan's height is
+    no speck, being taller than MNIST's digits."""
+    ink = np.zeros((600, 300), np.float32)
+    cv2.polylines(ink, [np.int32([[130, 282], [160, 282], [140, 322]])], False, 1.0, 4)
+    found = segment(scan(ink))
+    assert len(found.marks) == 1 and not found.left_out
+
+
 def test_broken_zero_is_offered_whole() -> None:
     ink = np.zeros((140, 200), np.float32)
     centre, axes = (70, 70), (22, 30)

@@ -54,6 +54,7 @@ class SegmentConfig:
     broken: float = 2.0  # pen widths: a mark this close over or under a lone digit is part of it
     slope: float = 0.2  # the line of writing rises or falls at most this much per unit width (11°)
     aspect: float = 0.8  # MNIST's median width / height: a typical digit's width from its height
+    smallest: int = 20  # px of the scan read: MNIST's digits' height, none smaller fills no crop
 
 
 SEGMENT = SegmentConfig()
@@ -101,7 +102,10 @@ def segment(
     back = cv2.invertAffineTransform(shear) * (reduced / scale)
     # a scan decoded at 1/r holds between (n - 1)·r + 1 and n·r pixels: boxes stay within the least
     limit = (np.array(gray.shape[::-1]) - 1) * reduced + 1
-    groups, off, slope = _line_of_writing(stats[1:count], mask)
+    # the writing takes a quarter of a field crop's height at least; a single digit's scan may
+    # have broader margins, but a digit so small in it is no smaller than MNIST's own
+    least = min(SEGMENT.main * PREPROCESS.least_writing * mask.shape[0], SEGMENT.smallest * scale)
+    groups, off, slope = _line_of_writing(stats[1:count], mask, least)
     boxes = [_bounds(stats[[i + 1 for i in members]]) for members in groups]
     # a typical digit: the field's median height, and MNIST's median aspect for its width
     height = float(np.median([h for *_, h in boxes]))
@@ -280,11 +284,12 @@ def _unslanted(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def _line_of_writing(
-    stats: np.ndarray, mask: np.ndarray
+    stats: np.ndarray, mask: np.ndarray, least: float
 ) -> tuple[list[list[int]], list[list[int]], float]:
     """The marks making up each digit (or run of touching digits) on the line of writing, left
     to right; the marks of a digit's size off that line (a label, a signature above), each on
-    its own; and the line's slope. Indices are into `stats`, the marks of `mask`."""
+    its own; and the line's slope. Indices are into `stats`, the marks of `mask`; with no mark
+    `least` px tall, there are only specks and thin lines."""
     if len(stats) == 0:
         raise NoInkError("no ink found (blank or near-blank image)")
     x, y, w, h, area = (stats[:, k].astype(float) for k in range(5))
@@ -295,10 +300,8 @@ def _line_of_writing(
     main = np.flatnonzero(kept & (h >= SEGMENT.main * height))
     if len(main) > SEGMENT.max_marks:
         raise NoInkError(f"no digit field found ({len(main)} separate marks)")
-    # a digit, or most of one, is no speck nor thin line beside the crop, which a field's
-    # writing takes a good share of the height of: a blank field's dust, grain and what its
-    # print leaves are no writing
-    if not len(main) or h[main].max() < SEGMENT.main * PREPROCESS.least_writing * mask.shape[0]:
+    # a blank field's dust, grain and what its print leaves are no writing
+    if not len(main) or h[main].max() < least:
         raise NoInkError("no ink found (only specks and lines)")
     slope, level = _baseline(x[main] + w[main] / 2, y[main] + h[main] / 2, area[main], height)
     middle = level + slope * (x + w / 2)
