@@ -88,10 +88,11 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     (`preprocess.recovered`); and all the ink above the paper's noise but the print's
     (`preprocess.visible`, `preprocess.tracer`), for the reading to account for."""
     smooth = cv2.blur(ink, (3, 3))
-    level = 0.5 * strong_level(ink, smooth)  # printed lines are often lighter than writing
+    writing = strong_level(ink, smooth)
+    level = 0.5 * writing  # printed lines are often lighter than writing
     # on a noisy scan of light print, that level lies in the paper's grain, whose specks then
     # bridge every line's breaks and run on beside it: the print is sought clear of the grain
-    clear = above_grain(smooth, PRINTED.grain_deviations, smooth >= 2 * level)
+    clear = above_grain(smooth, PRINTED.grain_deviations, smooth >= writing)
     strong = ((ink >= level) & clear).astype(np.uint8)
     clean = ((smooth >= level) & clear).astype(np.uint8)
     cells = _cells(strong)

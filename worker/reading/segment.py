@@ -54,7 +54,7 @@ class SegmentConfig:
     broken: float = 2.0  # pen widths: a mark this close over or under a lone digit is part of it
     slope: float = 0.2  # the line of writing rises or falls at most this much per unit width (11°)
     aspect: float = 0.8  # MNIST's median width / height: a typical digit's width from its height
-    smallest: int = 20  # px of the scan read: MNIST's digits' height, none smaller fills no crop
+    smallest: int = 20  # px of the scan read, MNIST's digit height: a mark this tall may be one
 
 
 SEGMENT = SegmentConfig()
