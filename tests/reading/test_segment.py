@@ -961,6 +961,16 @@ def test_a_light_digit_in_a_box_on_noisy_paper_is_found(digits, index: int) -> N
     assert len(found.marks) == 1 and not found.left_out
 
 
+@pytest.mark.parametrize("index", [449, 497], ids=["a light 7", "a light 3"])
+def test_a_light_digit_alone_on_grainy_paper_is_one_mark(digits, index: int) -> None:
+    """Single digits of the independent generator (development seed 1015), light, with no
+    print, on grainy paper: the paper's grain was taken for ink and read as a second digit."""
+    _, data, _, _ = specimens.field(digits.x_test, digits.y_test, 1015, index, (1, 1))
+    gray, colour, reduced = decode_colour(data)
+    found = segment(writing(gray, colour), reduced)
+    assert len(found.marks) == 1 and not found.left_out
+
+
 @pytest.mark.parametrize(
     "index",
     [32, 76, 107, 176],

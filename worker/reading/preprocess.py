@@ -34,6 +34,7 @@ class PreprocessConfig:
     # shaded cell's edge, not the light's gradual fall: the shade is taken out up to its edge
     shade_edge: float = 0.03
     noise: float = 6.0  # flattened ink this many robust deviations above the paper's is a mark
+    grain: float = 3.0  # ink blurred 3×3 this many robust deviations above the paper's is clear
     faintest: float = 0.025  # ...and never less than this (of full scale)
     faint_window: int = 3  # px: faint marks are sought in ink averaged this wide (after a blur)
     paper_window: int = 15  # px: a light stroke is sought above the paper's median this wide...
@@ -71,11 +72,12 @@ def prepare(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
 
 
 def locate(ink: np.ndarray) -> np.ndarray:
-    """The ink mask of a flattened bright-ink image: Otsu, relative to its strongest ink, and
-    the marks too faint for that threshold (a digit written lighter than its neighbours),
+    """The ink mask of a flattened bright-ink image: Otsu, relative to its strongest ink, where
+    clear of the paper's grain (of a light digit alone on grainy paper, Otsu splits the grain),
+    and the marks too faint for that threshold (a digit written lighter than its neighbours),
     each by its own peak."""
     smooth = cv2.blur(ink, (3, 3))  # the blur keeps lone noise pixels from counting
-    strong = ink > strong_level(ink, smooth)
+    strong = (ink > strong_level(ink, smooth)) & above_grain(smooth, visible(ink))
     return strong | _faint(smooth, strong)
 
 
@@ -150,12 +152,12 @@ def _paper(image: np.ndarray, blanked: np.ndarray | None = None) -> tuple[float,
     return level, 1.4826 * float(np.median(np.abs(sample - level)))
 
 
-def above_grain(smooth: np.ndarray, deviations: float, inked: np.ndarray) -> np.ndarray:
-    """Where blurred ink stands `deviations` robust deviations of the paper's grain above the
+def above_grain(smooth: np.ndarray, inked: np.ndarray) -> np.ndarray:
+    """Where ink blurred 3×3 stands `grain` robust deviations of the paper's grain above the
     paper's level, as a mask; the paper is sought off the ink known (`inked`), which in a crop
     of bold print and large digits may cover half of it."""
     level, spread = _paper(smooth, inked)
-    return smooth >= level + deviations * spread
+    return smooth >= level + PREPROCESS.grain * spread
 
 
 def visible(ink: np.ndarray, blanked: np.ndarray | None = None) -> np.ndarray:

@@ -71,7 +71,6 @@ class PrintedConfig:
     full: float = 0.75  # share of the places a comb's sides and dividers leave that hold a tick
     most_ticks: int = 48  # the tallest upright strokes on a rule tried as ticks: 2 per cell of 24
     grain: float = 0.01  # a threshold passing more of the clear paper than this splits its grain
-    grain_deviations: float = 3.0  # print is sought where the ink stands this far above the grain
     lattice_block: int = 1 << 20  # lattice×point cells scored at once (8 MB a float array)
 
 
@@ -92,7 +91,7 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     level = 0.5 * writing  # printed lines are often lighter than writing
     # on a noisy scan of light print, that level lies in the paper's grain, whose specks then
     # bridge every line's breaks and run on beside it: the print is sought clear of the grain
-    clear = above_grain(smooth, PRINTED.grain_deviations, smooth >= writing)
+    clear = above_grain(smooth, smooth >= writing)
     strong = ((ink >= level) & clear).astype(np.uint8)
     clean = ((smooth >= level) & clear).astype(np.uint8)
     cells = _cells(strong)
