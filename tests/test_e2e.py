@@ -262,18 +262,22 @@ def test_poison_image_is_marked_failed_and_the_batch_completes(
     try:
         local.wait_ready(processes, tmp_path / "logs")
         batch, pipe = submit_held(file_store, folder, names, 0, env, 24)
-        attempts = f"scandigits:attempts:{batch}:0"
-        for crash in (1, 2):
-            deadline = time.monotonic() + 60
-            while int(client.get(attempts) or 0) < crash:  # the last crashed process is gone
-                assert time.monotonic() < deadline, f"chunk 0 was not redelivered ({crash})"
-                time.sleep(0.01)
-            held = reading(pipe)  # and chunk 0 is in hand again
-            children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
-            for child in children:
-                os.kill(int(child), signal.SIGSEGV)
-            os.close(held)
-        wait_done(batch, env, "batch with a poison chunk did not finish")
+        task = queue.task_id(batch, 0)
+        attempts = f"scandigits:attempts:{task}"
+        try:
+            for crash in (1, 2):
+                deadline = time.monotonic() + 60
+                while int(client.get(attempts) or 0) < crash:  # the last crashed process is gone
+                    assert time.monotonic() < deadline, f"chunk 0 was not redelivered ({crash})"
+                    time.sleep(0.01)
+                held = reading(pipe)  # and chunk 0 is in hand again
+                children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text()
+                for child in children.split():
+                    os.kill(int(child), signal.SIGSEGV)
+                os.close(held)
+            wait_done(batch, env, "batch with a poison chunk did not finish")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{_bookkeeping(client, task, tmp_path / 'logs')}") from exc
         assert worker.poll() is None, "the worker survives its pool process crashing"
     finally:
         local.stop_workers(processes)
@@ -281,6 +285,18 @@ def test_poison_image_is_marked_failed_and_the_batch_completes(
     assert [Path(r["source"]).name for r in records] == names
     assert records[0]["error"] == CRASHED
     assert all(r["error"] is None for r in records[1:])
+
+
+def _bookkeeping(client: redis.Redis, task: str, logs: Path) -> str:
+    """A chunk's crash bookkeeping in Redis and the end of the worker's log, for a failure."""
+    keys = {name: f"scandigits:{name}:{task}" for name in ("attempts", "reading", "crashed")}
+    found = {
+        "attempts": client.get(keys["attempts"]),
+        "reading": client.get(keys["reading"]),
+        "crashed": client.smembers(keys["crashed"]),
+    }
+    log = (logs / "worker-0.log").read_text(errors="replace").splitlines()[-20:]
+    return f"{found}\n" + "\n".join(log)
 
 
 def test_sigterm_finishes_the_chunk_in_hand_and_takes_no_more(

@@ -3,7 +3,10 @@ second old at most, and never a chunk called lost on an old view."""
 
 from __future__ import annotations
 
+import os
 import secrets
+import signal
+import threading
 
 import pytest
 
@@ -59,3 +62,35 @@ def test_pending_answers_from_a_recent_view_and_looks_afresh_for_the_rest(
         assert queue.pending(batch, [0, 1]) == set(), "this process's discard drops the view"
     finally:
         queue.discard(batch)
+
+
+def test_a_process_forked_while_the_pool_lock_is_held_reaches_redis(redis_url) -> None:
+    """A worker's pool process is forked while its heartbeat thread may be inside the Redis
+    client (the connection pool's lock held, as here): the new process reaches Redis on its own
+    connection instead of waiting for ever on a lock no thread of it will release (its chunk
+    never started)."""
+    queue.connect(redis_url)
+    queue.client().ping()
+    held, forked = threading.Event(), threading.Event()
+
+    def heartbeat() -> None:
+        with queue.client().connection_pool._lock:  # held for a moment, as when it beats
+            held.set()
+            forked.wait()
+
+    beat = threading.Thread(target=heartbeat)
+    beat.start()
+    held.wait()
+    child = os.fork()
+    if child == 0:  # the pool process: ten seconds to answer, or SIGALRM ends it
+        code = 1
+        try:
+            signal.alarm(10)
+            queue.client().ping()
+            code = 0
+        finally:
+            os._exit(code)
+    forked.set()
+    beat.join()
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

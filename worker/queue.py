@@ -92,14 +92,17 @@ def enqueue(chunks: Iterable[Chunk]) -> None:
 
 
 @cache
-def _client(url: str) -> redis.Redis:
-    """One client (and connection pool) per broker URL, not one per call."""
+def _client(url: str, pid: int) -> redis.Redis:
+    """One client (and connection pool) per broker URL and process, not one per call. A pool
+    process forked while the worker's heartbeat held the pool's lock inherits it held, and
+    redis-py takes it to reset an inherited pool: the process waited on it for ever, its
+    chunk unread. Its own client shares nothing with its parent's."""
     return redis.Redis.from_url(url, socket_timeout=10)
 
 
 def client() -> redis.Redis:
-    """The Redis the app's broker is on."""
-    return _client(app.conf.broker_url)
+    """The Redis the app's broker is on, this process's own connection to it."""
+    return _client(app.conf.broker_url, os.getpid())
 
 
 def starts(task: str, step: int = 1) -> int:
