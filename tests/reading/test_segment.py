@@ -961,6 +961,27 @@ def test_a_light_digit_in_a_box_on_noisy_paper_is_found(digits, index: int) -> N
     assert len(found.marks) == 1 and not found.left_out
 
 
+@pytest.mark.parametrize("index", [100, 379], ids=["an 8 in a grey box", "a 5 in a red box"])
+def test_a_box_a_third_as_dark_as_the_writing_is_not_read(digits, index: int) -> None:
+    """Single digits of the independent generator (development seed 1015) in a box barely
+    coloured (read in the gray) or red (read where red vanishes, but for a trace): left at a
+    third of the writing's darkness, under the level print is sought at, its side was read
+    as a 1 (5 as 51 at 0.99)."""
+    _, data, _, _ = specimens.field(digits.x_test, digits.y_test, 1015, index, (1, 1))
+    gray, colour, reduced = decode_colour(data)
+    found = segment(writing(gray, colour), reduced)
+    assert len(found.marks) == 1 and not found.left_out
+
+
+def test_the_blur_joining_close_digits_is_no_light_rule() -> None:
+    """Digits written close on a blurred scan with no print: at a quarter of the writing's
+    level their blur joins their tops into a line as long as a rule, which is the writing's
+    own ink, not light print (7 digits read as 4, an 0876398 as 016576)."""
+    ink = field("0707070", gap=10, size=(140, 520))
+    found = segment(cv2.GaussianBlur(scan(ink), (0, 0), 3.0))
+    assert len(found.marks) == 7
+
+
 @pytest.mark.parametrize("index", [449, 497], ids=["a light 7", "a light 3"])
 def test_a_light_digit_alone_on_grainy_paper_is_one_mark(digits, index: int) -> None:
     """Single digits of the independent generator (development seed 1015), light, with no

@@ -71,6 +71,9 @@ class PrintedConfig:
     full: float = 0.75  # share of the places a comb's sides and dividers leave that hold a tick
     most_ticks: int = 48  # the tallest upright strokes on a rule tried as ticks: 2 per cell of 24
     grain: float = 0.01  # a threshold passing more of the clear paper than this splits its grain
+    light: float = 0.5  # print is often lighter than writing: it is sought at this share of it...
+    lighter: float = 0.25  # ...and where none is found so, at this (a box barely coloured)...
+    lightest: float = 0.5  # ...if at most this share of what is found there reaches `light`
     lattice_block: int = 1 << 20  # lattice×point cells scored at once (8 MB a float array)
 
 
@@ -88,14 +91,12 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     (`preprocess.visible`, `preprocess.tracer`), for the reading to account for."""
     smooth = cv2.blur(ink, (3, 3))
     writing = strong_level(ink, smooth)
-    level = 0.5 * writing  # printed lines are often lighter than writing
-    # on a noisy scan of light print, that level lies in the paper's grain, whose specks then
+    # on a noisy scan of light print, its level lies in the paper's grain, whose specks then
     # bridge every line's breaks and run on beside it: the print is sought clear of the grain
     clear = above_grain(smooth, smooth >= writing)
-    strong = ((ink >= level) & clear).astype(np.uint8)
-    clean = ((smooth >= level) & clear).astype(np.uint8)
-    cells = _cells(strong)
-    found = _found(strong, clean, mask, cells) or _boxed_print(strong, cells)
+    found = _sought(ink, smooth, mask, PRINTED.light * writing, clear)
+    if found is None:  # a box barely coloured, or light grey, may be lighter still
+        found = _lighter(ink, smooth, mask, writing, clear)
     if found is None:
         seen = visible(ink)
         keep = extended(mask | beside(ink), ink, seen)
@@ -283,6 +284,43 @@ def _found(
     if box:
         down |= _thin_sides(faint, across, down, inner, thick)
     return across, down, _pen(across)
+
+
+def _sought(
+    ink: np.ndarray, smooth: np.ndarray, mask: np.ndarray, level: float, clear: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """The print (as `_found` gives it) in the ink at `level` and `clear` of the paper's grain
+    (`smooth`: the ink blurred 3×3) of the field whose writing is `mask`; None without any."""
+    strong = ((ink >= level) & clear).astype(np.uint8)
+    clean = ((smooth >= level) & clear).astype(np.uint8)
+    cells = _cells(strong)
+    return _found(strong, clean, mask, cells) or _boxed_print(strong, cells)
+
+
+def _lighter(
+    ink: np.ndarray, smooth: np.ndarray, mask: np.ndarray, writing: float, clear: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """The print at `lighter` of the `writing`'s level, as `_sought` gives it, if the ink there
+    holds a rule's line at all (`_ruled`: a quick look first) and what is found is light ink,
+    at most `lightest` of it reaching `light` of that level: so low, the writing's own blur
+    may join its strokes into lines (the tops of digits written close together)."""
+    level = PRINTED.lighter * writing
+    if not _ruled((ink >= level) & clear, mask):
+        return None
+    found = _sought(ink, smooth, mask, level, clear)
+    if found is None:
+        return None
+    dark = ink[found[0] | found[1]] >= PRINTED.light * writing
+    return found if dark.mean() <= PRINTED.lightest else None
+
+
+def _ruled(faint: np.ndarray, mask: np.ndarray) -> bool:
+    """Whether a binary image of the ink (of the field whose writing is `mask`) holds a line as
+    long as a rule, looked at a pixel thicker all round (as `_found` does where it finds none):
+    the quick look before the print is sought at a lighter level."""
+    step = max(8, round(field_writing(mask.astype(np.uint8))))
+    thickened = cv2.dilate(faint.astype(np.uint8), np.ones((3, 3), np.uint8))
+    return bool(_lines(thickened, max(2, round(PRINTED.dash_gap * step)), step, bold=True)[2])
 
 
 def _run_on(faint: np.ndarray, rule: np.ndarray, gap: int) -> np.ndarray:
