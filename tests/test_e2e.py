@@ -289,12 +289,8 @@ def test_poison_image_is_marked_failed_and_the_batch_completes(
 
 def _bookkeeping(client: redis.Redis, task: str, logs: Path) -> str:
     """A chunk's crash bookkeeping in Redis and the end of the worker's log, for a failure."""
-    keys = {name: f"scandigits:{name}:{task}" for name in ("attempts", "reading", "crashed")}
-    found = {
-        "attempts": client.get(keys["attempts"]),
-        "reading": client.get(keys["reading"]),
-        "crashed": client.smembers(keys["crashed"]),
-    }
+    found = {name: client.get(f"scandigits:{name}:{task}") for name in ("attempts", "reading")}
+    found["crashed"] = client.smembers(f"scandigits:crashed:{task}")
     log = (logs / "worker-0.log").read_text(errors="replace").splitlines()[-20:]
     return f"{found}\n" + "\n".join(log)
 

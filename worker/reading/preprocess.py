@@ -34,8 +34,8 @@ class PreprocessConfig:
     # shaded cell's edge, not the light's gradual fall: the shade is taken out up to its edge
     shade_edge: float = 0.03
     noise: float = 6.0  # flattened ink this many robust deviations above the paper's is a mark
-    grain: float = 3.0  # ink blurred 3×3 this many robust deviations above the paper's is clear
     faintest: float = 0.025  # ...and never less than this (of full scale)
+    grain: float = 3.0  # ink blurred 3×3 this many robust deviations above the paper's is clear
     faint_window: int = 3  # px: faint marks are sought in ink averaged this wide (after a blur)
     paper_window: int = 15  # px: a light stroke is sought above the paper's median this wide...
     traced: float = 3.0  # ...and runs on while this many robust deviations of the rest above it
