@@ -77,8 +77,10 @@ def locate(ink: np.ndarray) -> np.ndarray:
     and the marks too faint for that threshold (a digit written lighter than its neighbours),
     each by its own peak."""
     smooth = cv2.blur(ink, (3, 3))  # the blur keeps lone noise pixels from counting
-    strong = (ink > strong_level(ink, smooth)) & above_grain(smooth, visible(ink))
-    return strong | _faint(smooth, strong)
+    level = strong_level(ink, smooth)
+    broad, low = _above_paper(smooth)  # the ink clear of the paper's noise, as `visible` finds
+    strong = (ink > level) & above_grain(smooth, broad > low)
+    return strong | _faint(broad, low, strong)
 
 
 def extended(marks: np.ndarray, ink: np.ndarray, clear: np.ndarray) -> np.ndarray:
@@ -120,12 +122,11 @@ def strong_level(ink: np.ndarray, smooth: np.ndarray | None = None) -> float:
     return (max(otsu, 64) + 0.5) / 255 * peak
 
 
-def _marks(smooth: np.ndarray) -> tuple[np.ndarray, float, int, np.ndarray, np.ndarray]:
-    """The marks clearly above the paper's noise (`_above_paper`): that ink, its level, and
-    the marks' count, labels (0: paper) and stats."""
-    broad, low = _above_paper(smooth)
+def _marks(broad: np.ndarray, low: float) -> tuple[int, np.ndarray, np.ndarray]:
+    """The marks clearly above the paper's noise (`broad` above `low`, as `_above_paper`
+    gives them): their count, labels (0: paper) and stats."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats((broad > low).astype(np.uint8))
-    return broad, low, count, labels, stats
+    return count, labels, stats
 
 
 def _above_paper(smooth: np.ndarray, blanked: np.ndarray | None = None) -> tuple[np.ndarray, float]:
@@ -285,11 +286,12 @@ def spreads(labels: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sqrt(np.maximum(half - root, 0)), np.sqrt(half + root)
 
 
-def _faint(smooth: np.ndarray, strong: np.ndarray) -> np.ndarray:
-    """The marks that the strong threshold leaves mostly out (a light or thin-penned digit),
-    each thresholded at `faint` of its own peak, as a mask; not those reaching the image's rim
-    (shading the flattening leaves at the edge), nor a box lighter than the writing it frames."""
-    broad, low, count, labels, stats = _marks(smooth)
+def _faint(broad: np.ndarray, low: float, strong: np.ndarray) -> np.ndarray:
+    """The marks that the strong threshold leaves mostly out (a light or thin-penned digit;
+    `broad`, `low`: as `_above_paper` gives them), each thresholded at `faint` of its own peak,
+    as a mask; not those reaching the image's rim (shading the flattening leaves at the edge),
+    nor a box lighter than the writing it frames."""
+    count, labels, stats = _marks(broad, low)
     if count < 2:
         return np.zeros_like(strong)
     marked = labels > 0
@@ -303,7 +305,7 @@ def _faint(smooth: np.ndarray, strong: np.ndarray) -> np.ndarray:
     held = np.bincount(labels[own & strong], minlength=count)
     inked = np.bincount(labels[own], minlength=count)
     faint = (held < 0.5 * inked) & (peaks >= 1.5 * low)
-    faint &= off_rim(*extents(own, labels, count), smooth.shape)  # shading left at the edge
+    faint &= off_rim(*extents(own, labels, count), broad.shape)  # shading left at the edge
     faint &= ~_framing(labels, stats, strong)  # a box printed lighter than the writing
     return own & _strokes(faint, inked, stats, strong)[labels]
 
@@ -335,7 +337,8 @@ def beside(ink: np.ndarray) -> np.ndarray:
     except NoInkError:  # all the ink was print
         return np.zeros(ink.shape, bool)
     strong = ink > level
-    broad, low, count, labels, stats = _marks(smooth)
+    broad, low = _above_paper(smooth)
+    count, labels, stats = _marks(broad, low)
     near = cv2.dilate(strong.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     away = (labels > 0) & ~near
     if count < 2 or not away.any() or not strong.any():

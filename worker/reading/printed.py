@@ -94,9 +94,10 @@ def remove(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     # on a noisy scan of light print, its level lies in the paper's grain, whose specks then
     # bridge every line's breaks and run on beside it: the print is sought clear of the grain
     clear = above_grain(smooth, smooth >= writing)
-    found = _sought(ink, smooth, mask, PRINTED.light * writing, clear)
+    step = max(8, round(field_writing(mask.astype(np.uint8))))  # the writing's height
+    found = _sought(ink, smooth, mask, step, PRINTED.light * writing, clear)
     if found is None:  # a box barely coloured, or light grey, may be lighter still
-        found = _lighter(ink, smooth, mask, writing, clear)
+        found = _lighter(ink, smooth, mask, step, writing, clear)
     if found is None:
         seen = visible(ink)
         keep = extended(mask | beside(ink), ink, seen)
@@ -206,17 +207,15 @@ def _found(
     clean: np.ndarray,
     mask: np.ndarray,
     cells: Cells,
+    step: int,
     thin: np.ndarray | None = None,
-    step: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, int] | None:
     """The print in a binary image of the ink (`faint`; `clean`: without the scanner's specks;
-    `cells`: its marks and where their printed boxes are) of the field whose writing is `mask`: its
-    rules, its upright lines (sides, dividers and ticks), and the thickness of the rules' pen
-    (however turned); None without rules. A thin line turned a little is a staircase of runs
-    shorter than a digit: where no rule is found, the ink is looked at again a pixel thicker
-    all round, the steps then overlapping (`thin`: the ink as it was; `step`: the writing's
-    height, as found the first time)."""
-    step = step or max(8, round(field_writing(mask.astype(np.uint8))))
+    `cells`: its marks and where their printed boxes are) of the field whose writing is `mask`,
+    `step` tall: its rules, its upright lines (sides, dividers and ticks), and the thickness of
+    the rules' pen (however turned); None without rules. A thin line turned a little is a
+    staircase of runs shorter than a digit: where no rule is found, the ink is looked at again
+    a pixel thicker all round, the steps then overlapping (`thin`: the ink as it was)."""
     gap = max(2, round(PRINTED.dash_gap * step))
     # a box around one digit may be narrower than the digit is tall (a 1): its rules are runs
     narrowest = _narrowest_box(cells, faint.shape[1])
@@ -270,7 +269,7 @@ def _found(
             return None
         kernel = np.ones((3, 3), np.uint8)
         thickened = cv2.dilate(faint, kernel)
-        return _found(thickened, cv2.dilate(clean, kernel), mask, _cells(thickened), faint, step)
+        return _found(thickened, cv2.dilate(clean, kernel), mask, _cells(thickened), step, faint)
     across = (across | np.isin(labels, dashed)) & (faint > 0)
     found = np.concatenate([stats[rules], wider[dashed]])
     thick = int(found[:, cv2.CC_STAT_HEIGHT].max())  # more than the pen when rotated
@@ -287,38 +286,48 @@ def _found(
 
 
 def _sought(
-    ink: np.ndarray, smooth: np.ndarray, mask: np.ndarray, level: float, clear: np.ndarray
+    ink: np.ndarray,
+    smooth: np.ndarray,
+    mask: np.ndarray,
+    step: int,
+    level: float,
+    clear: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, int] | None:
     """The print (as `_found` gives it) in the ink at `level` and `clear` of the paper's grain
-    (`smooth`: the ink blurred 3×3) of the field whose writing is `mask`; None without any."""
+    (`smooth`: the ink blurred 3×3) of the field whose writing is `mask`, `step` tall; None
+    without any."""
     strong = ((ink >= level) & clear).astype(np.uint8)
     clean = ((smooth >= level) & clear).astype(np.uint8)
     cells = _cells(strong)
-    return _found(strong, clean, mask, cells) or _boxed_print(strong, cells)
+    return _found(strong, clean, mask, cells, step) or _boxed_print(strong, cells)
 
 
 def _lighter(
-    ink: np.ndarray, smooth: np.ndarray, mask: np.ndarray, writing: float, clear: np.ndarray
+    ink: np.ndarray,
+    smooth: np.ndarray,
+    mask: np.ndarray,
+    step: int,
+    writing: float,
+    clear: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, int] | None:
     """The print at `lighter` of the `writing`'s level, as `_sought` gives it, if the ink there
     holds a rule's line at all (`_ruled`: a quick look first) and what is found is light ink,
     at most `lightest` of it reaching `light` of that level: so low, the writing's own blur
     may join its strokes into lines (the tops of digits written close together)."""
     level = PRINTED.lighter * writing
-    if not _ruled((ink >= level) & clear, mask):
+    if not _ruled((ink >= level) & clear, step):
         return None
-    found = _sought(ink, smooth, mask, level, clear)
+    found = _sought(ink, smooth, mask, step, level, clear)
     if found is None:
         return None
     dark = ink[found[0] | found[1]] >= PRINTED.light * writing
     return found if dark.mean() <= PRINTED.lightest else None
 
 
-def _ruled(faint: np.ndarray, mask: np.ndarray) -> bool:
-    """Whether a binary image of the ink (of the field whose writing is `mask`) holds a line as
-    long as a rule, looked at a pixel thicker all round (as `_found` does where it finds none):
-    the quick look before the print is sought at a lighter level."""
-    step = max(8, round(field_writing(mask.astype(np.uint8))))
+def _ruled(faint: np.ndarray, step: int) -> bool:
+    """Whether a binary image of the ink (of a field whose writing is `step` tall) holds a line
+    as long as a rule, looked at a pixel thicker all round (as `_found` does where it finds
+    none): the quick look before the print is sought at a lighter level."""
     thickened = cv2.dilate(faint.astype(np.uint8), np.ones((3, 3), np.uint8))
     return bool(_lines(thickened, max(2, round(PRINTED.dash_gap * step)), step, bold=True)[2])
 
