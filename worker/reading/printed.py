@@ -216,7 +216,7 @@ def _found(
     the rules' pen (however turned); None without rules. A thin line turned a little is a
     staircase of runs shorter than a digit: where no rule is found, the ink is looked at again
     a pixel thicker all round, the steps then overlapping (`thin`: the ink as it was)."""
-    gap = max(2, round(PRINTED.dash_gap * step))
+    gap = _gap(step)
     # a box around one digit may be narrower than the digit is tall (a 1): its rules are runs
     narrowest = _narrowest_box(cells, faint.shape[1])
     labels, stats, lines, runs = _lines(faint, gap, min(step, narrowest), bold=True)
@@ -267,9 +267,8 @@ def _found(
     if not rules and not dashed:
         if thin is not None:
             return None
-        kernel = np.ones((3, 3), np.uint8)
-        thickened = cv2.dilate(faint, kernel)
-        return _found(thickened, cv2.dilate(clean, kernel), mask, _cells(thickened), step, faint)
+        thickened = _thicker(faint)
+        return _found(thickened, _thicker(clean), mask, _cells(thickened), step, faint)
     across = (across | np.isin(labels, dashed)) & (faint > 0)
     found = np.concatenate([stats[rules], wider[dashed]])
     thick = int(found[:, cv2.CC_STAT_HEIGHT].max())  # more than the pen when rotated
@@ -328,8 +327,18 @@ def _ruled(faint: np.ndarray, step: int) -> bool:
     """Whether a binary image of the ink (of a field whose writing is `step` tall) holds a line
     as long as a rule, looked at a pixel thicker all round (as `_found` does where it finds
     none): the quick look before the print is sought at a lighter level."""
-    thickened = cv2.dilate(faint.astype(np.uint8), np.ones((3, 3), np.uint8))
-    return bool(_lines(thickened, max(2, round(PRINTED.dash_gap * step)), step, bold=True)[2])
+    return bool(_lines(_thicker(faint.astype(np.uint8)), _gap(step), step, bold=True)[2])
+
+
+def _gap(step: int) -> int:
+    """The breaks bridged in a dashed or dotted line of a field whose writing is `step` tall."""
+    return max(2, round(PRINTED.dash_gap * step))
+
+
+def _thicker(image: np.ndarray) -> np.ndarray:
+    """A binary uint8 image a pixel thicker all round: a thin line turned a little, whose
+    steps are runs shorter than a digit, made to overlap."""
+    return cv2.dilate(image, np.ones((3, 3), np.uint8))
 
 
 def _run_on(faint: np.ndarray, rule: np.ndarray, gap: int) -> np.ndarray:
